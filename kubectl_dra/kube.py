@@ -202,12 +202,13 @@ class KubeGateway:
 
     def get_resource_claim(self, namespace: str, name: str) -> dict[str, Any]:
         version = self._served_resource_version()
-        claim: dict[str, Any] = self._call(
+        found: object = self._call(
             f"get resourceclaim {name} in namespace {namespace}",
             lambda: self._custom.get_namespaced_custom_object(
                 RESOURCE_GROUP, version, namespace, "resourceclaims", name
             ),
         )
+        claim: dict[str, Any] = dict(found) if isinstance(found, dict) else {}
         return normalize_v1beta1(claim) if version == "v1beta1" else claim
 
     def list_resource_claim_templates(self, namespace: str | None) -> list[dict[str, Any]]:
