@@ -7,6 +7,7 @@ printed; file names follow a `kubernetes.io/tls` Secret (tls.crt, tls.key, ca.cr
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import ipaddress
 import os
@@ -190,3 +191,43 @@ def load_key_pair(cert_path: Path, key_path: Path) -> KeyPair:
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise ValueError(f"{key_path}: expected an ECDSA private key")
     return KeyPair(cert, key)
+
+
+def write_ca_dir(out_dir: Path, ca: KeyPair) -> None:
+    """Keep the CA next to the serving pair (ca.key 0600) so `certs rotate` can re-issue with it."""
+    write_public(out_dir / "ca.crt", ca.cert_pem)
+    write_private(out_dir / "ca.key", ca.key_pem)
+
+
+def subject_alt_names(cert: x509.Certificate) -> tuple[list[str], list[str]]:
+    """The DNS names and IP addresses (as text) a certificate is valid for."""
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return [], []
+    dns = sans.get_values_for_type(x509.DNSName)
+    ips = [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)]
+    return dns, ips
+
+
+def expires_within(
+    cert: x509.Certificate, window: dt.timedelta, *, now: dt.datetime | None = None
+) -> bool:
+    """True if `cert` is no longer valid `window` from now (renewal is due)."""
+    now = now or dt.datetime.now(dt.UTC)
+    return cert.not_valid_after_utc <= now + window
+
+
+def renew_cert(
+    ca: KeyPair, current: x509.Certificate, *, validity: dt.timedelta = DEFAULT_VALIDITY
+) -> KeyPair:
+    """A fresh key and certificate with the same subject CN and SANs as `current`, signed by `ca`."""
+    dns, ips = subject_alt_names(current)
+    cn = current.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    common_name = str(cn[0].value) if cn else (dns[0] if dns else "kubectl-dra-webhook")
+    return issue_cert(ca, common_name, dns_names=dns, ip_addresses=ips, validity=validity)
+
+
+def ca_bundle(ca_pem: bytes) -> str:
+    """The `caBundle` field of a webhook clientConfig: base64 of the CA PEM."""
+    return base64.b64encode(ca_pem).decode()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from webhook.certs_cli import certs_group
 from webhook.errors import PolicyError
 from webhook.policy import Policy
 from webhook.settings import Settings
@@ -69,6 +70,9 @@ def serve(
     context.load_cert_chain(cert, key)
     app = create_app(settings, policy=policy, gateway=KubeGateway.from_kubeconfig(kubeconfig))
     app.run(host=host, port=port, ssl_context=context, threaded=True)
+
+
+cli.add_command(certs_group, name="certs")
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ class KubeGateway:
     def __init__(self, api_client: client.ApiClient) -> None:
         self._custom = client.CustomObjectsApi(api_client)
         self._core = client.CoreV1Api(api_client)
+        self._client = api_client
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: str | None) -> KubeGateway:
@@ -38,6 +39,42 @@ class KubeGateway:
         configuration = client.Configuration()
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         return cls(client.ApiClient(configuration))
+
+    @classmethod
+    def from_user_kubeconfig(
+        cls, kubeconfig: str | None, context: str | None = None
+    ) -> KubeGateway:
+        """For operator tools (`certs inject`): a kubeconfig file, else $KUBECONFIG/~/.kube/config."""
+        try:
+            api_client = config.new_client_from_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
+        except (config.ConfigException, OSError) as exc:
+            raise GatewayError(f"cannot load kubeconfig: {exc}") from None
+        return cls(api_client)
+
+    def get_webhook_configuration(self, name: str) -> dict[str, Any]:
+        """A MutatingWebhookConfiguration as a dict (camelCase keys, as the API serves it)."""
+        api = client.AdmissionregistrationV1Api(self._client)
+        try:
+            found = api.read_mutating_webhook_configuration(name)
+        except ApiException as exc:
+            raise GatewayError(
+                f"cannot read MutatingWebhookConfiguration {name}: {_reason(exc)}"
+            ) from None
+        result: dict[str, Any] = self._client.sanitize_for_serialization(found)  # type: ignore[no-untyped-call]
+        result.setdefault("kind", "MutatingWebhookConfiguration")
+        return result
+
+    def patch_webhook_configuration(self, name: str, ops: list[dict[str, Any]]) -> None:
+        """Apply a JSON Patch to a MutatingWebhookConfiguration."""
+        api = client.AdmissionregistrationV1Api(self._client)
+        try:
+            api.patch_mutating_webhook_configuration(
+                name, ops, _content_type="application/json-patch+json"
+            )
+        except ApiException as exc:
+            raise GatewayError(
+                f"cannot patch MutatingWebhookConfiguration {name}: {_reason(exc)}"
+            ) from None
 
     def _create(self, plural: str, obj: Mapping[str, Any]) -> bool:
         namespace = obj["metadata"].get("namespace") or "default"
