@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 
 from flask import Flask, jsonify
 from flask.typing import ResponseReturnValue
@@ -11,7 +12,8 @@ from werkzeug.exceptions import HTTPException
 from webhook.admission import Admission
 from webhook.gateway import ClusterGateway
 from webhook.policy import Policy
-from webhook.routes import blueprint
+from webhook.reload import Reloadable
+from webhook.routes import ADMISSION, STATUS, blueprint
 from webhook.settings import Settings
 
 log = logging.getLogger("webhook")
@@ -20,19 +22,30 @@ log = logging.getLogger("webhook")
 def create_app(
     settings: Settings | None = None,
     *,
-    policy: Policy | None = None,
+    policy: Policy | Callable[[], Policy] | None = None,
     gateway: ClusterGateway | None = None,
+    status: Sequence[Reloadable] = (),
 ) -> Flask:
-    """The webhook app. `policy` defaults to settings.policy_file, else the built-in policy."""
+    """The webhook app.
+
+    `policy` is a Policy, or a provider called once per review (e.g. a PolicyReloader, so a
+    reloaded policy takes effect on the next review); default: settings.policy_file, else the
+    built-in policy. `status` items report their state in /readyz.
+    """
     settings = settings or Settings()
     if policy is None:
         policy = (
             Policy.from_file(settings.policy_file) if settings.policy_file else Policy.default()
         )
-    active = policy
+    if isinstance(policy, Policy):
+        active = policy
+        provider: Callable[[], Policy] = lambda: active  # noqa: E731
+    else:
+        provider = policy
     app = Flask("webhook")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_review_bytes
-    app.extensions["kubectl-dra"] = Admission(policy=lambda: active, gateway=gateway)
+    app.extensions[ADMISSION] = Admission(policy=provider, gateway=gateway)
+    app.extensions[STATUS] = tuple(status)
     app.register_blueprint(blueprint)
 
     @app.errorhandler(HTTPException)

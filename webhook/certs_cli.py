@@ -13,7 +13,7 @@ import ipaddress
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -129,14 +129,18 @@ def generate(
     _note(f"wrote {out_dir}/{{tls.crt,tls.key,ca.crt,ca.key}}: {_describe(leaf)}")
 
 
+def _dir_option(help_text: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    return click.option(
+        "--dir",
+        "directory",
+        required=True,
+        type=click.Path(file_okay=False, exists=True, path_type=Path),
+        help=help_text,
+    )
+
+
 @certs_group.command()
-@click.option(
-    "--dir",
-    "directory",
-    required=True,
-    type=click.Path(file_okay=False, exists=True, path_type=Path),
-    help="Folder written by `certs generate`.",
-)
+@_dir_option("Folder written by `certs generate`.")
 @click.option("--name", default="kubectl-dra-webhook-tls", show_default=True)
 @click.option("--namespace", default="kubectl-dra", show_default=True)
 @click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml")
@@ -240,13 +244,7 @@ def inject(
 
 
 @certs_group.command()
-@click.option(
-    "--dir",
-    "directory",
-    required=True,
-    type=click.Path(file_okay=False, exists=True, path_type=Path),
-    help="Folder written by `certs generate` (with ca.key).",
-)
+@_dir_option("Folder written by `certs generate` (with ca.key).")
 @click.option(
     "--before",
     default="30d",

@@ -34,10 +34,14 @@ class KubeGateway:
     @classmethod
     def from_kubeconfig(cls, kubeconfig: str | None) -> KubeGateway:
         """From a kubeconfig file if given, else the in-cluster service account."""
-        if kubeconfig:
-            return cls(config.new_client_from_config(config_file=kubeconfig))  # type: ignore[no-untyped-call]
-        configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        try:
+            if kubeconfig:
+                return cls(config.new_client_from_config(config_file=kubeconfig))  # type: ignore[no-untyped-call]
+            configuration = client.Configuration()
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except (config.ConfigException, OSError) as exc:
+            where = kubeconfig or "the in-cluster service account"
+            raise GatewayError(f"cannot load API credentials from {where}: {exc}") from None
         return cls(client.ApiClient(configuration))
 
     @classmethod

@@ -1,0 +1,113 @@
+"""Prometheus metrics, multiprocess-safe under gunicorn.
+
+`dra-webhook serve` points PROMETHEUS_MULTIPROC_DIR at an empty folder before this module is
+imported (prometheus_client decides its storage at import time). Each worker then writes its
+values to mmap files there; `/metrics`, served by whichever worker, merges them, and gunicorn's
+child_exit hook calls `mark_process_dead` so gauges of dead workers vanish. Without the
+variable (tests with the Flask client) the default in-process registry is used.
+
+Counters are per worker process and summed: a policy edit seen by 2 workers counts 2 reloads.
+Gauges say the state: `..._policy_reload_failing` is the max over live workers, the
+certificate expiry is the value a live worker set most recently (the latest reload).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+OUTCOMES: Final = ("patched", "unchanged", "denied", "error", "invalid")
+MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+
+REVIEWS = Counter(
+    "dra_webhook_reviews",
+    "AdmissionReviews answered, by operation and outcome (invalid: undecodable review, HTTP 400).",
+    ["operation", "outcome"],
+)
+REVIEW_SECONDS = Histogram(
+    "dra_webhook_review_duration_seconds",
+    "Time to decide one AdmissionReview, from parsed body to response dict.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+TEMPLATES_CREATED = Counter(
+    "dra_webhook_templates_created",
+    "ResourceClaimTemplates and shared ResourceClaims the webhook created.",
+)
+POLICY_RELOADS = Counter(
+    "dra_webhook_policy_reloads",
+    "Policy file changes seen, by result (success: now in force; failure: rejected).",
+    ["result"],
+)
+POLICY_RELOAD_FAILING = Gauge(
+    "dra_webhook_policy_reload_failing",
+    "1 while the policy file on disk is invalid and the last good policy stays in force.",
+    multiprocess_mode="livemax",
+)
+CERT_RELOADS = Counter(
+    "dra_webhook_certificate_reloads",
+    "Serving certificate changes seen, by result.",
+    ["result"],
+)
+CERT_EXPIRY = Gauge(
+    "dra_webhook_certificate_expiry_timestamp_seconds",
+    "notAfter of the serving certificate in use (unix seconds).",
+    multiprocess_mode="livemostrecent",
+)
+
+for _outcome in OUTCOMES:
+    REVIEWS.labels(operation="CREATE", outcome=_outcome)
+for _result in ("success", "failure"):
+    POLICY_RELOADS.labels(result=_result)
+    CERT_RELOADS.labels(result=_result)
+
+
+def observe_review(operation: str, outcome: str, seconds: float, templates_created: int) -> None:
+    REVIEWS.labels(operation=operation or "UNKNOWN", outcome=outcome).inc()
+    REVIEW_SECONDS.observe(seconds)
+    if templates_created:
+        TEMPLATES_CREATED.inc(templates_created)
+
+
+def observe_policy_reload(ok: bool) -> None:
+    POLICY_RELOADS.labels(result="success" if ok else "failure").inc()
+    POLICY_RELOAD_FAILING.set(0 if ok else 1)
+
+
+def observe_certificate(expiry_unix: float | None) -> None:
+    """A certificate reload: its notAfter, or None when a changed pair failed to load."""
+    CERT_RELOADS.labels(result="failure" if expiry_unix is None else "success").inc()
+    if expiry_unix is not None:
+        CERT_EXPIRY.set(expiry_unix)
+
+
+def publish_state(*, policy_failing: bool, cert_expiry_unix: float | None) -> None:
+    """Set the gauges of a fresh worker process (they are per process in multiprocess mode)."""
+    POLICY_RELOAD_FAILING.set(1 if policy_failing else 0)
+    if cert_expiry_unix is not None:
+        CERT_EXPIRY.set(cert_expiry_unix)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text and its content type, merged over workers when multiprocess."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if path:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def mark_process_dead(pid: int) -> None:
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
