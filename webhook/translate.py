@@ -298,18 +298,23 @@ def _rewrite(
             pod_claim["resourceClaimTemplateName"] = template_name
             record["template"] = template_name
         spec.setdefault("resourceClaims", []).append(pod_claim)
-        for (kind, index), request_names in references.items():
+        for (kind, index, _), request_names in references.items():
             claims_list = (
                 spec[_LISTS[kind]][index].setdefault("resources", {}).setdefault("claims", [])
             )
-            if shared_claim is not None:
-                claims_list.append({"name": claim_name})
-            else:
-                claims_list.extend({"name": claim_name, "request": r} for r in request_names)
+            # A whole claim (shared) or each request, but never the same reference twice.
+            wanted = (
+                [{"name": claim_name}]
+                if shared_claim is not None
+                else [{"name": claim_name, "request": r} for r in request_names]
+            )
+            claims_list.extend(ref for ref in wanted if ref not in claims_list)
         record["claim"] = claim_name
         for container_record, demand in zip(record["containers"], demands, strict=True):
             if demand.count > 0 and shared_claim is None:
-                container_record["requests"] = references[(demand.kind, demand.index)]
+                container_record["requests"] = references[
+                    (demand.kind, demand.index, demand.resource)
+                ]
         _add_tolerations(spec, sorted({d.resource for d in active}))
 
     metadata.setdefault("annotations", {})[REWRITTEN_ANNOTATION] = json.dumps(
@@ -344,10 +349,10 @@ def _strip_legacy(container: dict[str, Any], legacy: list[str]) -> None:
 
 def _plan_requests(
     demands: list[Demand], *, shared: bool
-) -> tuple[list[PlannedRequest], dict[tuple[ContainerKind, int], list[str]]]:
-    """Decide the claim's requests and which of them each container references."""
+) -> tuple[list[PlannedRequest], dict[tuple[ContainerKind, int, str], list[str]]]:
+    """Decide the claim's requests and which of them each container uses, per resource."""
     planned: list[PlannedRequest] = []
-    references: dict[tuple[ContainerKind, int], list[str]] = {}
+    references: dict[tuple[ContainerKind, int, str], list[str]] = {}
     taken: set[str] = set()
 
     def new_request(base: str, demand: Demand, count: int) -> PlannedRequest:
@@ -359,7 +364,7 @@ def _plan_requests(
         return request
 
     def refer(demand: Demand, name: str) -> None:
-        names = references.setdefault((demand.kind, demand.index), [])
+        names = references.setdefault((demand.kind, demand.index, demand.resource), [])
         if name not in names:
             names.append(name)
 
