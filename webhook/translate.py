@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -371,6 +372,8 @@ def _plan_requests(
     by_resource: dict[str, list[Demand]] = {}
     for demand in demands:
         by_resource.setdefault(demand.resource, []).append(demand)
+    # A container asking for several resources names each request after the resource too.
+    resources_per_container = Counter((d.kind, d.index) for d in demands)
 
     for resource, group in by_resource.items():
         if shared:
@@ -378,17 +381,12 @@ def _plan_requests(
             for demand in group:
                 refer(demand, request.name)
             continue
-        multi = {
-            (d.kind, d.index)
-            for d in demands
-            if sum(1 for e in demands if (e.kind, e.index) == (d.kind, d.index)) > 1
-        }
         own: list[PlannedRequest] = []
         for demand in group:
             if demand.kind == "init":
                 continue
             base = demand.container
-            if (demand.kind, demand.index) in multi:
+            if resources_per_container[(demand.kind, demand.index)] > 1:
                 base = f"{demand.container}-{_resource_label(resource)}"
             request = new_request(to_dns_label(base), demand, demand.count)
             refer(demand, request.name)

@@ -756,3 +756,9 @@ def test_record_lists_each_resource_with_its_own_requests() -> None:
         ("nvidia.com/gpu", ["app-gpu"]),
         ("nvidia.com/gpu.shared", ["app-gpu-shared"]),
     ]
+
+
+def test_affinity_without_device_terms_is_left_alone() -> None:
+    zone = {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a"]}
+    pod = make_pod(container("app", gpus=1), affinity=_affinity([zone]))
+    assert run(pod).pod["spec"]["affinity"] == pod["spec"]["affinity"]
