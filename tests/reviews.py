@@ -1,46 +1,24 @@
-"""AdmissionReview builders shared by tests/app and tests/tls (on sys.path via pytest's pythonpath)."""
+"""A one-GPU-pod AdmissionReview and the policy digest a rewrite records (tests/app, tests/tls)."""
 
 from __future__ import annotations
 
 import base64
 import json
-import uuid
 from typing import Any
 
+from builders import container, make_pod, make_review
 
-def make_review(
+
+def gpu_review(
     *, gpus: int = 1, namespace: str = "ml", uid: str | None = None, operation: str = "CREATE"
 ) -> dict[str, Any]:
-    """An AdmissionReview for a pod with one container asking for `gpus` nvidia.com/gpu."""
+    """A review of a generateName pod whose one container asks for `gpus` nvidia.com/gpu."""
     limits = {"cpu": "1"} | ({"nvidia.com/gpu": str(gpus)} if gpus else {})
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"generateName": "train-", "namespace": namespace},
-        "spec": {
-            "containers": [
-                {
-                    "name": "train",
-                    "image": "registry.example/train:1",
-                    "resources": {"limits": limits},
-                }
-            ]
-        },
-    }
-    return {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": uid or str(uuid.uuid4()),
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": namespace,
-            "operation": operation,
-            "userInfo": {"username": "test"},
-            "object": pod,
-            "dryRun": False,
-        },
-    }
+    pod = make_pod(container("train", limits=limits), name=None, namespace=namespace)
+    review = make_review(pod, operation=operation, namespace=namespace)
+    if uid:
+        review["request"]["uid"] = uid
+    return review
 
 
 def rewritten_policy(response: dict[str, Any]) -> str | None:

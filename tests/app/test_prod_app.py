@@ -6,11 +6,10 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
-from reviews import make_review
+from reviews import gpu_review
 
 from webhook.app import create_app
 from webhook.logs import JsonFormatter
@@ -18,10 +17,6 @@ from webhook.policy import Policy
 from webhook.reload import PolicyReloader
 
 GOOD = "apiVersion: kubectl-dra.io/v1alpha1\nkind: GPUPolicy\nspec:\n  defaults:\n    maxGPUsPerPod: {n}\n"
-
-
-def review(gpus: int = 1) -> dict[str, Any]:
-    return make_review(gpus=gpus)
 
 
 def sample(name: str, **labels: str) -> float:
@@ -33,10 +28,12 @@ def test_policy_provider_is_called_per_review(tmp_path: Path) -> None:
     path.write_text(GOOD.format(n=2))
     reloader = PolicyReloader(path)
     client = create_app(policy=reloader, status=[reloader]).test_client()
-    assert client.post("/mutate", json=review(gpus=3)).get_json()["response"]["allowed"] is False
+    assert (
+        client.post("/mutate", json=gpu_review(gpus=3)).get_json()["response"]["allowed"] is False
+    )
     path.write_text(GOOD.format(n=4))
     reloader.check()
-    assert client.post("/mutate", json=review(gpus=3)).get_json()["response"]["allowed"] is True
+    assert client.post("/mutate", json=gpu_review(gpus=3)).get_json()["response"]["allowed"] is True
 
 
 def test_readyz_reports_a_rejected_policy_but_stays_200(tmp_path: Path) -> None:
@@ -57,7 +54,9 @@ def test_readyz_reports_a_rejected_policy_but_stays_200(tmp_path: Path) -> None:
 
 def test_a_plain_policy_still_works() -> None:
     client = create_app(policy=Policy.default()).test_client()
-    assert client.post("/mutate", json=review()).get_json()["response"]["patchType"] == "JSONPatch"
+    assert (
+        client.post("/mutate", json=gpu_review()).get_json()["response"]["patchType"] == "JSONPatch"
+    )
     assert client.get("/readyz").get_json() == {"status": "ok", "checks": {}}
 
 
@@ -69,9 +68,9 @@ def test_metrics_count_each_outcome_in_process() -> None:
     }
     invalid = sample("dra_webhook_reviews_total", operation="UNKNOWN", outcome="invalid")
     count = sample("dra_webhook_review_duration_seconds_count")
-    client.post("/mutate", json=review(gpus=1))
-    client.post("/mutate", json=review(gpus=0))
-    client.post("/mutate", json=review(gpus=40))
+    client.post("/mutate", json=gpu_review(gpus=1))
+    client.post("/mutate", json=gpu_review(gpus=0))
+    client.post("/mutate", json=gpu_review(gpus=40))
     client.post("/mutate", data="nope", content_type="application/json")
     assert sample("dra_webhook_reviews_total", operation="CREATE", outcome="patched") == (
         before["patched"] + 1
@@ -98,7 +97,7 @@ def test_a_bug_in_admission_is_counted_as_error_and_logged_with_uid(
 
     client = create_app(policy=broken).test_client()
     before = sample("dra_webhook_reviews_total", operation="CREATE", outcome="error")
-    body = review()
+    body = gpu_review()
     with caplog.at_level(logging.ERROR, logger="webhook.routes"):
         resp = client.post("/mutate", json=body).get_json()["response"]
     assert resp["allowed"] is False and resp["status"]["code"] == 500

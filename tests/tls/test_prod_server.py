@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, Server, StartServer, wait_for
 from cryptography import x509
-from reviews import make_review, rewritten_policy
+from reviews import gpu_review, rewritten_policy
+from tls_support import REPO, Server, StartServer, wait_for
 
 from webhook import certs
 from webhook.policy import Policy
@@ -79,7 +79,7 @@ def test_certificate_rotation_under_load_fails_no_request(
         conn = server.connect() if keepalive else None
         while not stop.is_set():
             try:
-                status, body = server.post(make_review(), conn)
+                status, body = server.post(gpu_review(), conn)
                 good = status == 200 and body["response"]["allowed"] is True
                 with lock:
                     if good:
@@ -139,7 +139,7 @@ def test_half_written_certificate_pair_keeps_the_old_one(
 
     wait_for(lambda: consistently(degraded), what="/readyz to report the broken pair")
     assert served_serial(server) == old
-    assert server.post(make_review())[0] == 200
+    assert server.post(gpu_review())[0] == 200
     certs.write_public(cert_dir / "tls.crt", leaf.cert_pem)
     wait_for(
         lambda: consistently(lambda: served_serial(server) == leaf.cert.serial_number),
@@ -192,16 +192,16 @@ def test_policy_reload_good_edit_bad_edit_and_recovery(
     server = start_server("--policy", str(volume.path))
 
     def digest() -> str | None:
-        status, body = server.post(make_review())
+        status, body = server.post(gpu_review())
         assert status == 200
         return rewritten_policy(body)
 
     assert digest() == digest_8
-    assert server.post(make_review(gpus=6))[1]["response"]["allowed"] is True
+    assert server.post(gpu_review(gpus=6))[1]["response"]["allowed"] is True
 
     volume.publish(POLICY.format(max=4))  # a good edit
     wait_for(lambda: consistently(lambda: digest() == digest_4), what="the edited policy")
-    denied = server.post(make_review(gpus=6))[1]["response"]
+    denied = server.post(gpu_review(gpus=6))[1]["response"]
     assert denied["allowed"] is False and "maxGPUsPerPod is 4" in denied["status"]["message"]
 
     volume.publish(BAD_POLICY)  # a bad edit: rejected, the last good policy stays
@@ -239,8 +239,8 @@ def test_metrics_count_reviews_by_outcome_across_workers(
     for outcome, count in sent.items():
         gpus = {"patched": 1, "unchanged": 0, "denied": 17}[outcome]
         for _ in range(count):
-            assert server.post(make_review(gpus=gpus))[0] == 200
-    assert server.post(make_review(operation="UPDATE"))[0] == 200
+            assert server.post(gpu_review(gpus=gpus))[0] == 200
+    assert server.post(gpu_review(operation="UPDATE"))[0] == 200
     conn = server.connect()
     conn.request("POST", "/mutate", body=b"{", headers={"Content-Type": "application/json"})
     assert conn.getresponse().status == 400
@@ -271,7 +271,7 @@ def test_metrics_count_reviews_by_outcome_across_workers(
 
 def test_logs_are_json_lines_with_the_review_fields(start_server: StartServer) -> None:
     server = start_server(workers=1)
-    review = make_review(namespace="team-a", uid="0f0f0f0f-1111-2222-3333-444444444444")
+    review = gpu_review(namespace="team-a", uid="0f0f0f0f-1111-2222-3333-444444444444")
     assert server.post(review)[0] == 200
     raw = server.log.read_text().splitlines()
     assert raw and all(json.loads(line) for line in raw)  # every line is one JSON object
@@ -287,7 +287,7 @@ def test_logs_are_json_lines_with_the_review_fields(start_server: StartServer) -
 
 def test_sigterm_lets_an_in_flight_review_finish(start_server: StartServer) -> None:
     server = start_server("--graceful-timeout", "10", workers=1)
-    body = json.dumps(make_review(uid="aaaaaaaa-0000-0000-0000-000000000001")).encode()
+    body = json.dumps(gpu_review(uid="aaaaaaaa-0000-0000-0000-000000000001")).encode()
     head = (
         "POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"

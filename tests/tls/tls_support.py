@@ -1,0 +1,173 @@
+"""Helpers for tests/tls (imported by name, unlike a conftest). Real HTTPS against the real server: `dra-webhook serve` (gunicorn) as a subprocess on 127.0.0.1.
+
+The server binds port 0 and the fixture reads the port from its JSON log. The client trusts only
+the test CA (`ssl.create_default_context(cadata=...)`) and checks the IP SAN. Every wait is
+bounded; teardown sends SIGTERM, then SIGKILL after 15 s.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from webhook import certs
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    log: Path
+    ca_pem: str
+    port: int = 0
+    _context: ssl.SSLContext | None = field(default=None, repr=False)
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        if self._context is None:
+            self._context = ssl.create_default_context(cadata=self.ca_pem)
+        return self._context
+
+    def connect(self, timeout: float = 10.0) -> http.client.HTTPSConnection:
+        return http.client.HTTPSConnection(
+            "127.0.0.1", self.port, context=self.context, timeout=timeout
+        )
+
+    def post(
+        self, review: dict[str, Any], conn: http.client.HTTPSConnection | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        own = conn is None
+        conn = conn or self.connect()
+        try:
+            conn.request(
+                "POST",
+                "/mutate",
+                body=json.dumps(review),
+                headers={"Content-Type": "application/json"},
+            )
+            resp = conn.getresponse()
+            return resp.status, json.loads(resp.read())
+        finally:
+            if own:
+                conn.close()
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        conn = self.connect()
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    def metrics(self) -> dict[str, float]:
+        """Samples as {'name{label="v",...}': value}, merged over workers by the server."""
+        status, body = self.get("/metrics")
+        assert status == 200
+        samples: dict[str, float] = {}
+        for family in text_string_to_metric_families(body.decode()):
+            for sample in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+        return samples
+
+    def logs(self) -> list[dict[str, Any]]:
+        lines = self.log.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+
+def wait_for(
+    predicate: Callable[[], Any], *, timeout: float = 15.0, interval: float = 0.05, what: str = ""
+) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}: {last!r}")
+
+
+@pytest.fixture(scope="module")
+def ca() -> certs.KeyPair:
+    return certs.generate_ca()
+
+
+@pytest.fixture
+def cert_dir(ca: certs.KeyPair, tmp_path: Path) -> Path:
+    out = tmp_path / "tls"
+    leaf = certs.issue_cert(
+        ca, "wh.ns.svc", dns_names=certs.service_dns_names("wh", "ns"), ip_addresses=["127.0.0.1"]
+    )
+    certs.write_tls_dir(out, leaf=leaf, ca=ca)
+    certs.write_ca_dir(out, ca)
+    return out
+
+
+StartServer = Callable[..., Server]
+
+
+@pytest.fixture
+def start_server(cert_dir: Path, tmp_path: Path) -> Iterator[StartServer]:
+    servers: list[Server] = []
+
+    def start(*args: str, workers: int = 2, threads: int = 4) -> Server:
+        log = tmp_path / f"server-{len(servers)}.log"
+        argv = [
+            sys.executable, "-m", "webhook", "serve",
+            "--cert-dir", str(cert_dir), "--host", "127.0.0.1", "--port", "0", "--offline",
+            "--workers", str(workers), "--threads", str(threads), "--reload-interval", "0.2",
+            "--metrics-dir", str(tmp_path / f"metrics-{len(servers)}"), *args,
+        ]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+        with log.open("wb") as sink:
+            proc = subprocess.Popen(argv, stdout=sink, stderr=sink, cwd=REPO, env=env)
+        server = Server(proc, log, (cert_dir / "ca.crt").read_text())
+        servers.append(server)
+
+        def listening() -> int | None:
+            if proc.poll() is not None:
+                raise AssertionError(f"server exited {proc.returncode}: {log.read_text()}")
+            match = re.search(r"Listening at: https://127\.0\.0\.1:(\d+)", log.read_text())
+            return int(match.group(1)) if match else None
+
+        server.port = wait_for(listening, what="the server to listen")
+
+        def healthy() -> bool:
+            try:
+                return server.get("/healthz")[0] == 200
+            except OSError:
+                return False
+
+        wait_for(healthy, what="/healthz")
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
