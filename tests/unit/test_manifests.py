@@ -1,0 +1,189 @@
+"""manifests/: the objects `kubectl apply -k manifests/` creates, checked offline.
+
+Schema validation at Kubernetes 1.34 (strict: unknown fields fail), cross-references between the
+objects (names, ports, mount paths), the least-privilege RBAC, the webhook's safety settings,
+and the policy ConfigMap being exactly the built-in default. tests/e2e/test_manifests.py checks
+the same objects against a real API server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from builders import assert_valid
+from webhook.policy import Policy
+
+MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
+
+
+def load_kustomization(folder: Path) -> list[dict[str, Any]]:
+    """The documents of a kustomization's `resources` (files and folders; no transformers)."""
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    docs: list[dict[str, Any]] = []
+    for entry in kustomization["resources"]:
+        path = folder / entry
+        if path.is_dir():
+            docs += load_kustomization(path)
+        else:
+            docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return docs
+
+
+@pytest.fixture(scope="module")
+def objects() -> dict[tuple[str, str], dict[str, Any]]:
+    return {(d["kind"], d["metadata"]["name"]): d for d in load_kustomization(MANIFESTS)}
+
+
+def test_every_object_is_valid_at_1_34(objects: dict[tuple[str, str], dict[str, Any]]) -> None:
+    assert sorted(kind for kind, _ in objects) == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "Deployment",
+        "MutatingWebhookConfiguration",
+        "Namespace",
+        "PodDisruptionBudget",
+        "Service",
+        "ServiceAccount",
+    ]
+    assert_valid(*objects.values())
+
+
+def test_the_policy_configmap_is_the_built_in_default(
+    objects: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    policy = Policy.from_configmap(objects["ConfigMap", "kubectl-dra-policy"])
+    assert dataclasses.replace(policy, digest="builtin") == Policy.default()
+
+
+def test_rbac_grants_exactly_what_the_webhook_uses(
+    objects: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    rules = objects["ClusterRole", "kubectl-dra-webhook"]["rules"]
+    grants = {
+        (group, resource, verb)
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert grants == {
+        ("resource.k8s.io", "resourceclaimtemplates", "create"),
+        ("resource.k8s.io", "resourceclaimtemplates", "get"),
+        ("resource.k8s.io", "resourceclaims", "create"),
+        ("resource.k8s.io", "resourceclaims", "get"),
+        ("", "namespaces", "get"),
+    }
+    binding = objects["ClusterRoleBinding", "kubectl-dra-webhook"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "kubectl-dra-webhook", "namespace": "kubectl-dra"}
+    ]
+    assert not [k for k in objects if k[0] in ("Role", "RoleBinding")]
+
+
+def test_webhook_configuration_is_narrow_and_safe(
+    objects: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    (hook,) = objects["MutatingWebhookConfiguration", "kubectl-dra"]["webhooks"]
+    assert hook["rules"] == [
+        {
+            "operations": ["CREATE"],
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "resources": ["pods"],
+            "scope": "Namespaced",
+        }
+    ]
+    assert hook["sideEffects"] == "NoneOnDryRun"
+    assert hook["reinvocationPolicy"] == "IfNeeded"
+    assert hook["failurePolicy"] == "Fail"
+    assert hook["admissionReviewVersions"] == ["v1"]
+    assert 1 <= hook["timeoutSeconds"] <= 10
+    excluded = next(
+        e
+        for e in hook["namespaceSelector"]["matchExpressions"]
+        if e["key"] == "kubernetes.io/metadata.name"
+    )
+    assert excluded["operator"] == "NotIn"
+    assert {"kube-system", "kubectl-dra"} <= set(excluded["values"])
+    (condition,) = hook["matchConditions"]
+    expression = condition["expression"]
+    for part in ("containers", "initContainers", "limits", "requests", "'nvidia.com/'"):
+        assert part in expression
+    assert "caBundle" not in hook["clientConfig"]  # injected at install time, never committed
+
+
+def test_the_pieces_refer_to_each_other(objects: dict[tuple[str, str], dict[str, Any]]) -> None:
+    (hook,) = objects["MutatingWebhookConfiguration", "kubectl-dra"]["webhooks"]
+    service = objects["Service", "kubectl-dra-webhook"]
+    deployment = objects["Deployment", "kubectl-dra-webhook"]
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    target = hook["clientConfig"]["service"]
+    assert (target["name"], target["namespace"]) == ("kubectl-dra-webhook", "kubectl-dra")
+    assert target["path"] == "/mutate"
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == target["port"] == 443
+    assert port["targetPort"] == container["ports"][0]["name"]
+    assert container["ports"][0]["containerPort"] == 9443
+    assert f"--port={container['ports'][0]['containerPort']}" in container["args"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert pod["spec"]["serviceAccountName"] in {n for k, n in objects if k == "ServiceAccount"}
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert volumes["policy"]["configMap"]["name"] == "kubectl-dra-policy"
+    assert volumes["tls"]["secret"]["secretName"] == "kubectl-dra-webhook-tls"
+    assert mounts["/etc/kubectl-dra/tls"] == "tls"
+    assert "--cert-dir=/etc/kubectl-dra/tls" in container["args"]
+    assert "--policy=/etc/kubectl-dra/policy/policy.yaml" in container["args"]
+    assert mounts["/etc/kubectl-dra/policy"] == "policy"
+    assert not any("subPath" in m for m in container["volumeMounts"])  # subPath never updates
+    assert "--metrics-dir=/tmp/metrics" in container["args"] and mounts["/tmp"] == "tmp"
+
+
+def test_deployment_is_highly_available_and_locked_down(
+    objects: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    deployment = objects["Deployment", "kubectl-dra-webhook"]
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert deployment["spec"]["replicas"] == 2
+    pdb = objects["PodDisruptionBudget", "kubectl-dra-webhook"]
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+    assert spec["affinity"]["podAntiAffinity"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert container["resources"]["requests"].keys() == {"cpu", "memory"}
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        get = container[probe]["httpGet"]
+        assert (get["path"], get["scheme"], get["port"]) == (path, "HTTPS", "https")
+    graceful = next(a for a in container["args"] if a.startswith("--graceful-timeout="))
+    assert int(graceful.split("=")[1]) + 5 < spec["terminationGracePeriodSeconds"]
+
+
+def test_cert_manager_overlay_adds_the_certificate_and_the_injector_annotation() -> None:
+    overlay = MANIFESTS / "overlays" / "cert-manager"
+    kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+    assert "../../base" in kustomization["resources"]
+    certificates = [d for d in yaml.safe_load_all((overlay / "certificates.yaml").read_text()) if d]
+    serving = next(
+        d for d in certificates if d["kind"] == "Certificate" and not d["spec"].get("isCA")
+    )
+    assert serving["spec"]["secretName"] == "kubectl-dra-webhook-tls"
+    assert serving["spec"]["dnsNames"] == [
+        "kubectl-dra-webhook",
+        "kubectl-dra-webhook.kubectl-dra",
+        "kubectl-dra-webhook.kubectl-dra.svc",
+        "kubectl-dra-webhook.kubectl-dra.svc.cluster.local",
+    ]
+    patch = yaml.safe_load(kustomization["patches"][0]["patch"])
+    annotation = patch[0]["value"]["cert-manager.io/inject-ca-from"]
+    assert annotation == f"kubectl-dra/{serving['metadata']['name']}"
