@@ -26,6 +26,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -484,11 +485,9 @@ class Cluster:
         ).stdout
         enabled = []
         for gate in WANTED_GATES:
-            for line in help_text.splitlines():
-                stripped = line.strip()
-                if stripped.startswith(f"{gate}=") and ("ALPHA" in stripped or "BETA" in stripped):
-                    enabled.append(f"{gate}=true")
-                    break
+            # 1.37 prints "kube:Name=true|false (BETA - ...)"; older releases have no prefix.
+            if re.search(rf"^\s*(?:kube:)?{gate}=true\|false \((ALPHA|BETA)", help_text, re.M):
+                enabled.append(f"{gate}=true")
         return ",".join(enabled)
 
     def _start_etcd(self) -> None:
@@ -610,6 +609,92 @@ class Cluster:
         self.spawn("kube-scheduler", argv)
         self.wait_ready("kube-scheduler", timeout=60)
 
+    # -- our webhook -----------------------------------------------------------------------------
+
+    def webhook_dir(self, name: str) -> Path:
+        return self.paths.root / "webhooks" / name
+
+    def webhook_up(
+        self,
+        name: str = "default",
+        *,
+        policy: Path | None = None,
+        namespace_selector: dict[str, Any] | None = None,
+        failure_policy: str = "Fail",
+        timeout_seconds: int = 10,
+        out: Any = sys.stderr,
+    ) -> WebhookInfo:
+        """Serve `dra-webhook` on loopback over TLS and register it for legacy-GPU pods.
+
+        Several webhooks may run at once (one per policy), each registered with its own
+        MutatingWebhookConfiguration `kubectl-dra-<name>`; give them disjoint namespace selectors.
+        """
+        self.webhook_down(name, quiet=True)
+        wdir = self.webhook_dir(name)
+        cert_dir = wdir / "certs"
+        pki = self.paths.pki
+        ca = certs.load_key_pair(pki / "ca.crt", pki / "ca.key")
+        leaf = certs.issue_cert(
+            ca, "kubectl-dra-webhook", dns_names=["localhost"], ip_addresses=["127.0.0.1"]
+        )
+        certs.write_tls_dir(cert_dir, leaf=leaf, ca=ca)
+        kubeconfig = wdir / "kubeconfig"
+        self.issue_client_kubeconfig(kubeconfig, user=WEBHOOK_USER)
+        self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(webhook_rbac()))
+        (port,) = free_ports(1)
+        argv = [
+            *webhook_command(),
+            "serve",
+            f"--cert-dir={cert_dir}",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            f"--kubeconfig={kubeconfig}",
+        ]
+        if policy is not None:
+            argv.append(f"--policy={Path(policy).resolve()}")
+        pid_name = f"webhook-{name}"
+        self.spawn(pid_name, argv)
+        url = f"https://127.0.0.1:{port}"
+        self.wait_ready(pid_name, timeout=30, probe=lambda: self._https_ok(f"{url}/readyz"))
+        config = mutating_webhook_configuration(
+            name,
+            url=f"{url}/mutate",
+            ca_pem=ca.cert_pem,
+            namespace_selector=namespace_selector,
+            failure_policy=failure_policy,
+            timeout_seconds=timeout_seconds,
+        )
+        self.kubectl("apply", "-f", "-", input=yaml.safe_dump(config))
+        info = WebhookInfo(
+            name=name, port=port, config_name=config["metadata"]["name"], pid_name=pid_name
+        )
+        (wdir / "info.json").write_text(json.dumps(info.__dict__) + "\n")
+        print(f"webhook {name} serving on {url} (policy: {policy or 'built-in default'})", file=out)
+        return info
+
+    def webhook_down(
+        self, name: str = "default", *, unregister: bool = True, quiet: bool = False
+    ) -> None:
+        """Stop webhook `name`; with unregister, also delete its MutatingWebhookConfiguration."""
+        self._stop(f"webhook-{name}", quiet=quiet, out=sys.stderr)
+        if unregister and self.state.get("ports") and self._ready("kube-apiserver"):
+            self.kubectl(
+                "delete",
+                "mutatingwebhookconfiguration",
+                f"kubectl-dra-{name}",
+                "--ignore-not-found",
+                check=False,
+            )
+
+    def _https_ok(self, url: str) -> bool:
+        try:
+            with urllib.request.urlopen(
+                url, context=self._ssl_context(client=False), timeout=2
+            ) as resp:
+                return bool(resp.status == 200)
+        except (urllib.error.URLError, OSError, ssl.SSLError):
+            return False
+
     # -- API helpers ---------------------------------------------------------------------------
 
     def api_client(self) -> Any:
@@ -640,6 +725,142 @@ class Cluster:
         return proc
 
 
+# ---------------------------------------------------------------------------------------------
+# Our webhook: identity, RBAC and registration
+
+WEBHOOK_USER = "kubectl-dra-webhook"
+
+# Only pods that ask for an NVIDIA extended resource (limits or requests, app or init containers)
+# are sent to the webhook: every other pod is admitted without a network round trip, so a slow or
+# dead webhook cannot touch CPU-only workloads.
+_NVIDIA_KEY = 'exists(k, k.startsWith("nvidia.com/"))'
+_LEGACY_GPU = (
+    "has({c}.resources) && ("
+    "(has({c}.resources.limits) && {c}.resources.limits." + _NVIDIA_KEY + ") || "
+    "(has({c}.resources.requests) && {c}.resources.requests." + _NVIDIA_KEY + "))"
+)
+MATCH_LEGACY_GPU_PODS = (
+    f"object.spec.containers.exists(c, {_LEGACY_GPU.format(c='c')}) || "
+    f"(has(object.spec.initContainers) && "
+    f"object.spec.initContainers.exists(c, {_LEGACY_GPU.format(c='c')}))"
+)
+
+
+@dataclass(frozen=True)
+class WebhookInfo:
+    name: str
+    port: int
+    config_name: str
+    pid_name: str
+
+
+def webhook_command() -> list[str]:
+    """The `dra-webhook` console script of this venv (falls back to `python -m webhook`)."""
+    script = Path(sys.executable).parent / "dra-webhook"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "webhook"]
+
+
+def webhook_rbac() -> list[dict[str, Any]]:
+    """Least privilege for the webhook's own user: create templates/claims, read what it checks."""
+    rules = [
+        {
+            "apiGroups": ["resource.k8s.io"],
+            "resources": ["resourceclaimtemplates", "resourceclaims"],
+            "verbs": ["get", "list", "watch", "create"],
+        },
+        {
+            "apiGroups": ["resource.k8s.io"],
+            "resources": ["deviceclasses", "resourceslices"],
+            "verbs": ["get", "list", "watch"],
+        },
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+    ]
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "kubectl-dra-webhook"},
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "kubectl-dra-webhook"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "kubectl-dra-webhook",
+            },
+            "subjects": [
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": WEBHOOK_USER}
+            ],
+        },
+    ]
+
+
+def mutating_webhook_configuration(
+    name: str,
+    *,
+    url: str,
+    ca_pem: bytes,
+    namespace_selector: dict[str, Any] | None = None,
+    failure_policy: str = "Fail",
+    timeout_seconds: int = 10,
+    exempt_namespaces: Sequence[str] = ("kube-system",),
+) -> dict[str, Any]:
+    """The registration of one webhook instance (`kubectl-dra-<name>`)."""
+    selector: dict[str, Any] = dict(namespace_selector or {})
+    selector["matchExpressions"] = [
+        *selector.get("matchExpressions", []),
+        {
+            "key": "kubernetes.io/metadata.name",
+            "operator": "NotIn",
+            "values": list(exempt_namespaces),
+        },
+    ]
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {
+            "name": f"kubectl-dra-{name}",
+            "labels": {"app.kubernetes.io/managed-by": "kubectl-dra"},
+        },
+        "webhooks": [
+            {
+                "name": f"{name}.gpu-to-dra.kubectl-dra.io",
+                "clientConfig": {"url": url, "caBundle": base64.b64encode(ca_pem).decode()},
+                "rules": [
+                    {
+                        "operations": ["CREATE"],
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "resources": ["pods"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                "namespaceSelector": selector,
+                "matchConditions": [
+                    {"name": "legacy-gpu-resources", "expression": MATCH_LEGACY_GPU_PODS}
+                ],
+                # Fail (default here): a legacy GPU pod admitted unrewritten would either wait
+                # forever for device-plugin capacity that DRA-only nodes do not have, or (with
+                # KEP-5004) get a scheduler-made claim that bypasses the namespace's sharing
+                # policy and maxGPUsPerPod.  A clear error at creation beats a silent bypass; the
+                # matchConditions and the namespace selector keep every other pod (and
+                # kube-system) independent of the webhook's availability.
+                "failurePolicy": failure_policy,
+                # Our template creation is skipped on dry-run requests.
+                "sideEffects": "NoneOnDryRun",
+                # A later mutating plugin may add containers; our rewrite is idempotent.
+                "reinvocationPolicy": "IfNeeded",
+                "admissionReviewVersions": ["v1"],
+                "timeoutSeconds": timeout_seconds,
+                "matchPolicy": "Equivalent",
+            }
+        ],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="local Kubernetes control plane for kubectl-dra")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -650,6 +871,20 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="stop what `up` started")
     sub.add_parser("status", help="show component state")
     sub.add_parser("kubeconfig", help="print the admin kubeconfig path")
+    p_wh = sub.add_parser("webhook-up", help="serve our webhook on loopback and register it")
+    p_wh.add_argument("--name", default="default")
+    p_wh.add_argument("--policy", type=Path, help="GPUPolicy file (default: the built-in policy)")
+    p_wh.add_argument("--failure-policy", choices=["Fail", "Ignore"], default="Fail")
+    p_wh.add_argument(
+        "--namespace-label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only namespaces with this label (repeatable); default: all but exempt ones",
+    )
+    p_whd = sub.add_parser("webhook-down", help="stop our webhook and unregister it")
+    p_whd.add_argument("--name", default="default")
+    p_whd.add_argument("--keep-registration", action="store_true", help="leave the config in place")
     args = parser.parse_args(argv)
     cluster = Cluster()
     try:
@@ -661,6 +896,16 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if cluster.status() else 1
         elif args.cmd == "kubeconfig":
             print(cluster.kubeconfig)
+        elif args.cmd == "webhook-up":
+            labels = dict(item.split("=", 1) for item in args.namespace_label)
+            cluster.webhook_up(
+                args.name,
+                policy=args.policy,
+                failure_policy=args.failure_policy,
+                namespace_selector={"matchLabels": labels} if labels else None,
+            )
+        elif args.cmd == "webhook-down":
+            cluster.webhook_down(args.name, unregister=not args.keep_registration)
     except ClusterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -19,6 +19,7 @@ Everything is plain dicts (`make_*`) plus one function that applies them
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -39,7 +40,7 @@ class GpuModel:
     architecture: str
     compute_capability: str  # "8.0": published as version "8.0.0"
     memory_mib: int
-    driver_version: str = "570.148.08"
+    driver_version: str = "570.133.20"
     cuda_driver_version: str = "12.8.0"
 
     @property
@@ -134,6 +135,7 @@ def make_node(
             "nvidia.com/mig.capable": "true" if node.model.architecture != "Turing" else "false",
         }
     resources = {"cpu": cpu, "memory": memory, "pods": pods, "ephemeral-storage": "1Ti"}
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -147,6 +149,8 @@ def make_node(
                     "type": "Ready",
                     "status": "True",
                     "reason": "KubeletReady",
+                    "lastHeartbeatTime": now,
+                    "lastTransitionTime": now,
                     "message": "simulated node (kubectl-dra hack/fakegpu.py)",
                 }
             ],
@@ -327,6 +331,9 @@ def apply_object(api_client: Any, obj: Mapping[str, Any]) -> None:
             core.patch_node(name, {"metadata": body["metadata"], "spec": body.get("spec", {})})
         if status is not None:
             core.patch_node_status(name, {"status": status})
+        # The TaintNodesByCondition admission plugin adds node.kubernetes.io/not-ready on create;
+        # the (disabled) node lifecycle controller would lift it once Ready.  We do it instead.
+        core.patch_node(name, {"spec": {"taints": body.get("spec", {}).get("taints") or None}})
         return
     plural = {"ResourceSlice": "resourceslices", "DeviceClass": "deviceclasses"}[kind]
     custom = client.CustomObjectsApi(api_client)
