@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import E2ECluster, devices_of, load_yaml_docs, reserved_uids, seed_scenario
+from e2e_support import E2ECluster, devices_of, load_yaml_docs, reserved_uids, seed_scenario
 
 pytestmark = pytest.mark.e2e
 
