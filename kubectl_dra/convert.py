@@ -1,0 +1,120 @@
+"""`kubectl dra convert`, the pure part: manifests in, manifests out, via the webhook's core.
+
+Pod templates are found in Pods and in every workload kind that embeds one. Each generated
+ResourceClaimTemplate (or shared ResourceClaim) is placed just before the first object that
+needs it, so a Namespace earlier in the input still comes first for `kubectl apply -f`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from kubectl_dra.documents import Document, describe
+from kubectl_dra.errors import InputError
+from webhook.errors import TranslationError
+from webhook.policy import Policy
+from webhook.translate import check_shared_claim_fits, translate
+
+# Where each kind keeps its pod template, by (API group, kind); () means the object is the pod.
+POD_TEMPLATE_PATHS: Final[dict[tuple[str, str], tuple[str, ...]]] = {
+    ("", "Pod"): (),
+    ("", "PodTemplate"): ("template",),
+    ("", "ReplicationController"): ("spec", "template"),
+    ("apps", "Deployment"): ("spec", "template"),
+    ("apps", "StatefulSet"): ("spec", "template"),
+    ("apps", "DaemonSet"): ("spec", "template"),
+    ("apps", "ReplicaSet"): ("spec", "template"),
+    ("batch", "Job"): ("spec", "template"),
+    ("batch", "CronJob"): ("spec", "jobTemplate", "spec", "template"),
+}
+
+
+def _template_path(obj: dict[str, Any]) -> tuple[str, ...] | None:
+    api_version = str(obj.get("apiVersion", ""))
+    group = api_version.split("/")[0] if "/" in api_version else ""
+    return POD_TEMPLATE_PATHS.get((group, str(obj.get("kind"))))
+
+
+@dataclass(frozen=True, slots=True)
+class Conversion:
+    objects: tuple[dict[str, Any], ...]
+    warnings: tuple[str, ...]
+    converted: int  # how many pod templates were rewritten
+
+
+def _template_of(obj: dict[str, Any]) -> dict[str, Any] | None:
+    path = _template_path(obj)
+    if path is None:
+        return None
+    node: Any = obj
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else None
+
+
+def convert_documents(
+    documents: Iterable[Document], *, policy: Policy, namespace: str | None = None
+) -> Conversion:
+    """Rewrite every pod template; raises InputError naming the object on a policy denial."""
+    out: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    emitted: dict[tuple[str, str, str], dict[str, Any]] = {}
+    converted = 0
+    for document in documents:
+        obj = document.object
+        template = _template_of(obj)
+        if template is None:
+            out.append(obj)
+            continue
+        own_namespace = (obj.get("metadata") or {}).get("namespace")
+        subject = describe(obj) if obj.get("kind") == "Pod" else f"{describe(obj)} (pod template)"
+        try:
+            result = translate(
+                {"metadata": template.get("metadata") or {}, "spec": template.get("spec") or {}},
+                policy=policy,
+                namespace=own_namespace or namespace,
+                subject=subject,
+            )
+        except TranslationError as exc:
+            raise InputError(f"{document.where}: {exc}") from None
+        warnings += [f"{subject}: {w}" for w in result.warnings]
+        if not result.changed:
+            out.append(obj)
+            continue
+        converted += 1
+        for needed in (*result.templates, *result.shared_claims):
+            if not own_namespace:
+                # Stay namespace-less like the object, so `kubectl apply -n NS` places both.
+                needed["metadata"].pop("namespace", None)
+            key = (
+                needed["kind"],
+                needed["metadata"].get("namespace", ""),
+                needed["metadata"]["name"],
+            )
+            if key in emitted:
+                misfit = needed["kind"] == "ResourceClaim" and check_shared_claim_fits(
+                    emitted[key], needed
+                )
+                if misfit:
+                    raise InputError(f"{document.where}: {subject}: {misfit}")
+                continue
+            emitted[key] = needed
+            out.append(needed)
+        path = _template_path(obj) or ()
+        if path:
+            new_obj = dict(obj)
+            _set_template(new_obj, path, result.pod)
+        else:
+            new_obj = {**obj, **result.pod}
+        out.append(new_obj)
+    return Conversion(tuple(out), tuple(warnings), converted)
+
+
+def _set_template(obj: dict[str, Any], path: tuple[str, ...], pod: dict[str, Any]) -> None:
+    node = obj
+    for key in path[:-1]:
+        node[key] = dict(node[key])  # copy along the path so the input stays untouched
+        node = node[key]
+    node[path[-1]] = {**node[path[-1]], "metadata": pod["metadata"], "spec": pod["spec"]}

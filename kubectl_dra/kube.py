@@ -1,0 +1,248 @@
+"""The ONLY module of the plugin that imports `kubernetes`. Hands out plain dicts.
+
+`ClusterReader` is what the commands need; `KubeGateway` implements it with one ApiClient per
+run (no global configuration), and every list is a single call, so a command makes a constant
+number of requests however many pods or claims exist. DRA objects are read at the newest
+served version (v1, else v1beta2, else v1beta1) and v1beta1 shapes are normalised to v1.
+`ApiException` becomes KubeError with a hint (forbidden, not found, DRA not served).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from kubectl_dra.errors import KubeError, NotFoundError
+
+RESOURCE_GROUP = "resource.k8s.io"
+RESOURCE_VERSIONS = ("v1", "v1beta2", "v1beta1")
+T = TypeVar("T")
+
+
+class ClusterReader(Protocol):
+    """Read access to what `kubectl dra` shows and checks. Lists return API object dicts."""
+
+    @property
+    def default_namespace(self) -> str: ...
+
+    def list_pods(
+        self, namespace: str | None, *, label_selector: str | None = None
+    ) -> list[dict[str, Any]]: ...
+
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any]: ...
+
+    def list_resource_claims(self, namespace: str | None) -> list[dict[str, Any]]: ...
+
+    def get_resource_claim(self, namespace: str, name: str) -> dict[str, Any]: ...
+
+    def list_resource_claim_templates(self, namespace: str | None) -> list[dict[str, Any]]: ...
+
+    def list_resource_slices(self) -> list[dict[str, Any]]: ...
+
+    def list_device_classes(self) -> list[dict[str, Any]]: ...
+
+    def list_nodes(self) -> list[dict[str, Any]]: ...
+
+
+def normalize_v1beta1(obj: dict[str, Any]) -> dict[str, Any]:
+    """v1beta1 kept request fields on the request and wrapped slice devices in `basic`."""
+    spec = obj.get("spec") or {}
+    devices = spec.get("devices")
+    claim_spec = (spec.get("spec") or {}) if obj.get("kind") == "ResourceClaimTemplate" else spec
+    for request in ((claim_spec.get("devices") or {}).get("requests")) or []:
+        if "exactly" in request or "firstAvailable" in request:
+            continue
+        fields = {k: request.pop(k) for k in list(request) if k != "name"}
+        if fields:
+            request["exactly"] = fields
+    if isinstance(devices, list):
+        for device in devices:
+            basic = device.pop("basic", None)
+            if isinstance(basic, dict):
+                device.update(basic)
+    return obj
+
+
+class KubeGateway:
+    """ClusterReader over the official client."""
+
+    def __init__(self, api_client: Any, *, namespace: str = "default") -> None:
+        from kubernetes import client
+
+        self._api_client = api_client
+        self._core = client.CoreV1Api(api_client)
+        self._custom = client.CustomObjectsApi(api_client)
+        self._namespace = namespace
+        self._resource_version: str | None = None
+        self.requests = 0  # API round trips, for benchmarks and tests
+
+    @classmethod
+    def from_kubeconfig(
+        cls, kubeconfig: str | None = None, context: str | None = None
+    ) -> KubeGateway:
+        from kubernetes import config
+        from kubernetes.config.config_exception import ConfigException
+
+        try:
+            api_client = config.new_client_from_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
+            _, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+            if context:
+                contexts, _ = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+                active = next((c for c in contexts if c["name"] == context), active)
+            namespace = (active or {}).get("context", {}).get("namespace") or "default"
+        except ConfigException as exc:
+            text = str(exc)
+            if context and "context" in text.lower():
+                raise KubeError(
+                    f"context {context!r} not found in kubeconfig; see `kubectl config get-contexts`"
+                ) from None
+            raise KubeError(f"cannot load kubeconfig: {text}") from None
+        except FileNotFoundError as exc:
+            raise KubeError(f"kubeconfig not found: {exc.filename}") from None
+        return cls(api_client, namespace=namespace)
+
+    @property
+    def default_namespace(self) -> str:
+        return self._namespace
+
+    def _call(self, what: str, call: Callable[[], T]) -> T:
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        self.requests += 1
+        try:
+            return call()
+        except ApiException as exc:
+            raise _explain(exc, what) from None
+        except HTTPError as exc:
+            raise KubeError(f"cannot {what}: the API server is unreachable ({exc})") from None
+
+    def _sanitize(self, obj: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._api_client.sanitize_for_serialization(obj)
+        return result
+
+    def _items(self, response: Any, kind: str, api_version: str) -> list[dict[str, Any]]:
+        items = (
+            response.get("items", [])
+            if isinstance(response, dict)
+            else [self._sanitize(i) for i in response.items]
+        )
+        for item in items:
+            item.setdefault("kind", kind)
+            item.setdefault("apiVersion", api_version)
+        return items
+
+    def _served_resource_version(self) -> str:
+        """The newest served resource.k8s.io version, found with one discovery request."""
+        if self._resource_version is None:
+            from kubernetes import client
+
+            groups = self._call(
+                "discover API groups", lambda: client.ApisApi(self._api_client).get_api_versions()
+            )
+            served = {
+                v.version
+                for g in groups.groups or []
+                if g.name == RESOURCE_GROUP
+                for v in g.versions
+            }
+            for version in RESOURCE_VERSIONS:
+                if version in served:
+                    self._resource_version = version
+                    break
+            else:
+                raise KubeError(
+                    "the DRA API (resource.k8s.io) is not served by this cluster; Kubernetes 1.34+ is required"
+                )
+        return self._resource_version
+
+    def _list_resource(self, plural: str, kind: str, namespace: str | None) -> list[dict[str, Any]]:
+        version = self._served_resource_version()
+        where = f" in namespace {namespace}" if namespace else ""
+        if namespace:
+            response = self._call(
+                f"list {plural}{where}",
+                lambda: self._custom.list_namespaced_custom_object(
+                    RESOURCE_GROUP, version, namespace, plural
+                ),
+            )
+        else:
+            response = self._call(
+                f"list {plural}",
+                lambda: self._custom.list_cluster_custom_object(RESOURCE_GROUP, version, plural),
+            )
+        items = self._items(response, kind, f"{RESOURCE_GROUP}/{version}")
+        return [normalize_v1beta1(i) for i in items] if version == "v1beta1" else items
+
+    def list_pods(
+        self, namespace: str | None, *, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        selector = label_selector or ""
+        if namespace:
+            response = self._call(
+                f"list pods in namespace {namespace}",
+                lambda: self._core.list_namespaced_pod(namespace, label_selector=selector),
+            )
+        else:
+            response = self._call(
+                "list pods", lambda: self._core.list_pod_for_all_namespaces(label_selector=selector)
+            )
+        return self._items(response, "Pod", "v1")
+
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any]:
+        pod = self._call(
+            f"get pod {name} in namespace {namespace}",
+            lambda: self._core.read_namespaced_pod(name, namespace),
+        )
+        return {"apiVersion": "v1", "kind": "Pod", **self._sanitize(pod)}
+
+    def list_resource_claims(self, namespace: str | None) -> list[dict[str, Any]]:
+        return self._list_resource("resourceclaims", "ResourceClaim", namespace)
+
+    def get_resource_claim(self, namespace: str, name: str) -> dict[str, Any]:
+        version = self._served_resource_version()
+        found: object = self._call(
+            f"get resourceclaim {name} in namespace {namespace}",
+            lambda: self._custom.get_namespaced_custom_object(
+                RESOURCE_GROUP, version, namespace, "resourceclaims", name
+            ),
+        )
+        claim: dict[str, Any] = dict(found) if isinstance(found, dict) else {}
+        return normalize_v1beta1(claim) if version == "v1beta1" else claim
+
+    def list_resource_claim_templates(self, namespace: str | None) -> list[dict[str, Any]]:
+        return self._list_resource("resourceclaimtemplates", "ResourceClaimTemplate", namespace)
+
+    def list_resource_slices(self) -> list[dict[str, Any]]:
+        return self._list_resource("resourceslices", "ResourceSlice", None)
+
+    def list_device_classes(self) -> list[dict[str, Any]]:
+        return self._list_resource("deviceclasses", "DeviceClass", None)
+
+    def list_nodes(self) -> list[dict[str, Any]]:
+        return self._items(self._call("list nodes", self._core.list_node), "Node", "v1")
+
+
+def _explain(exc: Any, what: str) -> KubeError:
+    """An ApiException as a one-line message with a hint, naming what we tried."""
+    try:
+        message = json.loads(exc.body or "{}").get("message") or exc.reason
+    except (ValueError, AttributeError):
+        message = exc.reason
+    status = exc.status
+    if status == 403:
+        return KubeError(
+            f"cannot {what}: forbidden (403); check the RBAC permissions of your context ({message})"
+        )
+    if status == 401:
+        return KubeError(f"cannot {what}: unauthorized (401); your credentials were refused")
+    if status == 404:
+        if RESOURCE_GROUP in (
+            exc.body or ""
+        ) and "the server could not find the requested resource" in (exc.body or ""):
+            return KubeError(
+                "the DRA API (resource.k8s.io/v1) is not served by this cluster; Kubernetes 1.34+ is required"
+            )
+        return NotFoundError(f"cannot {what}: not found")
+    return KubeError(f"cannot {what}: {message} (HTTP {status})")

@@ -1,0 +1,145 @@
+"""One admission decision: AdmissionRequest -> AdmissionReview response dict.
+
+Joins the pure core to the cluster: reads namespace labels when the policy selects by label,
+creates the ResourceClaimTemplate (or shared ResourceClaim) a rewritten pod needs before it is
+admitted, never on a dry run, and remembers created templates so the next pod of the same
+shape costs no API call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from webhook import review
+from webhook.errors import GatewayError, TranslationError
+from webhook.gateway import ClusterGateway
+from webhook.policy import Policy
+from webhook.review import AdmissionRequest
+from webhook.translate import Translation, check_shared_claim_fits, translate
+
+log = logging.getLogger("webhook.admission")
+
+
+class SeenCache:
+    """A bounded, thread-safe set of keys that forgets entries after `ttl` seconds.
+
+    Forgetting matters: if someone deletes a template we created, the next pod recreates it.
+    """
+
+    def __init__(
+        self, *, ttl: float = 300.0, size: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._entries: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._ttl = ttl
+        self._size = size
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        with self._lock:
+            expires = self._entries.get(key)
+            if expires is None:
+                return False
+            if expires < self._clock():
+                del self._entries[key]
+                return False
+            return True
+
+    def add(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._entries[key] = self._clock() + self._ttl
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The response and a one-word decision for logs and metrics."""
+
+    response: dict[str, Any]
+    decision: str  # patched | unchanged | denied | error
+    templates_created: int = 0
+
+
+class Admission:
+    def __init__(
+        self,
+        *,
+        policy: Callable[[], Policy],
+        gateway: ClusterGateway | None,
+        cache: SeenCache | None = None,
+    ) -> None:
+        self._policy = policy
+        self._gateway = gateway
+        self._seen = cache or SeenCache()
+
+    def review(self, request: AdmissionRequest) -> Outcome:
+        if request.operation != "CREATE" or request.kind not in ("Pod", ""):
+            # spec.resourceClaims is immutable after CREATE: there is nothing to do later.
+            return Outcome(review.build_allowed(request.uid), "unchanged")
+        policy = self._policy()
+        labels: dict[str, str] = {}
+        try:
+            if policy.needs_namespace_labels and self._gateway is not None and request.namespace:
+                labels = self._gateway.namespace_labels(request.namespace)
+            result = translate(
+                request.object,
+                policy=policy,
+                namespace=request.namespace or None,
+                namespace_labels=labels,
+            )
+            if not result.changed:
+                response = review.build_allowed(
+                    request.uid, warnings=result.warnings, audit=result.audit
+                )
+                return Outcome(response, "unchanged")
+            created = self._provision(result, dry_run=request.dry_run)
+        except (TranslationError, GatewayError) as exc:
+            return Outcome(review.build_denied(request.uid, str(exc)), "denied")
+        response = review.build_patched(
+            request.uid, old=request.object, new=result.pod, warnings=result.warnings
+        )
+        return Outcome(response, "patched", created)
+
+    def _provision(self, result: Translation, *, dry_run: bool) -> int:
+        """Make sure the objects the pod will reference exist; returns how many were created."""
+        created = 0
+        for claim in result.shared_claims:
+            namespace, name = claim["metadata"].get("namespace", ""), claim["metadata"]["name"]
+            if self._gateway is None:
+                continue
+            existing = self._gateway.get_claim(namespace, name)
+            if existing is None and not dry_run:
+                if self._gateway.create_claim(claim):
+                    created += 1
+                    continue
+                existing = self._gateway.get_claim(namespace, name)  # lost a race: check the winner
+            if existing is not None:
+                misfit = check_shared_claim_fits(existing, claim)
+                if misfit:
+                    raise TranslationError(
+                        f"annotation kubectl-dra.io/shared-claim names ResourceClaim {namespace}/{name}, "
+                        f"but {misfit}; pick another claim name or ask for fewer devices"
+                    )
+        if dry_run or self._gateway is None:
+            return created
+        for template in result.templates:
+            key = (template["metadata"].get("namespace", ""), template["metadata"]["name"])
+            if key in self._seen:
+                continue
+            try:
+                self._gateway.create_template(template)
+            except GatewayError as exc:
+                raise GatewayError(
+                    f"could not create ResourceClaimTemplate {key[0]}/{key[1]} for this pod: {exc}"
+                ) from exc
+            self._seen.add(key)
+            created += 1
+        return created

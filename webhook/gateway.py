@@ -1,0 +1,66 @@
+"""What the webhook needs from the API server, as a Protocol, plus an in-memory fake.
+
+The production implementation (`webhook.kube.KubeGateway`) is the only code that imports
+`kubernetes`; unit tests use `MemoryGateway`, which keeps objects in dicts and counts calls.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from webhook.errors import GatewayError
+
+
+class ClusterGateway(Protocol):
+    def create_template(self, template: Mapping[str, Any]) -> None:
+        """Create a ResourceClaimTemplate; an existing one of that name is fine."""
+
+    def get_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A ResourceClaim, or None if there is none of that name."""
+
+    def create_claim(self, claim: Mapping[str, Any]) -> bool:
+        """Create a ResourceClaim; False if one of that name already exists."""
+
+    def namespace_labels(self, name: str) -> dict[str, str]:
+        """The labels of a namespace ({} if it has none)."""
+
+
+class MemoryGateway:
+    """An in-memory ClusterGateway for tests; `calls` counts API round trips."""
+
+    def __init__(self, *, namespaces: Mapping[str, Mapping[str, str]] | None = None) -> None:
+        self.templates: dict[tuple[str, str], dict[str, Any]] = {}
+        self.claims: dict[tuple[str, str], dict[str, Any]] = {}
+        self.namespaces = {k: dict(v) for k, v in (namespaces or {}).items()}
+        self.calls = 0
+        self.refuse: str | None = None
+
+    def _key(self, obj: Mapping[str, Any]) -> tuple[str, str]:
+        metadata = obj["metadata"]
+        return metadata.get("namespace", ""), metadata["name"]
+
+    def create_template(self, template: Mapping[str, Any]) -> None:
+        self.calls += 1
+        if self.refuse:
+            raise GatewayError(self.refuse)
+        self.templates.setdefault(self._key(template), copy.deepcopy(dict(template)))
+
+    def get_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls += 1
+        return self.claims.get((namespace, name))
+
+    def create_claim(self, claim: Mapping[str, Any]) -> bool:
+        self.calls += 1
+        if self.refuse:
+            raise GatewayError(self.refuse)
+        key = self._key(claim)
+        if key in self.claims:
+            return False
+        self.claims[key] = copy.deepcopy(dict(claim))
+        return True
+
+    def namespace_labels(self, name: str) -> dict[str, str]:
+        self.calls += 1
+        return dict(self.namespaces.get(name, {}))

@@ -1,0 +1,77 @@
+"""The production ClusterGateway: the only webhook module that imports `kubernetes`.
+
+Objects go in and out as dicts; ApiException becomes GatewayError with the Status message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from webhook.errors import GatewayError
+
+GROUP, VERSION = "resource.k8s.io", "v1"
+
+
+def _reason(exc: ApiException) -> str:
+    try:
+        message = json.loads(exc.body or "{}").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return f"{message or exc.reason} (HTTP {exc.status})"
+
+
+class KubeGateway:
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self._custom = client.CustomObjectsApi(api_client)
+        self._core = client.CoreV1Api(api_client)
+
+    @classmethod
+    def from_kubeconfig(cls, kubeconfig: str | None) -> KubeGateway:
+        """From a kubeconfig file if given, else the in-cluster service account."""
+        if kubeconfig:
+            return cls(config.new_client_from_config(config_file=kubeconfig))  # type: ignore[no-untyped-call]
+        configuration = client.Configuration()
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        return cls(client.ApiClient(configuration))
+
+    def _create(self, plural: str, obj: Mapping[str, Any]) -> bool:
+        namespace = obj["metadata"].get("namespace") or "default"
+        try:
+            self._custom.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, dict(obj)
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise GatewayError(_reason(exc)) from None
+        return True
+
+    def create_template(self, template: Mapping[str, Any]) -> None:
+        self._create("resourceclaimtemplates", template)
+
+    def create_claim(self, claim: Mapping[str, Any]) -> bool:
+        return self._create("resourceclaims", claim)
+
+    def get_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            found = self._custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, "resourceclaims", name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise GatewayError(_reason(exc)) from None
+        return found if isinstance(found, dict) else None
+
+    def namespace_labels(self, name: str) -> dict[str, str]:
+        try:
+            namespace = self._core.read_namespace(name)
+        except ApiException as exc:
+            raise GatewayError(f"cannot read namespace {name}: {_reason(exc)}") from None
+        metadata = namespace.metadata
+        return dict(metadata.labels or {}) if metadata else {}

@@ -1,0 +1,445 @@
+"""GPUPolicy: what the webhook does, per namespace. Parsed strictly into frozen dataclasses.
+
+The document is the `policy.yaml` key of a ConfigMap (or that YAML on its own). Every problem
+is reported with its field path and, for enumerations, the allowed values; unknown fields are
+errors, because a misspelt key that is silently ignored is a policy nobody asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+
+from webhook import sharing
+from webhook.errors import PolicyError
+from webhook.names import is_dns_label, is_dns_subdomain, is_extended_resource_name
+
+API_VERSION: Final = "kubectl-dra.io/v1alpha1"
+KIND: Final = "GPUPolicy"
+CONFIGMAP_KEY: Final = "policy.yaml"
+
+MODES: Final = ("Enforce", "Audit", "Disabled")
+SHARING_MODES: Final = ("Exclusive", "TimeSlicing", "MPS")
+INTERVALS: Final = ("Default", "Short", "Medium", "Long")
+POD_SHARING: Final = ("Disabled", "Allowed", "Always")
+SHARED_CLAIMS: Final = ("Disabled", "Allowed")
+NODE_SELECTORS: Final = ("Translate", "Keep", "Ignore")
+# A claim can hold at most 32 allocated devices (AllocationResultsMaxSize), so more per pod
+# could never be scheduled.
+MAX_DEVICES_PER_CLAIM: Final = 32
+MAX_CEL_LENGTH: Final = 10 * 1024
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+
+
+@dataclass(frozen=True, slots=True)
+class MPSSettings:
+    default_active_thread_percentage: int | None = 50
+    default_pinned_device_memory_limit: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SharingRules:
+    """The keys of `spec.defaults`, resolved for one namespace."""
+
+    sharing: str = "Exclusive"
+    time_slicing_interval: str = "Default"
+    mps: MPSSettings = field(default_factory=MPSSettings)
+    pod_sharing: str = "Disabled"
+    shared_claims: str = "Disabled"
+    max_gpus_per_pod: int = 16
+    node_selectors: str = "Translate"
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceRule:
+    """A legacy extended resource and the DeviceClass that replaces it.
+
+    A name ending in `*` matches by prefix (`nvidia.com/mig-*`); the rest of the resource name
+    is the MIG profile, which the translation turns into a `profile` selector.
+    """
+
+    name: str
+    device_class_name: str
+    selector: str | None = None
+    sharing: str | None = None
+
+    @property
+    def is_wildcard(self) -> bool:
+        return self.name.endswith("*")
+
+    def match(self, resource: str) -> str | None:
+        """None if the rule does not apply; else the wildcard part ('' for an exact rule)."""
+        if self.is_wildcard:
+            prefix = self.name[:-1]
+            rest = resource[len(prefix) :]
+            return rest if resource.startswith(prefix) and rest else None
+        return "" if resource == self.name else None
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceRule:
+    """Matches a namespace named in `names`, or one carrying all of `labels`."""
+
+    names: frozenset[str]
+    labels: tuple[tuple[str, str], ...]
+    rules: SharingRules
+
+    def matches(self, namespace: str, namespace_labels: Mapping[str, str]) -> bool:
+        if namespace in self.names:
+            return True
+        return bool(self.labels) and all(namespace_labels.get(k) == v for k, v in self.labels)
+
+
+DEFAULT_RESOURCES: Final = (
+    ResourceRule("nvidia.com/gpu", "gpu.nvidia.com"),
+    ResourceRule("nvidia.com/gpu.shared", "gpu.nvidia.com", sharing="TimeSlicing"),
+    ResourceRule("nvidia.com/mig-*", "mig.nvidia.com"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    mode: str = "Enforce"
+    resources: tuple[ResourceRule, ...] = DEFAULT_RESOURCES
+    defaults: SharingRules = field(default_factory=SharingRules)
+    namespaces: tuple[NamespaceRule, ...] = ()
+    exempt_namespaces: frozenset[str] = frozenset({"kube-system"})
+    digest: str = "builtin"
+
+    @property
+    def needs_namespace_labels(self) -> bool:
+        """True if some namespace rule selects by label (the webhook must then read namespaces)."""
+        return any(rule.labels for rule in self.namespaces)
+
+    def rules_for(
+        self, namespace: str, namespace_labels: Mapping[str, str] | None = None
+    ) -> SharingRules:
+        labels = namespace_labels or {}
+        for rule in self.namespaces:
+            if rule.matches(namespace, labels):
+                return rule.rules
+        return self.defaults
+
+    def resource_rule(self, resource: str) -> tuple[ResourceRule, str] | None:
+        """The rule for a legacy resource name (exact rules win over wildcards), with its profile."""
+        wildcard: tuple[ResourceRule, str] | None = None
+        for rule in self.resources:
+            rest = rule.match(resource)
+            if rest == "":
+                return rule, ""
+            if rest is not None and wildcard is None:
+                wildcard = (rule, rest)
+        return wildcard
+
+    @classmethod
+    def default(cls) -> Policy:
+        return cls()
+
+    @classmethod
+    def from_mapping(cls, document: Any, *, source: str = "policy") -> Policy:
+        """Parse a GPUPolicy document, or a ConfigMap holding one under `policy.yaml`."""
+        if isinstance(document, Mapping) and document.get("kind") == "ConfigMap":
+            return cls.from_configmap(document, source=source)
+        problems: list[str] = []
+        policy = _parse_policy(document, problems)
+        if problems or policy is None:
+            raise PolicyError(problems, source=source)
+        return policy
+
+    @classmethod
+    def from_configmap(cls, configmap: Mapping[str, Any], *, source: str = "ConfigMap") -> Policy:
+        name = (configmap.get("metadata") or {}).get("name", "")
+        where = f"ConfigMap {name!r}" if name else source
+        data = configmap.get("data")
+        if not isinstance(data, Mapping) or CONFIGMAP_KEY not in data:
+            raise PolicyError(
+                [f"data.{CONFIGMAP_KEY}: missing; put the GPUPolicy there"], source=where
+            )
+        return cls.from_yaml(str(data[CONFIGMAP_KEY]), source=f"{where} data.{CONFIGMAP_KEY}")
+
+    @classmethod
+    def from_yaml(cls, text: str, *, source: str = "policy") -> Policy:
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise PolicyError([f"not valid YAML{where}: {problem}"], source=source) from None
+        return cls.from_mapping(document, source=source)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Policy:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise PolicyError([f"cannot read: {exc.strerror}"], source=str(path)) from None
+        return cls.from_yaml(text, source=str(path))
+
+
+# --- parsing -----------------------------------------------------------------------------------
+
+_TOP_KEYS = ("apiVersion", "kind", "metadata", "spec")
+_SPEC_KEYS = ("mode", "resources", "defaults", "namespaces", "exemptNamespaces")
+_RULE_KEYS = (
+    "sharing",
+    "timeSlicing",
+    "mps",
+    "podSharing",
+    "sharedClaims",
+    "maxGPUsPerPod",
+    "nodeSelectors",
+)
+_RESOURCE_KEYS = ("name", "deviceClassName", "selector", "sharing")
+
+
+def _one_of(value: Any, allowed: Iterable[str], path: str, problems: list[str]) -> str | None:
+    allowed = tuple(allowed)
+    if value in allowed:
+        return str(value)
+    problems.append(f"{path}: {json.dumps(value)} is not one of {', '.join(allowed)}")
+    return None
+
+
+def _check_keys(value: Any, allowed: Iterable[str], path: str, problems: list[str]) -> bool:
+    """Report a non-mapping or unknown keys; True if `value` is a mapping worth reading."""
+    if not isinstance(value, Mapping):
+        problems.append(f"{path}: must be a mapping, not {_type_name(value)}")
+        return False
+    allowed = tuple(allowed)
+    for key in value:
+        if key not in allowed:
+            problems.append(f"{path}.{key}: unknown field (allowed: {', '.join(allowed)})")
+    return True
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _parse_policy(document: Any, problems: list[str]) -> Policy | None:
+    if document is None:
+        problems.append("empty document; expected a GPUPolicy")
+        return None
+    if not _check_keys(document, _TOP_KEYS, "(top level)", problems):
+        return None
+    if document.get("apiVersion") != API_VERSION:
+        problems.append(
+            f"apiVersion: {json.dumps(document.get('apiVersion'))} must be {API_VERSION}"
+        )
+    if document.get("kind") != KIND:
+        problems.append(f"kind: {json.dumps(document.get('kind'))} must be {KIND}")
+    spec = document.get("spec") or {}
+    if not _check_keys(spec, _SPEC_KEYS, "spec", problems):
+        return None
+
+    mode = _one_of(spec.get("mode", "Enforce"), MODES, "spec.mode", problems)
+    resources = _parse_resources(spec.get("resources"), problems)
+    raw_defaults = spec.get("defaults") or {}
+    defaults = _parse_rules(raw_defaults, SharingRules(), "spec.defaults", problems)
+    namespaces = _parse_namespaces(spec.get("namespaces") or [], raw_defaults, problems)
+    exempt = _parse_names(
+        spec.get("exemptNamespaces", ["kube-system"]), "spec.exemptNamespaces", problems
+    )
+    if defaults is None or mode is None:
+        return None
+    policy = Policy(
+        mode=mode,
+        resources=resources,
+        defaults=defaults,
+        namespaces=namespaces,
+        exempt_namespaces=frozenset(exempt),
+        digest=_digest(document),
+    )
+    _check_sharing_dialects(policy, problems)
+    return policy
+
+
+def _digest(document: Any) -> str:
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _parse_names(value: Any, path: str, problems: list[str]) -> list[str]:
+    if not isinstance(value, list):
+        problems.append(f"{path}: must be a list of namespace names, not {_type_name(value)}")
+        return []
+    names = []
+    for i, name in enumerate(value):
+        if is_dns_label(name):
+            names.append(name)
+        else:
+            problems.append(f"{path}[{i}]: {json.dumps(name)} is not a valid namespace name")
+    return names
+
+
+def _parse_resources(value: Any, problems: list[str]) -> tuple[ResourceRule, ...]:
+    if value is None:
+        return DEFAULT_RESOURCES
+    if not isinstance(value, list) or not value:
+        problems.append("spec.resources: must be a non-empty list of {name, deviceClassName}")
+        return ()
+    rules: list[ResourceRule] = []
+    seen: set[str] = set()
+    for i, item in enumerate(value):
+        path = f"spec.resources[{i}]"
+        if not _check_keys(item, _RESOURCE_KEYS, path, problems):
+            continue
+        name = item.get("name")
+        plain = name[:-1] + "x" if isinstance(name, str) and name.endswith("*") else name
+        if not is_extended_resource_name(plain):
+            problems.append(
+                f"{path}.name: {json.dumps(name)} is not an extended resource name "
+                "such as nvidia.com/gpu (a trailing * matches by prefix)"
+            )
+            continue
+        if name in seen:
+            problems.append(f"{path}.name: {name} is listed twice")
+        seen.add(name)
+        device_class = item.get("deviceClassName")
+        if not is_dns_subdomain(device_class):
+            problems.append(
+                f"{path}.deviceClassName: {json.dumps(device_class)} is not a valid "
+                "DeviceClass name (a DNS subdomain such as gpu.nvidia.com)"
+            )
+            continue
+        selector = item.get("selector")
+        if selector is not None and (not isinstance(selector, str) or not selector.strip()):
+            problems.append(f"{path}.selector: must be a non-empty CEL expression string")
+            selector = None
+        elif isinstance(selector, str) and len(selector.encode()) > MAX_CEL_LENGTH:
+            problems.append(f"{path}.selector: longer than the API limit of {MAX_CEL_LENGTH} bytes")
+        rule_sharing = item.get("sharing")
+        if rule_sharing is not None:
+            rule_sharing = _one_of(rule_sharing, SHARING_MODES, f"{path}.sharing", problems)
+        rules.append(ResourceRule(name, device_class, selector, rule_sharing))
+    return tuple(rules)
+
+
+def _parse_rules(
+    raw: Any, base: SharingRules, path: str, problems: list[str]
+) -> SharingRules | None:
+    if not _check_keys(raw, _RULE_KEYS, path, problems):
+        return None
+    result = base
+    if "sharing" in raw:
+        value = _one_of(raw["sharing"], SHARING_MODES, f"{path}.sharing", problems)
+        result = _replace(result, sharing=value)
+    if "timeSlicing" in raw and _check_keys(
+        raw["timeSlicing"], ("interval",), f"{path}.timeSlicing", problems
+    ):
+        interval = raw["timeSlicing"].get("interval", "Default")
+        value = _one_of(interval, INTERVALS, f"{path}.timeSlicing.interval", problems)
+        result = _replace(result, time_slicing_interval=value)
+    if "mps" in raw:
+        result = _replace(result, mps=_parse_mps(raw["mps"], base.mps, f"{path}.mps", problems))
+    if "podSharing" in raw:
+        value = _one_of(raw["podSharing"], POD_SHARING, f"{path}.podSharing", problems)
+        result = _replace(result, pod_sharing=value)
+    if "sharedClaims" in raw:
+        value = _one_of(raw["sharedClaims"], SHARED_CLAIMS, f"{path}.sharedClaims", problems)
+        result = _replace(result, shared_claims=value)
+    if "maxGPUsPerPod" in raw:
+        limit = raw["maxGPUsPerPod"]
+        if (
+            isinstance(limit, bool)
+            or not isinstance(limit, int)
+            or not 0 <= limit <= MAX_DEVICES_PER_CLAIM
+        ):
+            problems.append(
+                f"{path}.maxGPUsPerPod: {json.dumps(limit)} must be a whole number from 0 to "
+                f"{MAX_DEVICES_PER_CLAIM} (DRA allocates at most {MAX_DEVICES_PER_CLAIM} devices per claim)"
+            )
+        else:
+            result = _replace(result, max_gpus_per_pod=limit)
+    if "nodeSelectors" in raw:
+        value = _one_of(raw["nodeSelectors"], NODE_SELECTORS, f"{path}.nodeSelectors", problems)
+        result = _replace(result, node_selectors=value)
+    return result
+
+
+def _replace(rules: SharingRules, **changes: Any) -> SharingRules:
+    """dataclasses.replace, ignoring values that failed to parse (already reported)."""
+    from dataclasses import replace
+
+    return replace(rules, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _parse_mps(raw: Any, base: MPSSettings, path: str, problems: list[str]) -> MPSSettings | None:
+    keys = ("defaultActiveThreadPercentage", "defaultPinnedDeviceMemoryLimit")
+    if not _check_keys(raw, keys, path, problems):
+        return None
+    percentage = raw.get("defaultActiveThreadPercentage", base.default_active_thread_percentage)
+    if percentage is not None and (
+        isinstance(percentage, bool)
+        or not isinstance(percentage, int)
+        or not 0 <= percentage <= 100
+    ):
+        problems.append(
+            f"{path}.defaultActiveThreadPercentage: {json.dumps(percentage)} must be a whole number from 0 to 100"
+        )
+        percentage = base.default_active_thread_percentage
+    limit = raw.get("defaultPinnedDeviceMemoryLimit", base.default_pinned_device_memory_limit)
+    if limit is not None and (not isinstance(limit, str) or not _QUANTITY.match(limit)):
+        problems.append(
+            f"{path}.defaultPinnedDeviceMemoryLimit: {json.dumps(limit)} must be a quantity such as 10Gi"
+        )
+        limit = base.default_pinned_device_memory_limit
+    return MPSSettings(percentage, limit)
+
+
+def _parse_namespaces(
+    value: Any, raw_defaults: Any, problems: list[str]
+) -> tuple[NamespaceRule, ...]:
+    if not isinstance(value, list):
+        problems.append(f"spec.namespaces: must be a list, not {_type_name(value)}")
+        return ()
+    base_raw = raw_defaults if isinstance(raw_defaults, Mapping) else {}
+    base = _parse_rules(base_raw, SharingRules(), "spec.defaults", []) or SharingRules()
+    rules = []
+    for i, item in enumerate(value):
+        path = f"spec.namespaces[{i}]"
+        if not _check_keys(item, ("names", "labels", *_RULE_KEYS), path, problems):
+            continue
+        names = _parse_names(item.get("names", []), f"{path}.names", problems)
+        labels = item.get("labels") or {}
+        if not isinstance(labels, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+        ):
+            problems.append(f"{path}.labels: must map label keys to string values")
+            labels = {}
+        if not names and not labels:
+            problems.append(f"{path}: needs names or labels to say which namespaces it covers")
+        overrides = {k: v for k, v in item.items() if k in _RULE_KEYS}
+        parsed = _parse_rules(overrides, base, path, problems)
+        if parsed is not None:
+            rules.append(NamespaceRule(frozenset(names), tuple(sorted(labels.items())), parsed))
+    return tuple(rules)
+
+
+def _check_sharing_dialects(policy: Policy, problems: list[str]) -> None:
+    """Every class that may be asked to share devices must have a config dialect we can write."""
+    scopes = [("spec.defaults", policy.defaults)] + [
+        (f"spec.namespaces[{i}]", rule.rules) for i, rule in enumerate(policy.namespaces)
+    ]
+    for i, resource in enumerate(policy.resources):
+        for where, rules in scopes:
+            mode = resource.sharing or rules.sharing
+            problem = sharing.unsupported(resource.device_class_name, mode)
+            if problem:
+                problems.append(
+                    f"spec.resources[{i}].deviceClassName: {problem} (sharing {mode} from {where})"
+                )
+                break

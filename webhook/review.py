@@ -1,0 +1,137 @@
+"""AdmissionReview v1 in and out, as plain dicts (pure; no Flask).
+
+`parse_request` turns a decoded body into an AdmissionRequest or raises BadReviewError (the
+review itself is broken: HTTP 400). The builders make the four answers: allowed, patched
+(JSONPatch diffed from the old and new pod), denied (a policy decision, HTTP 200 with
+allowed: false, code 403) and errored (a bug on our side, code 500, generic message).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import jsonpatch
+
+API_VERSION: Final = "admission.k8s.io/v1"
+KIND: Final = "AdmissionReview"
+# The API server shortens warnings over this; keep ours readable whole.
+MAX_WARNING_LENGTH: Final = 256
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionRequest:
+    uid: str
+    kind: str
+    operation: str
+    namespace: str
+    name: str
+    object: Mapping[str, Any]
+    dry_run: bool
+    api_version: str = API_VERSION
+    user: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def parse_request(body: Any) -> AdmissionRequest:
+    from webhook.errors import BadReviewError
+
+    if not isinstance(body, Mapping):
+        raise BadReviewError("body is not a JSON object; expected an AdmissionReview")
+    if body.get("kind") != KIND:
+        raise BadReviewError(f"kind is {json.dumps(body.get('kind'))}; expected AdmissionReview")
+    api_version = body.get("apiVersion")
+    if api_version != API_VERSION:
+        raise BadReviewError(
+            f"apiVersion is {json.dumps(api_version)}; only {API_VERSION} is served"
+        )
+    request = body.get("request")
+    if not isinstance(request, Mapping):
+        raise BadReviewError("request is missing or not an object")
+    uid = request.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise BadReviewError("request.uid is missing")
+    operation = request.get("operation")
+    if not isinstance(operation, str):
+        raise BadReviewError("request.operation is missing")
+    obj = request.get("object")
+    if operation in ("CREATE", "UPDATE") and not isinstance(obj, Mapping):
+        raise BadReviewError("request.object is missing or not an object")
+    kind = request.get("kind") or {}
+    user = (request.get("userInfo") or {}).get("username", "")
+    return AdmissionRequest(
+        uid=uid,
+        kind=kind.get("kind", "") if isinstance(kind, Mapping) else "",
+        operation=operation,
+        namespace=str(request.get("namespace") or ""),
+        name=str(request.get("name") or ""),
+        object=obj if isinstance(obj, Mapping) else {},
+        dry_run=bool(request.get("dryRun")),
+        api_version=api_version,
+        user=str(user),
+    )
+
+
+def _review(response: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": KIND, "response": response}
+
+
+def _clip(warnings: Sequence[str]) -> list[str]:
+    return [
+        w if len(w) <= MAX_WARNING_LENGTH else w[: MAX_WARNING_LENGTH - 1] + "…" for w in warnings
+    ]
+
+
+def build_allowed(
+    uid: str, *, warnings: Sequence[str] = (), audit: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    response: dict[str, Any] = {"uid": uid, "allowed": True}
+    if warnings:
+        response["warnings"] = _clip(warnings)
+    if audit:
+        response["auditAnnotations"] = dict(audit)
+    return _review(response)
+
+
+def build_patched(
+    uid: str, *, old: Mapping[str, Any], new: Mapping[str, Any], warnings: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Allowed, with the RFC 6902 diff from old to new; no `patch` key if nothing changed."""
+    review = build_allowed(uid, warnings=warnings)
+    operations = jsonpatch.make_patch(old, new).patch
+    if operations:
+        review["response"]["patchType"] = "JSONPatch"
+        review["response"]["patch"] = base64.b64encode(
+            json.dumps(operations, separators=(",", ":")).encode()
+        ).decode()
+    return review
+
+
+def build_denied(uid: str, message: str, *, code: int = 403) -> dict[str, Any]:
+    return _review(
+        {
+            "uid": uid,
+            "allowed": False,
+            "status": {"code": code, "message": message, "reason": "Forbidden"},
+        }
+    )
+
+
+def build_errored(uid: str) -> dict[str, Any]:
+    message = "internal error in the kubectl-dra webhook; the details are in its log"
+    return _review(
+        {
+            "uid": uid,
+            "allowed": False,
+            "status": {"code": 500, "message": message, "reason": "InternalError"},
+        }
+    )
+
+
+def decode_patch(review: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The JSONPatch operations of a response (for tests and `convert`)."""
+    patch = (review.get("response") or {}).get("patch")
+    return json.loads(base64.b64decode(patch)) if patch else []

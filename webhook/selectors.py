@@ -1,0 +1,250 @@
+"""GPU Feature Discovery node labels -> CEL device selectors (DRA-REFERENCE §8, pitfalls 13, 14, 17).
+
+GFD labels describe a node's GPUs; under DRA the same facts are device attributes, so a pod that
+pinned a GPU model with `nodeSelector` must say it in its claim instead. Only the per-device
+labels are translated; node-level ones (gpu.count, gpu.machine, mig.strategy...) stay on the pod.
+
+Normalisations: product names are compared after replacing spaces with dashes (GFD's sanitising),
+with GFD's `-SHARED` / `-MIG-<profile>` suffixes removed from the label value; memory labels are
+MiB where DRA capacity is bytes; families are lower-case-dashed where DRA architectures are
+capitalised words. Every attribute read is guarded with `in`, so a device that lacks it simply
+does not match instead of stopping the allocation attempt.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from webhook import cel
+
+PRODUCT: Final = "nvidia.com/gpu.product"
+MEMORY: Final = "nvidia.com/gpu.memory"
+FAMILY: Final = "nvidia.com/gpu.family"
+COMPUTE_MAJOR: Final = "nvidia.com/gpu.compute.major"
+COMPUTE_MINOR: Final = "nvidia.com/gpu.compute.minor"
+DEVICE_LABELS: Final = frozenset({PRODUCT, MEMORY, FAMILY, COMPUTE_MAJOR, COMPUTE_MINOR})
+
+_SUFFIX = re.compile(r"(-SHARED|-MIG-[A-Za-z0-9.+]+)+$")
+_INTEGER = re.compile(r"^-?[0-9]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    key: str
+    operator: str  # In | NotIn | Exists | DoesNotExist | Gt | Lt
+    values: tuple[str, ...] = ()
+
+
+def requirement_to_cel(req: Requirement, *, domain: str) -> str | None:
+    """A CEL expression equivalent to a node requirement on a GFD device label, or None."""
+    translate = _TRANSLATORS.get(req.key)
+    return translate(req, domain) if translate else None
+
+
+def _membership(req: Requirement, present: str, value_expr: str, literals: list[str]) -> str | None:
+    if req.operator == "Exists":
+        return present
+    if req.operator == "DoesNotExist":
+        return f"!({present})"
+    if req.operator not in ("In", "NotIn") or not literals:
+        return None
+    member = (
+        f"{value_expr} == {literals[0]}"
+        if len(literals) == 1
+        else f"{value_expr} in [{', '.join(literals)}]"
+    )
+    if req.operator == "In":
+        return f"{present} && {member}"
+    # A node without the label satisfies NotIn; so does a device without the attribute.
+    return f"!({present}) || !({member})"
+
+
+def _product(req: Requirement, domain: str) -> str | None:
+    attrs = cel.attributes(domain)
+    values = [_SUFFIX.sub("", v) for v in req.values]
+    return _membership(
+        req,
+        cel.has_key(attrs, "productName"),
+        f'{attrs}.productName.replace(" ", "-")',
+        [cel.string_literal(v) for v in values],
+    )
+
+
+def family_to_architecture(family: str) -> str:
+    """`ada-lovelace` -> `Ada Lovelace`, `hopper` -> `Hopper`."""
+    return " ".join(word.capitalize() for word in family.split("-"))
+
+
+def _family(req: Requirement, domain: str) -> str | None:
+    attrs = cel.attributes(domain)
+    return _membership(
+        req,
+        cel.has_key(attrs, "architecture"),
+        f"{attrs}.architecture",
+        [cel.string_literal(family_to_architecture(v)) for v in req.values],
+    )
+
+
+def _integers(values: Sequence[str]) -> list[int] | None:
+    if not values or not all(_INTEGER.match(v) for v in values):
+        return None
+    return [int(v) for v in values]
+
+
+def _memory(req: Requirement, domain: str) -> str | None:
+    capacity = cel.capacity(domain)
+    present = cel.has_key(capacity, "memory")
+    if req.operator in ("Exists", "DoesNotExist"):
+        return _membership(req, present, "", [])
+    numbers = _integers(req.values)
+    if numbers is None:
+        return None
+
+    def at_least(mib: int) -> str:
+        return f'{capacity}.memory.compareTo(quantity("{mib}Mi")) >= 0'
+
+    def below(mib: int) -> str:
+        return f'{capacity}.memory.compareTo(quantity("{mib}Mi")) < 0'
+
+    # GFD writes floor(bytes / MiB): label N means N MiB <= memory < N+1 MiB.
+    if req.operator in ("In", "NotIn"):
+        member = cel.any_of(f"{at_least(n)} && {below(n + 1)}" for n in numbers)
+        if req.operator == "In":
+            return f"{present} && ({member})"
+        return f"!({present}) || !({member})"
+    if req.operator == "Gt" and len(numbers) == 1:
+        return f"{present} && {at_least(numbers[0] + 1)}"
+    if req.operator == "Lt" and len(numbers) == 1:
+        return f"{present} && {below(numbers[0])}"
+    return None
+
+
+def _compute(part: str) -> Callable[[Requirement, str], str | None]:
+    def translate(req: Requirement, domain: str) -> str | None:
+        attrs = cel.attributes(domain)
+        present = cel.has_key(attrs, "cudaComputeCapability")
+        value = f"{attrs}.cudaComputeCapability.{part}()"
+        if req.operator in ("Exists", "DoesNotExist"):
+            return _membership(req, present, value, [])
+        numbers = _integers(req.values)
+        if numbers is None:
+            return None
+        if req.operator in ("In", "NotIn"):
+            return _membership(req, present, value, [str(n) for n in numbers])
+        if req.operator in ("Gt", "Lt") and len(numbers) == 1:
+            return f"{present} && {value} {'>' if req.operator == 'Gt' else '<'} {numbers[0]}"
+        return None
+
+    return translate
+
+
+_TRANSLATORS: Final[dict[str, Callable[[Requirement, str], str | None]]] = {
+    PRODUCT: _product,
+    FAMILY: _family,
+    MEMORY: _memory,
+    COMPUTE_MAJOR: _compute("major"),
+    COMPUTE_MINOR: _compute("minor"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConstraintResult:
+    selectors: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+def translate_node_constraints(
+    spec: dict[str, Any], *, mode: str, domain: str
+) -> NodeConstraintResult:
+    """Turn GFD device labels in `spec` (modified in place) into CEL selectors.
+
+    mode: Translate (CEL, drop the labels), Keep (CEL, keep the labels), Ignore (nothing).
+    """
+    if mode == "Ignore":
+        return NodeConstraintResult((), ())
+    drop = mode == "Translate"
+    selectors: list[str] = []
+    warnings: list[str] = []
+
+    node_selector = spec.get("nodeSelector") or {}
+    for key in sorted(k for k in node_selector if k in DEVICE_LABELS):
+        expression = requirement_to_cel(
+            Requirement(key, "In", (str(node_selector[key]),)), domain=domain
+        )
+        if expression is None:
+            warnings.append(
+                f"nodeSelector {key}={node_selector[key]} kept: no device attribute matches it"
+            )
+            continue
+        selectors.append(expression)
+        if drop:
+            del node_selector[key]
+    if drop and "nodeSelector" in spec and not node_selector:
+        del spec["nodeSelector"]
+
+    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    terms = required.get("nodeSelectorTerms") or []
+    if len(terms) == 1:
+        selectors += _translate_term(terms[0], domain=domain, drop=drop, warnings=warnings)
+        if drop and not terms[0].get("matchExpressions") and not terms[0].get("matchFields"):
+            _remove_required_affinity(spec)
+    elif len(terms) > 1:
+        # Terms are ORed: the CEL becomes an OR of each term's device part. The labels stay,
+        # because a term's node-level and device-level parts cannot be separated.
+        parts = [
+            cel.all_of(_translate_term(t, domain=domain, drop=False, warnings=warnings))
+            for t in terms
+        ]
+        combined = cel.any_of(parts)
+        if combined != "true":
+            selectors.append(combined)
+            if drop:
+                warnings.append(
+                    "node affinity has several terms: its GPU labels are kept as well as translated"
+                )
+    return NodeConstraintResult(tuple(selectors), tuple(warnings))
+
+
+def _translate_term(
+    term: dict[str, Any], *, domain: str, drop: bool, warnings: list[str]
+) -> list[str]:
+    selectors: list[str] = []
+    kept = []
+    for expr in term.get("matchExpressions") or []:
+        key = expr.get("key")
+        if key not in DEVICE_LABELS:
+            kept.append(expr)
+            continue
+        req = Requirement(
+            key, str(expr.get("operator")), tuple(str(v) for v in expr.get("values") or ())
+        )
+        expression = requirement_to_cel(req, domain=domain)
+        if expression is None:
+            warnings.append(
+                f"node affinity on {key} ({req.operator}) kept: it has no device-attribute form"
+            )
+            kept.append(expr)
+            continue
+        selectors.append(expression)
+    if drop and "matchExpressions" in term:
+        if kept:
+            term["matchExpressions"] = kept
+        else:
+            del term["matchExpressions"]
+    return selectors
+
+
+def _remove_required_affinity(spec: dict[str, Any]) -> None:
+    """Drop a required node affinity left without terms, and any parents it leaves empty."""
+    affinity = spec["affinity"]
+    node_affinity = affinity["nodeAffinity"]
+    del node_affinity["requiredDuringSchedulingIgnoredDuringExecution"]
+    if not node_affinity:
+        del affinity["nodeAffinity"]
+    if not affinity:
+        del spec["affinity"]
