@@ -185,11 +185,11 @@ def reserved_uids(claim: dict[str, Any]) -> set[str]:
 
 
 def seed_scenario(name: str) -> Path:
-    """The user's scenario file: from examples/ once the lead's copy exists, else our copy."""
-    for candidate in (ROOT / "examples" / name, ROOT / "tests" / "data" / "seed-scenarios" / name):
-        if candidate.exists():
-            return candidate
-    raise FileNotFoundError(name)
+    """The user's scenario file, as shipped in examples/ (legacy forms under examples/legacy/)."""
+    path = ROOT / "examples" / name
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: the e2e tests use the examples the README shows")
+    return path
 
 
 def load_yaml_docs(path: Path) -> list[dict[str, Any]]:
