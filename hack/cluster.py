@@ -627,8 +627,16 @@ class Cluster:
         """Serve `dra-webhook` on loopback over TLS and register it for legacy-GPU pods.
 
         Several webhooks may run at once (one per policy), each registered with its own
-        MutatingWebhookConfiguration `kubectl-dra-<name>`; give them disjoint namespace selectors.
+        MutatingWebhookConfiguration `kubectl-dra-<name>`.  Unless `namespace_selector` says
+        otherwise, instance `default` serves namespaces without the label INSTANCE_LABEL and
+        instance `<name>` those labelled `INSTANCE_LABEL=<name>`: each namespace has one policy.
         """
+        if namespace_selector is None:
+            namespace_selector = (
+                {"matchExpressions": [{"key": INSTANCE_LABEL, "operator": "DoesNotExist"}]}
+                if name == "default"
+                else {"matchLabels": {INSTANCE_LABEL: name}}
+            )
         self.webhook_down(name, quiet=True)
         wdir = self.webhook_dir(name)
         cert_dir = wdir / "certs"
@@ -729,6 +737,8 @@ class Cluster:
 # Our webhook: identity, RBAC and registration
 
 WEBHOOK_USER = "kubectl-dra-webhook"
+# Which webhook instance (policy) serves a namespace; see Cluster.webhook_up.
+INSTANCE_LABEL = "kubectl-dra.io/webhook"
 
 # Only pods that ask for an NVIDIA extended resource (limits or requests, app or init containers)
 # are sent to the webhook: every other pod is admitted without a network round trip, so a slow or
@@ -880,7 +890,8 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="only namespaces with this label (repeatable); default: all but exempt ones",
+        help=f"only namespaces with this label (repeatable); default: instance 'default' serves "
+        f"namespaces without {INSTANCE_LABEL}, others those with {INSTANCE_LABEL}=<name>",
     )
     p_whd = sub.add_parser("webhook-down", help="stop our webhook and unregister it")
     p_whd.add_argument("--name", default="default")
