@@ -213,3 +213,14 @@ def test_health_endpoints() -> None:
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
     assert client.get("/mutate").status_code == 405
+
+
+def test_namespace_labels_are_remembered_between_reviews() -> None:
+    policy = make_policy(
+        namespaces=[{"labels": {"gpu-sharing": "enabled"}, "sharing": "TimeSlicing"}]
+    )
+    gateway = MemoryGateway(namespaces={"ml": {}})
+    client = client_for(policy, gateway)
+    for name in ("a", "b", "c"):
+        post(client, make_review(make_pod(container("app", gpus=1), name=name)))
+    assert gateway.calls == 2  # one namespace read, one template create

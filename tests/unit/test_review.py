@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import jsonpatch
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from builders import container, make_pod, make_review
 from webhook import review
@@ -86,3 +89,23 @@ def test_denied_and_errored_shapes() -> None:
 def test_long_warnings_are_clipped() -> None:
     warning = review.build_allowed("u", warnings=["x" * 1000])["response"]["warnings"][0]
     assert len(warning) == review.MAX_WARNING_LENGTH
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.sampled_from(["a", "b/c", "d~e", "f"]), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(_JSON.filter(lambda v: isinstance(v, dict)), _JSON.filter(lambda v: isinstance(v, dict)))
+def test_make_patch_turns_old_into_new(old: dict[str, Any], new: dict[str, Any]) -> None:
+    assert jsonpatch.apply_patch(old, review.make_patch(old, new)) == new
+
+
+def test_make_patch_is_empty_for_equal_documents() -> None:
+    pod = make_pod(container("app", gpus=1))
+    assert review.make_patch(pod, copy.deepcopy(pod)) == []

@@ -739,3 +739,26 @@ def test_rewritten_annotation_records_what_was_replaced() -> None:
         "sharing": "Exclusive",
         "template": result.templates[0]["metadata"]["name"],
     }
+
+
+def test_shared_claim_is_referenced_once_by_a_container_with_two_resources() -> None:
+    app = container("ctr0", limits={"nvidia.com/gpu": 1, "nvidia.com/mig-1g.10gb": 1})
+    pod = make_pod(app, annotations={SHARED_CLAIM_ANNOTATION: "shared"})
+    result = run(pod, make_policy(sharedClaims="Allowed"))
+    assert result.pod["spec"]["containers"][0]["resources"]["claims"] == [{"name": "gpu"}]
+    assert sorted(r["name"] for r in requests_of(result)) == ["gpu", "mig-1g-10gb"]
+
+
+def test_record_lists_each_resource_with_its_own_requests() -> None:
+    app = container("app", limits={"nvidia.com/gpu": 1, "nvidia.com/gpu.shared": 2})
+    record = record_of(run(make_pod(app)).pod)
+    assert [(c["resource"], c["requests"]) for c in record["containers"]] == [
+        ("nvidia.com/gpu", ["app-gpu"]),
+        ("nvidia.com/gpu.shared", ["app-gpu-shared"]),
+    ]
+
+
+def test_affinity_without_device_terms_is_left_alone() -> None:
+    zone = {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a"]}
+    pod = make_pod(container("app", gpus=1), affinity=_affinity([zone]))
+    assert run(pod).pod["spec"]["affinity"] == pod["spec"]["affinity"]
