@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import ssl
 import tempfile
 from pathlib import Path
@@ -147,10 +149,17 @@ def serve(
     WebhookServer(app, options=options, certificate=certificate, policy=reloader).run()
 
 
+def _remove_in_owner(path: Path, owner: int) -> None:
+    """Forked workers inherit atexit handlers: only the process that made `path` removes it."""
+    if os.getpid() == owner:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _prepare_metrics_dir(path: Path | None) -> None:
     """An empty folder for prometheus_client's per-process files, exported to this process."""
     if path is None:
         path = Path(tempfile.mkdtemp(prefix="dra-webhook-metrics-"))
+        atexit.register(_remove_in_owner, path, os.getpid())
     try:
         path.mkdir(parents=True, exist_ok=True)
         for stale in path.glob("*.db"):

@@ -64,7 +64,7 @@ def test_the_policy_configmap_is_the_built_in_default(
 def test_rbac_grants_exactly_what_the_webhook_uses(
     objects: dict[tuple[str, str], dict[str, Any]],
 ) -> None:
-    rules = objects["ClusterRole", "kubectl-dra-webhook"]["rules"]
+    rules = objects["ClusterRole", "kubectl-dra:webhook"]["rules"]
     grants = {
         (group, resource, verb)
         for rule in rules
@@ -79,7 +79,7 @@ def test_rbac_grants_exactly_what_the_webhook_uses(
         ("resource.k8s.io", "resourceclaims", "get"),
         ("", "namespaces", "get"),
     }
-    binding = objects["ClusterRoleBinding", "kubectl-dra-webhook"]
+    binding = objects["ClusterRoleBinding", "kubectl-dra:webhook"]
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "kubectl-dra-webhook", "namespace": "kubectl-dra"}
     ]
