@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help venv lint unit test e2e demo clean k8s-build cluster-up cluster-down cluster-status
+.PHONY: help venv lint unit test e2e demo clean bench-webhook k8s-build cluster-up cluster-down cluster-status
 
 help:
 	@echo "make demo   - the main job: the GPU scenarios, legacy and native, on a local control plane"

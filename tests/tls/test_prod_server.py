@@ -260,13 +260,27 @@ def test_metrics_count_reviews_by_outcome_across_workers(
     assert samples["dra_webhook_certificate_expiry_timestamp_seconds"] == pytest.approx(
         leaf.not_valid_after_utc.timestamp()
     )
-    # Both workers answered: each left its own mmap file in the multiprocess folder.
-    pids = {
-        e["message"].split("pid: ")[1].rstrip(")")
-        for e in server.logs()
-        if "Booting" in e["message"]
-    }
-    assert len(pids) == 2
+
+
+def test_a_killed_worker_is_replaced_and_the_counts_survive(start_server: StartServer) -> None:
+    """child_exit marks the dead worker: its live gauges go, its counters stay in the totals."""
+    server = start_server()
+    for _ in range(4):
+        assert server.post(gpu_review())[0] == 200
+    patched = 'dra_webhook_reviews_total{operation="CREATE",outcome="patched"}'
+    assert server.metrics()[patched] == 4
+    booted = [e["message"] for e in server.logs() if "Booting worker" in e["message"]]
+    victim = int(booted[0].rsplit(" ", 1)[1])
+    assert list(server.metrics_dir.glob(f"gauge_live*_{victim}.db"))
+    os.kill(victim, signal.SIGKILL)
+    wait_for(
+        lambda: sum("Booting worker" in e["message"] for e in server.logs()) == 3,
+        what="a replacement worker",
+    )
+    wait_for(lambda: not list(server.metrics_dir.glob(f"gauge_live*_{victim}.db")), what="cleanup")
+    assert server.metrics()[patched] == 4
+    assert server.post(gpu_review())[0] == 200
+    assert server.metrics()[patched] == 5
 
 
 def test_logs_are_json_lines_with_the_review_fields(start_server: StartServer) -> None:

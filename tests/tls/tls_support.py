@@ -34,6 +34,7 @@ class Server:
     proc: subprocess.Popen[bytes]
     log: Path
     ca_pem: str
+    metrics_dir: Path
     port: int = 0
     _context: ssl.SSLContext | None = field(default=None, repr=False)
 
@@ -139,16 +140,17 @@ def start_server(cert_dir: Path, tmp_path: Path) -> Iterator[StartServer]:
 
     def start(*args: str, workers: int = 2, threads: int = 4) -> Server:
         log = tmp_path / f"server-{len(servers)}.log"
+        metrics_dir = tmp_path / f"metrics-{len(servers)}"
         argv = [
             sys.executable, "-m", "webhook", "serve",
             "--cert-dir", str(cert_dir), "--host", "127.0.0.1", "--port", "0", "--offline",
             "--workers", str(workers), "--threads", str(threads), "--reload-interval", "0.2",
-            "--metrics-dir", str(tmp_path / f"metrics-{len(servers)}"), *args,
+            "--metrics-dir", str(metrics_dir), *args,
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
         with log.open("wb") as sink:
             proc = subprocess.Popen(argv, stdout=sink, stderr=sink, cwd=REPO, env=env)
-        server = Server(proc, log, (cert_dir / "ca.crt").read_text())
+        server = Server(proc, log, (cert_dir / "ca.crt").read_text(), metrics_dir)
         servers.append(server)
 
         def listening() -> int | None:
