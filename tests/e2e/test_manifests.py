@@ -285,3 +285,48 @@ def test_webhook_configuration_from_manifests_makes_the_api_server_call_gunicorn
             "delete", "mutatingwebhookconfiguration", CONFIG_NAME, "--ignore-not-found",
             check=False,
         )  # fmt: skip
+
+
+def test_certs_inject_patches_the_ca_bundle_through_the_api(
+    k8s: E2ECluster, tmp_path: Path
+) -> None:
+    """`dra-webhook certs inject --name` on the committed configuration (renamed, and scoped to
+    no namespace at all so that it never intercepts a pod)."""
+    (config,) = _docs(MANIFESTS / "base" / "mutatingwebhookconfiguration.yaml")
+    name = "kubectl-dra-inject-e2e"
+    config["metadata"]["name"] = name
+    config["webhooks"][0]["namespaceSelector"]["matchLabels"] = {TEST_LABEL: "no-such-namespace"}
+    out = tmp_path / "certs"
+    certs_argv = [sys.executable, "-m", "webhook", "certs"]
+    generate = subprocess.run(
+        [*certs_argv, "generate", "--service=kubectl-dra-webhook", "--namespace=kubectl-dra",
+         f"--out={out}"],
+        capture_output=True, text=True, check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert generate.returncode == 0, generate.stderr
+    k8s.kubectl("apply", "-f", "-", input=json.dumps(config))
+    try:
+        inject = subprocess.run(
+            [*certs_argv, "inject", f"--dir={out}", f"--name={name}",
+             f"--kubeconfig={k8s.kubeconfig}"],
+            capture_output=True, text=True, check=False, cwd=ROOT,
+        )  # fmt: skip
+        assert inject.returncode == 0, inject.stderr
+        assert "caBundle set on 1 webhook(s)" in inject.stderr
+        live = json.loads(
+            k8s.kubectl("get", "mutatingwebhookconfiguration", name, "-o", "json").stdout
+        )
+        bundle = live["webhooks"][0]["clientConfig"]["caBundle"]
+        assert base64.b64decode(bundle) == (out / "ca.crt").read_bytes()
+        missing = subprocess.run(
+            [*certs_argv, "inject", f"--dir={out}", "--name=not-there",
+             f"--kubeconfig={k8s.kubeconfig}"],
+            capture_output=True, text=True, check=False, cwd=ROOT,
+        )  # fmt: skip
+        assert missing.returncode == 1
+        assert "cannot read MutatingWebhookConfiguration not-there" in missing.stderr
+        assert "Traceback" not in missing.stderr
+    finally:
+        k8s.kubectl(
+            "delete", "mutatingwebhookconfiguration", name, "--ignore-not-found", check=False
+        )
