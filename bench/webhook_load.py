@@ -109,7 +109,8 @@ def processes(master: int) -> dict[str, int]:
 
 def run_oha(oha: str, url: str, body: Path, *, seconds: int, rate: int | None) -> dict[str, Any]:
     argv = [
-        oha, "--no-tui", "--output-format", "json", "--insecure", "-z", f"{seconds}s",
+        oha, "--no-tui", "--output-format", "json", "-z", f"{seconds}s", "-w",
+        "--cacert", str(body.parent / "tls" / "ca.crt"),
         "-m", "POST", "-T", "application/json", "-D", str(body),
     ]  # fmt: skip
     argv += ["-q", str(rate), "--latency-correction", "-c", "16"] if rate else ["-c", "32"]
@@ -129,6 +130,7 @@ def run_oha(oha: str, url: str, body: Path, *, seconds: int, rate: int | None) -
         "max_ms": summary["slowest"] * 1000,
         "ok": statuses.get("200", 0),
         "failed": errors + sum(v for k, v in statuses.items() if k != "200"),
+        "errors": data.get("errorDistribution", {}),
     }
 
 
@@ -174,6 +176,7 @@ def main() -> None:
     proc, port = start_server(work, args.workers, args.threads)
     url = f"https://127.0.0.1:{port}/mutate"
     runs: dict[str, dict[str, Any]] = {}
+    load_before = os.getloadavg()[0]
     try:
         if oha:
             run_oha(oha, url, body, seconds=3, rate=None)  # warm-up: imports, caches, TLS
@@ -186,12 +189,14 @@ def main() -> None:
             run_wrk(wrk, url, body, seconds=3)
             runs["saturation"] = run_wrk(wrk, url, body, seconds=args.seconds)
         memory = processes(proc.pid)
+        load_after = os.getloadavg()[0]
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     print(
         f"\n{args.workers} gunicorn workers x {args.threads} threads, {os.cpu_count()} cores "
-        "shared with the load generator, 1-GPU pod review over HTTPS keep-alive\n"
+        "shared with the load generator, 1-GPU pod review over HTTPS keep-alive; "
+        f"1-min load average {load_before:.1f} before, {load_after:.1f} after\n"
     )
     print("| run | tool | reviews/s | p50 ms | p99 ms | max ms | ok | failed |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -210,6 +215,7 @@ def main() -> None:
                 "workers": args.workers,
                 "threads": args.threads,
                 "cpus": os.cpu_count(),
+                "load_average": [load_before, load_after],
                 "runs": runs,
                 "rss_kib": memory,
             },
