@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import ssl
 from collections.abc import Callable
@@ -84,6 +85,11 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no
             )
             Watcher(reloaders, interval=options.reload_interval).start()
 
+        def pre_fork(_arbiter: Arbiter, _worker: Worker) -> None:
+            # Everything loaded so far (modules, app, policy) lives as long as the process: keep
+            # it out of the collector's generations, so workers neither scan it nor copy it.
+            gc.freeze()
+
         def child_exit(_arbiter: Arbiter, worker: Worker) -> None:
             metrics.mark_process_dead(worker.pid)
 
@@ -100,6 +106,7 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no
             "keyfile": str(certificate.key),
             "ssl_context": ssl_context,
             "post_worker_init": post_worker_init,
+            "pre_fork": pre_fork,
             "child_exit": child_exit,
             "logconfig_dict": logs.logging_config(options.log_level),
             "logger_class": ReviewLogger,
