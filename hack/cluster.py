@@ -672,7 +672,8 @@ class Cluster:
             failure_policy=failure_policy,
             timeout_seconds=timeout_seconds,
         )
-        self.kubectl("apply", "-f", "-", input=yaml.safe_dump(config))
+        (wdir / "registration.yaml").write_text(yaml.safe_dump(config))
+        self.webhook_register(name)
         info = WebhookInfo(
             name=name, port=port, config_name=config["metadata"]["name"], pid_name=pid_name
         )
@@ -680,19 +681,22 @@ class Cluster:
         print(f"webhook {name} serving on {url} (policy: {policy or 'built-in default'})", file=out)
         return info
 
+    def webhook_register(self, name: str = "default") -> None:
+        """(Re-)create the MutatingWebhookConfiguration of a started webhook instance."""
+        self.kubectl("apply", "-f", str(self.webhook_dir(name) / "registration.yaml"))
+
+    def webhook_unregister(self, name: str = "default") -> None:
+        self.kubectl(
+            "delete", "mutatingwebhookconfiguration", f"kubectl-dra-{name}", "--ignore-not-found"
+        )
+
     def webhook_down(
         self, name: str = "default", *, unregister: bool = True, quiet: bool = False
     ) -> None:
         """Stop webhook `name`; with unregister, also delete its MutatingWebhookConfiguration."""
         self._stop(f"webhook-{name}", quiet=quiet, out=sys.stderr)
         if unregister and self.state.get("ports") and self._ready("kube-apiserver"):
-            self.kubectl(
-                "delete",
-                "mutatingwebhookconfiguration",
-                f"kubectl-dra-{name}",
-                "--ignore-not-found",
-                check=False,
-            )
+            self.webhook_unregister(name)
 
     def _https_ok(self, url: str) -> bool:
         try:
