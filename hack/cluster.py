@@ -907,6 +907,9 @@ def main(argv: list[str] | None = None) -> int:
             cluster.up(fixtures=not args.no_fixtures)
         elif args.cmd == "down":
             cluster.down()
+            # Clusters of interrupted test or bench runs live in sub-directories.
+            for state in sorted(cluster.paths.root.glob("*/state.json")):
+                Cluster(state.parent).down()
         elif args.cmd == "status":
             return 0 if cluster.status() else 1
         elif args.cmd == "kubeconfig":

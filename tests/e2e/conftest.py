@@ -36,10 +36,14 @@ def k8s() -> Iterator[E2ECluster]:
             pytest.fail(f"KUBECTL_DRA_REUSE_CLUSTER=1 but no cluster runs in {cl.paths.root}")
     else:
         cl = cluster_mod.Cluster(ROOT / ".cluster" / "e2e")
+        cl.down(quiet=True)  # left over from an interrupted session: start from an empty etcd
+        failure = None
         try:
             cl.up(fixtures=False)
         except (cluster_mod.ClusterError, SystemExit) as exc:
-            pytest.fail(f"could not start the local control plane:\n{exc}", pytrace=False)
+            failure = str(exc)
+        if failure is not None:
+            pytest.fail(f"could not start the local control plane:\n{failure}", pytrace=False)
     api = cl.api_client()
     try:
         nodes = fakegpu.apply_cluster_fixtures(api)

@@ -386,6 +386,14 @@ def test_webhook_down_refuses_gpu_pods_and_admits_cpu_pods(k8s: E2ECluster, name
         assert refused.returncode != 0
         assert "failed calling webhook" in refused.stderr, refused.stderr
 
+        init_only = legacy_pod("gpu-init")
+        init_only["spec"]["initContainers"] = init_only["spec"]["containers"]
+        init_only["spec"]["containers"] = [{"name": "main", "image": "busybox"}]
+        refused = k8s.kubectl(
+            "apply", "-n", namespace, "-f", "-", check=False, input=json.dumps(init_only)
+        )
+        assert "failed calling webhook" in refused.stderr, "init containers count as GPU users"
+
         cpu_pod = legacy_pod("cpu")
         cpu_pod["spec"]["containers"][0]["resources"] = {"limits": {"cpu": "1"}}
         create(k8s, namespace, cpu_pod)
