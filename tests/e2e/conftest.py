@@ -93,8 +93,11 @@ SEED_SCENARIOS = (
 )
 
 
-def _scenario_namespace(path: Path) -> str:
+def _scenario_namespace(k8s: E2ECluster, path: Path) -> str:
+    """The fixed namespace a scenario file creates, emptied first: a reused cluster may hold
+    it from `make demo` or an interrupted session."""
     (name,) = [d["metadata"]["name"] for d in load_yaml_docs(path) if d["kind"] == "Namespace"]
+    k8s.delete_namespace(name, wait=True)
     return name
 
 
@@ -108,7 +111,7 @@ def native_scenarios(k8s: E2ECluster) -> Iterator[dict[str, str]]:
     try:
         for name in SEED_SCENARIOS:
             path = seed_scenario(name)
-            applied[name] = _scenario_namespace(path)
+            applied[name] = _scenario_namespace(k8s, path)
             k8s.apply(path)
         yield applied
     finally:
@@ -124,7 +127,7 @@ def legacy_scenarios(k8s: E2ECluster, webhooks: WebhookPool) -> Iterator[dict[st
     try:
         for name in SEED_SCENARIOS:
             path = seed_scenario(f"legacy/{name}")
-            applied[name] = namespace = _scenario_namespace(path)
+            applied[name] = namespace = _scenario_namespace(k8s, path)
             # Labelled for the example policy's webhook before the file's pods arrive.
             k8s.core.create_namespace({"metadata": {"name": namespace}})
             webhooks.use(namespace, policy)
