@@ -188,7 +188,7 @@ class Cluster:
     def __init__(self, root: Path | None = None, *, version: str | None = None) -> None:
         self.paths = Paths(root or state_dir())
         self._state: dict[str, Any] | None = None
-        self.version = k8s_build.normalize_version(version) if version else None
+        self.version = k8s_build.resolve_version(version) if version else None
 
     # -- state ---------------------------------------------------------------------------------
 
