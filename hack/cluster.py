@@ -380,6 +380,10 @@ class Cluster:
 
     def _health_url(self, name: str) -> str:
         ports = self.state["ports"]
+        if name.startswith("webhook-"):
+            info = self.webhook_dir(name.removeprefix("webhook-")) / "info.json"
+            port = json.loads(info.read_text())["port"] if info.exists() else None
+            return f"https://127.0.0.1:{port}/readyz" if port else ""
         return {
             "etcd": f"https://127.0.0.1:{ports['etcd']}/health",
             "kube-apiserver": f"https://127.0.0.1:{ports['apiserver']}/readyz",
