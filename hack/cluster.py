@@ -52,6 +52,7 @@ import fakegpu  # noqa: E402
 import k8s_build  # noqa: E402
 
 from webhook import certs  # noqa: E402
+from webhook.policy import Policy  # noqa: E402
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 SERVICE_CIDR = "10.96.0.0/16"
@@ -668,6 +669,8 @@ class Cluster:
         self.spawn(pid_name, argv)
         url = f"https://127.0.0.1:{port}"
         self.wait_ready(pid_name, timeout=30, probe=lambda: self._https_ok(f"{url}/readyz"))
+        # The policy's exempt namespaces are never even sent (the webhook would pass them anyway).
+        loaded = Policy.from_file(policy) if policy is not None else Policy.default()
         config = mutating_webhook_configuration(
             name,
             url=f"{url}/mutate",
@@ -675,6 +678,7 @@ class Cluster:
             namespace_selector=namespace_selector,
             failure_policy=failure_policy,
             timeout_seconds=timeout_seconds,
+            exempt_namespaces=sorted(loaded.exempt_namespaces | {"kube-system"}),
         )
         (wdir / "registration.yaml").write_text(yaml.safe_dump(config))
         self.webhook_register(name)
