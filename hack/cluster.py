@@ -234,6 +234,12 @@ class Cluster:
 
     def up(self, *, fixtures: bool = True, out: Any = sys.stderr) -> None:
         if self.is_running():
+            wanted = self.version or k8s_build.selected_version()
+            if self.state.get("version") != wanted:
+                raise ClusterError(
+                    f"a v{self.state.get('version')} cluster runs in {self.paths.root}; "
+                    f"stop it (make cluster-down) to start v{wanted}"
+                )
             print(f"cluster already running (kubeconfig {self.kubeconfig})", file=out)
             return
         self.down(quiet=True)  # stale pid files / half-started state
@@ -353,11 +359,8 @@ class Cluster:
         pid_file = self.paths.pid(name)
         if pid is None:
             return
-        # Never signal a recycled pid: it must still run something from our state/bin dirs.
-        cmd = " ".join(pid_cmdline(pid))
-        ours = pid_alive(pid) and (
-            str(self.paths.root) in cmd or str(self.bin_dir) in cmd or name in cmd
-        )
+        # Never signal a recycled pid: every process we start names a file of our state dir.
+        ours = pid_alive(pid) and str(self.paths.root) in " ".join(pid_cmdline(pid))
         if ours:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
