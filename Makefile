@@ -11,7 +11,7 @@ help:
 	@echo "make demo   - the main job: the GPU scenarios, legacy and native, on a local control plane"
 	@echo "make test   - lint, type-check and run the whole test suite"
 	@echo "make cluster-up / cluster-down / cluster-status - local control plane (hack/cluster.py)"
-	@echo "make e2e    - only the e2e tests (K8S_VERSION=1.34.4 selects another release)"
+	@echo "make e2e    - only the e2e tests (K8S_VERSION=1.34 or 1.34.4 selects another release)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

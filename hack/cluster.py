@@ -52,6 +52,7 @@ import fakegpu  # noqa: E402
 import k8s_build  # noqa: E402
 
 from webhook import certs  # noqa: E402
+from webhook.policy import Policy  # noqa: E402
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 SERVICE_CIDR = "10.96.0.0/16"
@@ -188,7 +189,7 @@ class Cluster:
     def __init__(self, root: Path | None = None, *, version: str | None = None) -> None:
         self.paths = Paths(root or state_dir())
         self._state: dict[str, Any] | None = None
-        self.version = k8s_build.normalize_version(version) if version else None
+        self.version = k8s_build.resolve_version(version) if version else None
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -233,6 +234,12 @@ class Cluster:
 
     def up(self, *, fixtures: bool = True, out: Any = sys.stderr) -> None:
         if self.is_running():
+            wanted = self.version or k8s_build.selected_version()
+            if self.state.get("version") != wanted:
+                raise ClusterError(
+                    f"a v{self.state.get('version')} cluster runs in {self.paths.root}; "
+                    f"stop it (make cluster-down) to start v{wanted}"
+                )
             print(f"cluster already running (kubeconfig {self.kubeconfig})", file=out)
             return
         self.down(quiet=True)  # stale pid files / half-started state
@@ -352,11 +359,8 @@ class Cluster:
         pid_file = self.paths.pid(name)
         if pid is None:
             return
-        # Never signal a recycled pid: it must still run something from our state/bin dirs.
-        cmd = " ".join(pid_cmdline(pid))
-        ours = pid_alive(pid) and (
-            str(self.paths.root) in cmd or str(self.bin_dir) in cmd or name in cmd
-        )
+        # Never signal a recycled pid: every process we start names a file of our state dir.
+        ours = pid_alive(pid) and str(self.paths.root) in " ".join(pid_cmdline(pid))
         if ours:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
@@ -380,6 +384,10 @@ class Cluster:
 
     def _health_url(self, name: str) -> str:
         ports = self.state["ports"]
+        if name.startswith("webhook-"):
+            info = self.webhook_dir(name.removeprefix("webhook-")) / "info.json"
+            port = json.loads(info.read_text())["port"] if info.exists() else None
+            return f"https://127.0.0.1:{port}/readyz" if port else ""
         return {
             "etcd": f"https://127.0.0.1:{ports['etcd']}/health",
             "kube-apiserver": f"https://127.0.0.1:{ports['apiserver']}/readyz",
@@ -664,6 +672,8 @@ class Cluster:
         self.spawn(pid_name, argv)
         url = f"https://127.0.0.1:{port}"
         self.wait_ready(pid_name, timeout=30, probe=lambda: self._https_ok(f"{url}/readyz"))
+        # The policy's exempt namespaces are never even sent (the webhook would pass them anyway).
+        loaded = Policy.from_file(policy) if policy is not None else Policy.default()
         config = mutating_webhook_configuration(
             name,
             url=f"{url}/mutate",
@@ -671,8 +681,10 @@ class Cluster:
             namespace_selector=namespace_selector,
             failure_policy=failure_policy,
             timeout_seconds=timeout_seconds,
+            exempt_namespaces=sorted(loaded.exempt_namespaces | {"kube-system"}),
         )
-        self.kubectl("apply", "-f", "-", input=yaml.safe_dump(config))
+        (wdir / "registration.yaml").write_text(yaml.safe_dump(config))
+        self.webhook_register(name)
         info = WebhookInfo(
             name=name, port=port, config_name=config["metadata"]["name"], pid_name=pid_name
         )
@@ -680,19 +692,22 @@ class Cluster:
         print(f"webhook {name} serving on {url} (policy: {policy or 'built-in default'})", file=out)
         return info
 
+    def webhook_register(self, name: str = "default") -> None:
+        """(Re-)create the MutatingWebhookConfiguration of a started webhook instance."""
+        self.kubectl("apply", "-f", str(self.webhook_dir(name) / "registration.yaml"))
+
+    def webhook_unregister(self, name: str = "default") -> None:
+        self.kubectl(
+            "delete", "mutatingwebhookconfiguration", f"kubectl-dra-{name}", "--ignore-not-found"
+        )
+
     def webhook_down(
         self, name: str = "default", *, unregister: bool = True, quiet: bool = False
     ) -> None:
         """Stop webhook `name`; with unregister, also delete its MutatingWebhookConfiguration."""
         self._stop(f"webhook-{name}", quiet=quiet, out=sys.stderr)
         if unregister and self.state.get("ports") and self._ready("kube-apiserver"):
-            self.kubectl(
-                "delete",
-                "mutatingwebhookconfiguration",
-                f"kubectl-dra-{name}",
-                "--ignore-not-found",
-                check=False,
-            )
+            self.webhook_unregister(name)
 
     def _https_ok(self, url: str) -> bool:
         try:
@@ -903,6 +918,9 @@ def main(argv: list[str] | None = None) -> int:
             cluster.up(fixtures=not args.no_fixtures)
         elif args.cmd == "down":
             cluster.down()
+            # Clusters of interrupted test or bench runs live in sub-directories.
+            for state in sorted(cluster.paths.root.glob("*/state.json")):
+                Cluster(state.parent).down()
         elif args.cmd == "status":
             return 0 if cluster.status() else 1
         elif args.cmd == "kubeconfig":

@@ -145,6 +145,28 @@ def print_table(rows: list[list[str]]) -> None:
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip())
 
 
+def show_with_describe(cl: cluster_mod.Cluster) -> bool:
+    """`kubectl dra describe pods -A` where the plugin has it; False to fall back to our table."""
+    import subprocess
+
+    argv = [
+        sys.executable,
+        "-m",
+        "kubectl_dra",
+        "describe",
+        "pods",
+        "-A",
+        f"--kubeconfig={cl.kubeconfig}",
+    ]
+    print(f"$ kubectl dra describe pods -A    # KUBECONFIG={cl.kubeconfig}")
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        print("(kubectl dra describe is not available here; the same from the API:)")
+        return False
+    print(proc.stdout, end="")
+    return True
+
+
 def main() -> int:
     cl = cluster_mod.Cluster()
     try:
@@ -189,7 +211,8 @@ def main() -> int:
                     break
                 time.sleep(0.5)
         print()
-        print_table(rows)
+        if not show_with_describe(cl):
+            print_table(rows)
         if waiting:
             print(f"\nstill not allocated after 60 s: {', '.join(waiting)}", file=sys.stderr)
     except cluster_mod.ClusterError as exc:
@@ -201,6 +224,7 @@ def main() -> int:
         f"  export KUBECONFIG={cl.kubeconfig}\n"
         f"  {kubectl} get pods,resourceclaims -A\n"
         f"  {kubectl} get pod -n gpu-legacy pod0 -o yaml    # the rewritten legacy pod\n"
+        f"  PATH={Path(sys.executable).parent}:$PATH kubectl dra describe pods -A   # the plugin\n"
         "Stop it with: make cluster-down"
     )
     return 1 if waiting else 0

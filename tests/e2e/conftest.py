@@ -36,10 +36,14 @@ def k8s() -> Iterator[E2ECluster]:
             pytest.fail(f"KUBECTL_DRA_REUSE_CLUSTER=1 but no cluster runs in {cl.paths.root}")
     else:
         cl = cluster_mod.Cluster(ROOT / ".cluster" / "e2e")
+        cl.down(quiet=True)  # left over from an interrupted session: start from an empty etcd
+        failure = None
         try:
             cl.up(fixtures=False)
         except (cluster_mod.ClusterError, SystemExit) as exc:
-            pytest.fail(f"could not start the local control plane:\n{exc}", pytrace=False)
+            failure = str(exc)
+        if failure is not None:
+            pytest.fail(f"could not start the local control plane:\n{failure}", pytrace=False)
     api = cl.api_client()
     try:
         nodes = fakegpu.apply_cluster_fixtures(api)
@@ -89,8 +93,11 @@ SEED_SCENARIOS = (
 )
 
 
-def _scenario_namespace(path: Path) -> str:
+def _scenario_namespace(k8s: E2ECluster, path: Path) -> str:
+    """The fixed namespace a scenario file creates, emptied first: a reused cluster may hold
+    it from `make demo` or an interrupted session."""
     (name,) = [d["metadata"]["name"] for d in load_yaml_docs(path) if d["kind"] == "Namespace"]
+    k8s.delete_namespace(name, wait=True)
     return name
 
 
@@ -104,7 +111,7 @@ def native_scenarios(k8s: E2ECluster) -> Iterator[dict[str, str]]:
     try:
         for name in SEED_SCENARIOS:
             path = seed_scenario(name)
-            applied[name] = _scenario_namespace(path)
+            applied[name] = _scenario_namespace(k8s, path)
             k8s.apply(path)
         yield applied
     finally:
@@ -120,7 +127,7 @@ def legacy_scenarios(k8s: E2ECluster, webhooks: WebhookPool) -> Iterator[dict[st
     try:
         for name in SEED_SCENARIOS:
             path = seed_scenario(f"legacy/{name}")
-            applied[name] = namespace = _scenario_namespace(path)
+            applied[name] = namespace = _scenario_namespace(k8s, path)
             # Labelled for the example policy's webhook before the file's pods arrive.
             k8s.core.create_namespace({"metadata": {"name": namespace}})
             webhooks.use(namespace, policy)
