@@ -297,6 +297,7 @@ def test_logs_are_json_lines_with_the_review_fields(start_server: StartServer) -
     assert entry["decision"] == "patched"
     assert entry["operation"] == "CREATE"
     assert entry["level"] == "info" and entry["durationMs"] > 0
+    assert not [e for e in server.logs() if e["logger"] == "gunicorn.access"]  # one line per review
 
 
 def test_sigterm_lets_an_in_flight_review_finish(start_server: StartServer) -> None:
