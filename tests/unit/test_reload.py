@@ -166,3 +166,23 @@ def test_watcher_survives_a_failing_check(caplog: pytest.LogCaptureFixture) -> N
         watcher.poll()
     assert item.calls == 2
     assert "checking boom for changes failed" in caplog.text
+
+
+def test_certificate_in_a_kubelet_secret_volume_is_reloaded_on_the_symlink_swap(
+    ca: certs.KeyPair, tmp_path: Path
+) -> None:
+    """tls.crt -> ..data/tls.crt, tls.key -> ..data/tls.key; the kubelet swaps ..data at once."""
+    first, second = tmp_path / "..gen1", tmp_path / "..gen2"
+    _leaf_dir(ca, first)
+    leaf = _leaf_dir(ca, second)
+    (tmp_path / "..data").symlink_to(first.name)
+    for name in ("tls.crt", "tls.key"):
+        (tmp_path / name).symlink_to(f"..data/{name}")
+    reloader = CertReloader(tmp_path)
+    context = reloader.context()
+    assert reloader.check() is False
+    (tmp_path / "..data_tmp").symlink_to(second.name)
+    (tmp_path / "..data_tmp").replace(tmp_path / "..data")
+    assert reloader.check() is True
+    assert reloader.context() is not context
+    assert reloader.expiry_unix == leaf.cert.not_valid_after_utc.timestamp()
