@@ -7,6 +7,7 @@ KUBECTL_DRA_DEBUG=1.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -108,6 +109,7 @@ def convert(
 # --- describe ------------------------------------------------------------------------------
 
 OUTPUTS = ("table", "wide", "json", "yaml")
+NO_DEVICES = "No resources found (no ResourceSlice publishes devices)."
 
 
 def cluster_reader(ctx: click.Context, *, kubeconfig: str | None, context: str | None) -> Any:
@@ -158,6 +160,40 @@ def describe_scope(ctx: click.Context, **flags: Any) -> Scope:
         selector=merged["selector"],
         output=merged["output"],
     )
+
+
+def describe_subcommand(func: Callable[..., None]) -> click.Command:
+    """`describe KIND [NAME...]` with kubectl's flags; the function gets (ctx, names, **flags)."""
+    for decorator in (
+        click.pass_context,
+        output_option(*OUTPUTS, default="table"),
+        kube_options,
+        click.argument("names", nargs=-1),
+    ):
+        func = decorator(func)
+    return click.command()(func)
+
+
+def _show(
+    scope: Scope,
+    items: Sequence[Any],
+    *,
+    kind: str,
+    table: Callable[[], str],
+    empty: str | None = None,
+) -> None:
+    """Items as a document (-o json|yaml) or a table; "No resources found" when there are none."""
+    from kubectl_dra import render
+
+    if not items:
+        if empty:
+            click.echo(empty, err=True)
+        else:
+            scope.nothing_found()
+    elif scope.output in ("json", "yaml"):
+        _emit(render.format_document(render.describe_document(kind, items), scope.output))
+    else:
+        _emit(table())
 
 
 def _no_selector(scope: Scope, what: str) -> None:
@@ -221,31 +257,20 @@ def describe(ctx: click.Context, /, **flags: Any) -> None:
         usage = report.build_namespace_usage(
             scope.reader.list_resource_claims(scope.namespace), slices
         )
-        if not usage:
-            scope.nothing_found()
-        elif scope.output in ("json", "yaml"):
-            _emit(
-                render.format_document(
-                    render.describe_document("NamespaceUsageList", usage), scope.output
-                )
-            )
-        else:
-            _emit(render.render_namespaces(usage))
+        _show(
+            scope, usage, kind="NamespaceUsageList", table=lambda: render.render_namespaces(usage)
+        )
         return
     cluster = report.build_cluster_report(slices, scope.reader.list_resource_claims(None))
     if scope.output in ("json", "yaml"):
         _emit(render.format_document(render.cluster_document(cluster), scope.output))
     elif not cluster.nodes:
-        click.echo("No resources found (no ResourceSlice publishes devices).", err=True)
+        click.echo(NO_DEVICES, err=True)
     else:
         _emit(render.render_cluster(cluster, wide=scope.wide))
 
 
-@click.command()
-@click.argument("names", nargs=-1)
-@kube_options
-@output_option(*OUTPUTS, default="table")
-@click.pass_context
+@describe_subcommand
 def describe_pods(ctx: click.Context, /, names: tuple[str, ...], **flags: Any) -> None:
     """Show pods' claims, devices and who else holds them (also: pods, po).
 
@@ -271,14 +296,14 @@ def describe_pods(ctx: click.Context, /, names: tuple[str, ...], **flags: Any) -
     reports = report.build_pod_reports(
         pods, claims, scope.reader.list_resource_slices(), only_dra=not names
     )
-    if not reports:
-        scope.nothing_found()
-    elif scope.output in ("json", "yaml"):
-        _emit(
-            render.format_document(render.describe_document("PodReportList", reports), scope.output)
-        )
-    else:
-        _emit(render.render_pods(reports, wide=scope.wide, namespaces=scope.namespace is None))
+    _show(
+        scope,
+        reports,
+        kind="PodReportList",
+        table=lambda: render.render_pods(
+            reports, wide=scope.wide, namespaces=scope.namespace is None
+        ),
+    )
 
 
 def _get_pod(scope: Scope, name: str) -> dict[str, Any]:
@@ -289,11 +314,7 @@ def _get_pod(scope: Scope, name: str) -> dict[str, Any]:
     return pod
 
 
-@click.command()
-@click.argument("names", nargs=-1)
-@kube_options
-@output_option(*OUTPUTS, default="table")
-@click.pass_context
+@describe_subcommand
 def describe_claims(ctx: click.Context, /, names: tuple[str, ...], **flags: Any) -> None:
     """Show ResourceClaims, their devices and consumers (also: claims).
 
@@ -313,23 +334,17 @@ def describe_claims(ctx: click.Context, /, names: tuple[str, ...], **flags: Any)
             where = f'in namespace "{scope.namespace}"' if scope.namespace else "in any namespace"
             raise NotFoundError(f'resourceclaim "{name}" not found {where}')
     reports = report.build_claim_reports(claims, scope.reader.list_resource_slices(), names=names)
-    if not reports:
-        scope.nothing_found()
-    elif scope.output in ("json", "yaml"):
-        _emit(
-            render.format_document(
-                render.describe_document("ClaimReportList", reports), scope.output
-            )
-        )
-    else:
-        _emit(render.render_claims(reports, wide=scope.wide, namespaces=scope.namespace is None))
+    _show(
+        scope,
+        reports,
+        kind="ClaimReportList",
+        table=lambda: render.render_claims(
+            reports, wide=scope.wide, namespaces=scope.namespace is None
+        ),
+    )
 
 
-@click.command()
-@click.argument("names", nargs=-1)
-@kube_options
-@output_option(*OUTPUTS, default="table")
-@click.pass_context
+@describe_subcommand
 def describe_nodes(ctx: click.Context, /, names: tuple[str, ...], **flags: Any) -> None:
     """Show nodes' devices by model, and who holds each one (also: nodes).
 
@@ -348,16 +363,13 @@ def describe_nodes(ctx: click.Context, /, names: tuple[str, ...], **flags: Any) 
     missing = sorted(set(names) - {r.node for r in reports})
     if missing:
         raise NotFoundError(f'no ResourceSlice publishes devices for node "{missing[0]}"')
-    if not reports:
-        click.echo("No resources found (no ResourceSlice publishes devices).", err=True)
-    elif scope.output in ("json", "yaml"):
-        _emit(
-            render.format_document(
-                render.describe_document("NodeReportList", reports), scope.output
-            )
-        )
-    else:
-        _emit(render.render_nodes(reports, wide=scope.wide))
+    _show(
+        scope,
+        reports,
+        kind="NodeReportList",
+        table=lambda: render.render_nodes(reports, wide=scope.wide),
+        empty=NO_DEVICES,
+    )
 
 
 describe.add_command(describe_pods, "pod")

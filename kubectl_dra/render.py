@@ -113,8 +113,8 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _join(values: Iterable[str]) -> str:
-    return ",".join(values) or NONE
+def _join(values: Iterable[object]) -> str:
+    return ",".join(map(str, values)) or NONE
 
 
 def _sharing(sharing: Sharing | None, *, wide: bool) -> str:

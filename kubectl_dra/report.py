@@ -33,7 +33,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 from webhook.translate import REWRITTEN_ANNOTATION
 
@@ -44,6 +44,7 @@ Origin = Literal["template", "claim", "extended-resource"]
 State = Literal["pending", "allocated", "reserved", "missing"]
 DeviceKey = tuple[str, str, str]  # driver, pool, device
 Obj = Mapping[str, Any]
+T = TypeVar("T")
 
 _BINARY: Final[dict[str, Decimal]] = {
     "Ki": Decimal(2**10),
@@ -93,6 +94,19 @@ class Sharing:
 
 
 @dataclass(frozen=True, slots=True)
+class LegacyRequest:
+    """A container's extended-resource request (`nvidia.com/gpu: 2`) that a claim now serves."""
+
+    container: str
+    resource: str
+    count: int | None  # None: unknown (KEP-5004 claim not readable)
+
+    def __str__(self) -> str:
+        count = "" if self.count is None else f"={self.count}"
+        return f"{self.container} {self.resource}{count}"
+
+
+@dataclass(frozen=True, slots=True)
 class RequestRow:
     """One request of a claim: the device it got (or None while pending) and who else holds it.
 
@@ -115,7 +129,7 @@ class RequestRow:
     memory: str | None
     sharing: Sharing | None
     containers: tuple[str, ...] = ()
-    original: tuple[str, ...] = ()
+    original: tuple[LegacyRequest, ...] = ()
     shared_with: tuple[str, ...] = ()
 
 
@@ -142,7 +156,7 @@ class Rewritten:
     claim: str | None
     template: str | None
     resource_claim: str | None
-    containers: tuple[str, ...]  # "ctr0 nvidia.com/gpu=2"
+    containers: tuple[LegacyRequest, ...]
     error: str | None = None  # the annotation could not be read
 
 
@@ -531,9 +545,7 @@ def read_rewritten(pod: Obj) -> Rewritten | None:
         return None
     try:
         record = json.loads(raw)
-        containers = tuple(
-            f"{c['container']} {c['resource']}={c['count']}" for c in record.get("containers", [])
-        )
+        containers = tuple(_legacy(c) for c in record.get("containers", []))
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         return Rewritten(None, None, None, None, None, (), error=f"unreadable annotation: {exc}")
     return Rewritten(
@@ -546,19 +558,22 @@ def read_rewritten(pod: Obj) -> Rewritten | None:
     )
 
 
-def _rewritten_originals(pod: Obj, pod_claim: str) -> dict[str | None, list[str]]:
+def _legacy(record: Mapping[str, Any]) -> LegacyRequest:
+    return LegacyRequest(str(record["container"]), str(record["resource"]), int(record["count"]))
+
+
+def _rewritten_originals(pod: Obj, pod_claim: str) -> dict[str | None, list[LegacyRequest]]:
     """Request name (None: every request) -> the legacy requests it replaced."""
     try:
         record = json.loads(_annotations(pod).get(REWRITTEN_ANNOTATION, "{}"))
         if record.get("claim") != pod_claim:
             return {}
-        originals: dict[str | None, list[str]] = defaultdict(list)
+        originals: dict[str | None, list[LegacyRequest]] = defaultdict(list)
         for c in record.get("containers", []):
             if not c.get("count"):
                 continue
-            text = f"{c['container']} {c['resource']}={c['count']}"
             for request in c.get("requests") or [None]:
-                originals[request].append(text)
+                originals[request].append(_legacy(c))
         return originals
     except (ValueError, TypeError, KeyError, AttributeError):
         return {}
@@ -574,7 +589,7 @@ def _container_uses(pod: Obj, pod_claim: str) -> dict[str | None, list[str]]:
     return uses
 
 
-def _for_request(table: Mapping[str | None, list[str]], request: str) -> tuple[str, ...]:
+def _for_request(table: Mapping[str | None, list[T]], request: str) -> tuple[T, ...]:
     top = request.split("/", 1)[0]
     return tuple(dict.fromkeys([*table.get(None, []), *table.get(top, [])]))
 
@@ -584,7 +599,7 @@ def _with_pod_context(
     *,
     pod_name: str,
     containers: Mapping[str | None, list[str]],
-    originals: Mapping[str | None, list[str]],
+    originals: Mapping[str | None, list[LegacyRequest]],
     reserved_for: Sequence[str],
 ) -> tuple[RequestRow, ...]:
     other_pods = tuple(f"pod/{p}" for p in reserved_for if p != pod_name)
@@ -600,20 +615,19 @@ def _with_pod_context(
 
 def _extended_context(
     status: Obj, claim: Obj | None
-) -> tuple[dict[str | None, list[str]], dict[str | None, list[str]]]:
+) -> tuple[dict[str | None, list[str]], dict[str | None, list[LegacyRequest]]]:
     """KEP-5004 request -> containers, and -> the extended resource each container asked for."""
     counts = {}
     for request in (((claim or {}).get("spec") or {}).get("devices") or {}).get("requests") or []:
         counts[request.get("name")] = (request.get("exactly") or {}).get("count", 1)
     containers: dict[str | None, list[str]] = defaultdict(list)
-    originals: dict[str | None, list[str]] = defaultdict(list)
+    originals: dict[str | None, list[LegacyRequest]] = defaultdict(list)
     for mapping in status.get("requestMappings") or []:
         request = mapping.get("requestName")
-        containers[request].append(mapping.get("containerName", ""))
-        count = counts.get(request)
-        suffix = f"={count}" if count is not None else ""
+        container = mapping.get("containerName", "")
+        containers[request].append(container)
         originals[request].append(
-            f"{mapping.get('containerName', '')} {mapping.get('resourceName', '')}{suffix}"
+            LegacyRequest(container, mapping.get("resourceName", ""), counts.get(request))
         )
     return containers, originals
 
@@ -712,7 +726,7 @@ class _PodIndex:
         claim_name: str | None,
         state: State | None,
         containers: Mapping[str | None, list[str]],
-        originals: Mapping[str | None, list[str]],
+        originals: Mapping[str | None, list[LegacyRequest]],
     ) -> PodClaim:
         reserved = _reserved_pods(claim) if claim else ()
         rows = claim_requests(claim, devices=self.devices, holders=self.holders) if claim else []
