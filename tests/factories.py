@@ -196,6 +196,13 @@ def make_pod(
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec, "status": status}
 
 
+def column(table: str, header: str) -> list[str]:
+    """The cells of one table column, found by the header's offset (as a reader would)."""
+    lines = table.splitlines()
+    start = lines[0].index(header)
+    return [line[start:].split("   ")[0].strip() for line in lines[1:] if line.strip()]
+
+
 def template_ref(name: str, template: str) -> dict[str, str]:
     return {"name": name, "resourceClaimTemplateName": template}
 
