@@ -71,8 +71,8 @@ def test_wide_pod_table_adds_claim_driver_pool_uuid_memory_and_sharing_source() 
     pods, _, _ = _reports(sample_cluster())
     text = render.render_pods(pods, wide=True, namespaces=True)
     header = text.splitlines()[0].split()
-    for column in ("NAMESPACE", "RESOURCECLAIM", "DRIVER", "POOL", "UUID", "MEMORY"):
-        assert column in header
+    for name in ("NAMESPACE", "RESOURCECLAIM", "DRIVER", "POOL", "UUID", "MEMORY"):
+        assert name in header
     assert column(text, "UUID")[0] == "GPU-0-3"
     assert "TimeSlicing (FromClaim)" in column(text, "SHARING")
 
