@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner, Result
 from kubernetes.client.exceptions import ApiException
 
+from factories import FakeKube, column, make_pod, sample_cluster
 from kubectl_dra.cli import cli
 from kubectl_dra.kube import _explain
-from tests.factories import FakeKube, column, make_pod, sample_cluster
 
 
 def run(fake: Any, *args: str) -> Result:

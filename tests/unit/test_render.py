@@ -6,6 +6,7 @@ import json
 
 import yaml
 
+from factories import FakeKube, column, sample_cluster
 from kubectl_dra import render
 from kubectl_dra.report import (
     ClaimReport,
@@ -16,7 +17,6 @@ from kubectl_dra.report import (
     build_node_reports,
     build_pod_reports,
 )
-from tests.factories import FakeKube, column, sample_cluster
 
 
 def _reports(fake: FakeKube) -> tuple[list[PodReport], list[ClaimReport], list[NodeReport]]:

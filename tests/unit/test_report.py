@@ -7,6 +7,17 @@ from decimal import Decimal
 
 import pytest
 
+from factories import (
+    H100,
+    claim_ref,
+    make_claim,
+    make_device,
+    make_pod,
+    make_slice,
+    result,
+    sharing_config,
+    template_ref,
+)
 from kubectl_dra.report import (
     EXTENDED_RESOURCE_CLAIM_ANNOTATION,
     POD_CLAIM_NAME_ANNOTATION,
@@ -22,17 +33,6 @@ from kubectl_dra.report import (
     format_bytes,
     index_devices,
     parse_quantity,
-)
-from tests.factories import (
-    H100,
-    claim_ref,
-    make_claim,
-    make_device,
-    make_pod,
-    make_slice,
-    result,
-    sharing_config,
-    template_ref,
 )
 from webhook.translate import REWRITTEN_ANNOTATION
 
