@@ -68,7 +68,7 @@ NONE = "-"
 # Properties worth a key in -o json/yaml next to the dataclass fields.
 _COMPUTED: dict[type, tuple[str, ...]] = {
     ModelCount: ("free",),
-    NodeReport: ("total", "allocated"),
+    NodeReport: ("total", "allocated", "free"),
     NodeDevice: ("allocated",),
 }
 
@@ -249,7 +249,7 @@ def render_cluster(report: ClusterReport, *, wide: bool) -> str:
                     n.node,
                     str(n.total),
                     str(n.allocated),
-                    str(n.total - n.allocated),
+                    str(n.free),
                     ", ".join(f"{m.model} {m.total}/{m.allocated}/{m.free}" for m in n.models),
                 ]
                 for n in report.nodes

@@ -221,6 +221,10 @@ class NodeReport:
     def allocated(self) -> int:
         return sum(m.allocated for m in self.models)
 
+    @property
+    def free(self) -> int:
+        return self.total - self.allocated
+
 
 @dataclass(frozen=True, slots=True)
 class ClusterReport:

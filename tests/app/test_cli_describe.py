@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from click.testing import CliRunner, Result
 from kubernetes.client.exceptions import ApiException
 
@@ -129,6 +130,11 @@ def test_cluster_view_and_namespace_view() -> None:
     result = run(fake, "-o", "yaml")
     assert result.exit_code == 0, result.stderr
     assert "kind: ClusterReport" in result.stdout
+    doc = yaml.safe_load(result.stdout)
+    assert [(n["node"], n["total"], n["allocated"], n["free"]) for n in doc["nodes"]] == [
+        ("node-0", 4, 4, 0),
+        ("node-1", 2, 2, 0),
+    ]
     assert fake.calls == ["list resourceslices", "list resourceclaims"]
 
     table = run(sample_cluster(), "-n", "ns")
