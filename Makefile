@@ -8,10 +8,10 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: help venv lint unit test e2e demo clean k8s-build cluster-up cluster-down cluster-status
 
 help:
-	@echo "make demo   - the main job: convert the legacy GPU examples (see README)"
+	@echo "make demo   - the main job: the GPU scenarios, legacy and native, on a local control plane"
 	@echo "make test   - lint, type-check and run the whole test suite"
 	@echo "make cluster-up / cluster-down / cluster-status - local control plane (hack/cluster.py)"
-	@echo "make e2e    - only the e2e tests (K8S_VERSION=1.34.4 selects another release)"
+	@echo "make e2e    - only the e2e tests (K8S_VERSION=1.34 or 1.34.4 selects another release)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,7 +49,7 @@ cluster-down:
 cluster-status: $(STAMP)
 	$(BIN)/python hack/cluster.py status
 
-demo: $(STAMP)
+demo: k8s-build
 	$(BIN)/python hack/demo.py
 
 clean:

@@ -188,7 +188,7 @@ class Cluster:
     def __init__(self, root: Path | None = None, *, version: str | None = None) -> None:
         self.paths = Paths(root or state_dir())
         self._state: dict[str, Any] | None = None
-        self.version = k8s_build.normalize_version(version) if version else None
+        self.version = k8s_build.resolve_version(version) if version else None
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -627,8 +627,16 @@ class Cluster:
         """Serve `dra-webhook` on loopback over TLS and register it for legacy-GPU pods.
 
         Several webhooks may run at once (one per policy), each registered with its own
-        MutatingWebhookConfiguration `kubectl-dra-<name>`; give them disjoint namespace selectors.
+        MutatingWebhookConfiguration `kubectl-dra-<name>`.  Unless `namespace_selector` says
+        otherwise, instance `default` serves namespaces without the label INSTANCE_LABEL and
+        instance `<name>` those labelled `INSTANCE_LABEL=<name>`: each namespace has one policy.
         """
+        if namespace_selector is None:
+            namespace_selector = (
+                {"matchExpressions": [{"key": INSTANCE_LABEL, "operator": "DoesNotExist"}]}
+                if name == "default"
+                else {"matchLabels": {INSTANCE_LABEL: name}}
+            )
         self.webhook_down(name, quiet=True)
         wdir = self.webhook_dir(name)
         cert_dir = wdir / "certs"
@@ -664,7 +672,8 @@ class Cluster:
             failure_policy=failure_policy,
             timeout_seconds=timeout_seconds,
         )
-        self.kubectl("apply", "-f", "-", input=yaml.safe_dump(config))
+        (wdir / "registration.yaml").write_text(yaml.safe_dump(config))
+        self.webhook_register(name)
         info = WebhookInfo(
             name=name, port=port, config_name=config["metadata"]["name"], pid_name=pid_name
         )
@@ -672,19 +681,22 @@ class Cluster:
         print(f"webhook {name} serving on {url} (policy: {policy or 'built-in default'})", file=out)
         return info
 
+    def webhook_register(self, name: str = "default") -> None:
+        """(Re-)create the MutatingWebhookConfiguration of a started webhook instance."""
+        self.kubectl("apply", "-f", str(self.webhook_dir(name) / "registration.yaml"))
+
+    def webhook_unregister(self, name: str = "default") -> None:
+        self.kubectl(
+            "delete", "mutatingwebhookconfiguration", f"kubectl-dra-{name}", "--ignore-not-found"
+        )
+
     def webhook_down(
         self, name: str = "default", *, unregister: bool = True, quiet: bool = False
     ) -> None:
         """Stop webhook `name`; with unregister, also delete its MutatingWebhookConfiguration."""
         self._stop(f"webhook-{name}", quiet=quiet, out=sys.stderr)
         if unregister and self.state.get("ports") and self._ready("kube-apiserver"):
-            self.kubectl(
-                "delete",
-                "mutatingwebhookconfiguration",
-                f"kubectl-dra-{name}",
-                "--ignore-not-found",
-                check=False,
-            )
+            self.webhook_unregister(name)
 
     def _https_ok(self, url: str) -> bool:
         try:
@@ -729,6 +741,8 @@ class Cluster:
 # Our webhook: identity, RBAC and registration
 
 WEBHOOK_USER = "kubectl-dra-webhook"
+# Which webhook instance (policy) serves a namespace; see Cluster.webhook_up.
+INSTANCE_LABEL = "kubectl-dra.io/webhook"
 
 # Only pods that ask for an NVIDIA extended resource (limits or requests, app or init containers)
 # are sent to the webhook: every other pod is admitted without a network round trip, so a slow or
@@ -880,7 +894,8 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="only namespaces with this label (repeatable); default: all but exempt ones",
+        help=f"only namespaces with this label (repeatable); default: instance 'default' serves "
+        f"namespaces without {INSTANCE_LABEL}, others those with {INSTANCE_LABEL}=<name>",
     )
     p_whd = sub.add_parser("webhook-down", help="stop our webhook and unregister it")
     p_whd.add_argument("--name", default="default")
@@ -892,6 +907,9 @@ def main(argv: list[str] | None = None) -> int:
             cluster.up(fixtures=not args.no_fixtures)
         elif args.cmd == "down":
             cluster.down()
+            # Clusters of interrupted test or bench runs live in sub-directories.
+            for state in sorted(cluster.paths.root.glob("*/state.json")):
+                Cluster(state.parent).down()
         elif args.cmd == "status":
             return 0 if cluster.status() else 1
         elif args.cmd == "kubeconfig":

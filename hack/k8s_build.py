@@ -22,12 +22,14 @@ Usage: python hack/k8s_build.py [--version 1.37.2] [--print-bin-dir]
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -72,8 +74,31 @@ def bin_dir(version: str | None = None) -> Path:
     return version_dir(version or selected_version()) / "bin"
 
 
+@functools.cache
+def resolve_version(version: str) -> str:
+    """`1.34` -> the newest `1.34.Z` the module proxy serves; full versions are only checked."""
+    minor = version.strip().removeprefix("v")
+    if not re.fullmatch(r"1\.\d+", minor):
+        return normalize_version(version)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = _run(
+            ["go", "list", "-m", "-versions", "k8s.io/kubernetes"], cwd=Path(tmp), env=go_env()
+        )
+    patches = [
+        int(v.rsplit(".", 1)[1])
+        for v in out.split()[1:]
+        if re.fullmatch(rf"v{re.escape(minor)}\.\d+", v)
+    ]
+    if not patches:
+        raise SystemExit(
+            f"Kubernetes {version}: the module proxy serves no {minor}.x release of k8s.io/kubernetes"
+        )
+    return f"{minor}.{max(patches)}"
+
+
 def selected_version() -> str:
-    return normalize_version(os.environ.get("K8S_VERSION") or DEFAULT_VERSION)
+    """K8S_VERSION (`1.34.4`, or `1.34` for its newest patch release), else DEFAULT_VERSION."""
+    return resolve_version(os.environ.get("K8S_VERSION") or DEFAULT_VERSION)
 
 
 def is_built(version: str) -> bool:
@@ -258,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         "--print-bin-dir", action="store_true", help="print the bin dir and exit (no build)"
     )
     args = parser.parse_args(argv)
-    version = normalize_version(args.version) if args.version else selected_version()
+    version = resolve_version(args.version) if args.version else selected_version()
     if args.print_bin_dir:
         print(bin_dir(version))
         return 0

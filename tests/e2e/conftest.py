@@ -13,9 +13,18 @@ import os
 import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from e2e_support import ROOT, E2ECluster, cluster_mod, fakegpu
+from e2e_support import (
+    ROOT,
+    E2ECluster,
+    WebhookPool,
+    cluster_mod,
+    fakegpu,
+    load_yaml_docs,
+    seed_scenario,
+)
 
 
 @pytest.fixture(scope="session")
@@ -27,10 +36,14 @@ def k8s() -> Iterator[E2ECluster]:
             pytest.fail(f"KUBECTL_DRA_REUSE_CLUSTER=1 but no cluster runs in {cl.paths.root}")
     else:
         cl = cluster_mod.Cluster(ROOT / ".cluster" / "e2e")
+        cl.down(quiet=True)  # left over from an interrupted session: start from an empty etcd
+        failure = None
         try:
             cl.up(fixtures=False)
         except (cluster_mod.ClusterError, SystemExit) as exc:
-            pytest.fail(f"could not start the local control plane:\n{exc}", pytrace=False)
+            failure = str(exc)
+        if failure is not None:
+            pytest.fail(f"could not start the local control plane:\n{failure}", pytrace=False)
     api = cl.api_client()
     try:
         nodes = fakegpu.apply_cluster_fixtures(api)
@@ -60,4 +73,66 @@ def namespace(k8s: E2ECluster, request: pytest.FixtureRequest) -> Iterator[str]:
         timeout=20,
     )
     yield name
-    k8s.core.delete_namespace(name)
+    k8s.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def webhooks(k8s: E2ECluster) -> Iterator[WebhookPool]:
+    """Our webhook, one process per policy a test asks for (see WebhookPool.use)."""
+    pool = WebhookPool(k8s)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+SEED_SCENARIOS = (
+    "01-two-gpus-one-pod.yaml",
+    "02-intra-pod-sharing.yaml",
+    "03-inter-pod-sharing.yaml",
+)
+
+
+def _scenario_namespace(k8s: E2ECluster, path: Path) -> str:
+    """The fixed namespace a scenario file creates, emptied first: a reused cluster may hold
+    it from `make demo` or an interrupted session."""
+    (name,) = [d["metadata"]["name"] for d in load_yaml_docs(path) if d["kind"] == "Namespace"]
+    k8s.delete_namespace(name, wait=True)
+    return name
+
+
+@pytest.fixture(scope="session")
+def native_scenarios(k8s: E2ECluster) -> Iterator[dict[str, str]]:
+    """The user's native scenarios from examples/, applied unchanged once: file -> namespace.
+
+    Once per session because they use fixed namespace names, and deleting a namespace takes
+    the namespace controller ~10 s; nothing else uses those namespaces."""
+    applied = {}
+    try:
+        for name in SEED_SCENARIOS:
+            path = seed_scenario(name)
+            applied[name] = _scenario_namespace(k8s, path)
+            k8s.apply(path)
+        yield applied
+    finally:
+        for namespace in applied.values():
+            k8s.delete_namespace(namespace)
+
+
+@pytest.fixture(scope="session")
+def legacy_scenarios(k8s: E2ECluster, webhooks: WebhookPool) -> Iterator[dict[str, str]]:
+    """examples/legacy/* under examples/policy-example-driver.yaml: file -> namespace."""
+    policy = seed_scenario("policy-example-driver.yaml").read_text()
+    applied = {}
+    try:
+        for name in SEED_SCENARIOS:
+            path = seed_scenario(f"legacy/{name}")
+            applied[name] = namespace = _scenario_namespace(k8s, path)
+            # Labelled for the example policy's webhook before the file's pods arrive.
+            k8s.core.create_namespace({"metadata": {"name": namespace}})
+            webhooks.use(namespace, policy)
+            k8s.apply(path)
+        yield applied
+    finally:
+        for namespace in applied.values():
+            k8s.delete_namespace(namespace)

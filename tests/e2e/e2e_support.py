@@ -6,6 +6,8 @@ directory uses.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import sys
 import time
@@ -79,6 +81,24 @@ class E2ECluster:
             if not transient or time.monotonic() > deadline:
                 raise AssertionError(f"kubectl {' '.join(args)} failed:\n{proc.stderr}")
             time.sleep(POLL)
+
+    def delete_namespace(self, namespace: str, *, wait: bool = False) -> None:
+        """Force-delete the pods first: with no kubelet, a graceful delete never completes and
+        their claims would keep devices allocated for the rest of the session.  `wait` for
+        fixed-name namespaces that a later test creates again."""
+        from kubernetes.client.rest import ApiException
+
+        try:
+            self.core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
+            self.core.delete_namespace(namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        if wait:
+            names = lambda: {n.metadata.name for n in self.core.list_namespace().items}  # noqa: E731
+            self.wait_for(
+                f"namespace {namespace} to be deleted", lambda: namespace not in names(), timeout=60
+            )
 
     # -- reads (plain dicts) -------------------------------------------------------------------
 
@@ -194,3 +214,127 @@ def seed_scenario(name: str) -> Path:
 
 def load_yaml_docs(path: Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+# -- webhooks per policy -------------------------------------------------------------------------
+
+POLICY_LABEL = cluster_mod.INSTANCE_LABEL
+REWRITTEN = "kubectl-dra.io/rewritten"
+
+
+def legacy_pod(name: str, *, gpus: int = 1, **spec: Any) -> dict[str, Any]:
+    """A device-plugin style pod asking for `gpus` nvidia.com/gpu (extra `spec` keys merged in)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "nvidia/cuda",
+                    "resources": {"limits": {"nvidia.com/gpu": gpus}},
+                }
+            ],
+            **spec,
+        },
+    }
+
+
+class WebhookPool:
+    """One running `dra-webhook` per distinct policy, each registered for namespaces carrying
+    `POLICY_LABEL=<its key>`: tests switch policy by labelling their namespace, no restarts."""
+
+    def __init__(self, k8s: E2ECluster) -> None:
+        self.k8s = k8s
+        self.dir = k8s.cluster.paths.root / "e2e-policies"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.started: list[str] = []
+
+    def key_for(self, policy: str | None) -> str:
+        key = "p-" + hashlib.sha256((policy or "builtin").encode()).hexdigest()[:10]
+        if key not in self.started:
+            path = None
+            if policy is not None:
+                path = self.dir / f"{key}.yaml"
+                path.write_text(policy)
+            self.k8s.cluster.webhook_up(key, policy=path)  # serves POLICY_LABEL=key
+            self.started.append(key)
+        return key
+
+    def use(self, namespace: str, policy: str | None = None) -> str:
+        """Put `namespace` under `policy` (None: the built-in one); wait until admission uses it."""
+        key = self.key_for(policy)
+        self.k8s.core.patch_namespace(namespace, {"metadata": {"labels": {POLICY_LABEL: key}}})
+        self.wait_active(namespace)
+        return key
+
+    def wait_active(self, namespace: str, *, timeout: float = 15) -> None:
+        """A server-side dry run of a legacy pod comes back rewritten (or refused by policy)."""
+        probe = json.dumps(legacy_pod("webhook-probe"))
+
+        def active() -> bool:
+            proc = self.k8s.kubectl(
+                "create",
+                "--dry-run=server",
+                "-o",
+                "json",
+                "-n",
+                namespace,
+                "-f",
+                "-",
+                check=False,
+                input=probe,
+            )
+            if proc.returncode != 0:
+                return "denied the request" in proc.stderr
+            return REWRITTEN in (json.loads(proc.stdout)["metadata"].get("annotations") or {})
+
+        self.k8s.wait_for(f"our webhook to serve namespace {namespace}", active, timeout=timeout)
+
+    def close(self) -> None:
+        for key in self.started:
+            self.k8s.cluster.webhook_down(key, quiet=True)
+        self.started.clear()
+
+
+def claims_of_pod(k8s: E2ECluster, namespace: str, pod: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every ResourceClaim in `namespace` that `pod` owns (template-made and scheduler-made)."""
+    uid = pod["metadata"]["uid"]
+    return [
+        c
+        for c in k8s.list_claims(namespace)
+        if any(o.get("uid") == uid for o in c["metadata"].get("ownerReferences") or [])
+    ]
+
+
+def allocation_shape(k8s: E2ECluster, namespace: str) -> list[tuple[int, int, int, int, str]]:
+    """Per claim in `namespace`: (devices, distinct nodes, reserving pods, containers using it,
+    driver) - what a user sees of an allocation, independent of names and request layout."""
+    pods = k8s.list_pods(namespace)
+    users: dict[str, int] = {}
+    for pod in pods:
+        generated = {
+            s["name"]: s.get("resourceClaimName")
+            for s in pod.get("status", {}).get("resourceClaimStatuses") or []
+        }
+        refs = {
+            r["name"]: r.get("resourceClaimName") or generated.get(r["name"])
+            for r in pod["spec"].get("resourceClaims") or []
+        }
+        for container in pod["spec"]["containers"]:
+            for ref in {c["name"] for c in container["resources"].get("claims") or []}:
+                users[str(refs[ref])] = users.get(str(refs[ref]), 0) + 1
+    shape = []
+    for claim in k8s.list_claims(namespace):
+        devices = devices_of(claim)
+        shape.append(
+            (
+                len(set(devices)),
+                len({d[1] for d in devices}),
+                len(reserved_uids(claim)),
+                users.get(claim["metadata"]["name"], 0),
+                ",".join(sorted({d[0] for d in devices})),
+            )
+        )
+    return sorted(shape)

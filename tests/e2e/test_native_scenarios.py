@@ -6,23 +6,16 @@ the scheduler, not our code, decides the devices, and the claim status is the ev
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from e2e_support import E2ECluster, devices_of, load_yaml_docs, reserved_uids, seed_scenario
+from e2e_support import E2ECluster, devices_of, reserved_uids
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def scenario(k8s: E2ECluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    """Apply a seed scenario file unchanged; delete its namespace afterwards."""
-    path = seed_scenario(request.param)
-    namespaces = [d["metadata"]["name"] for d in load_yaml_docs(path) if d["kind"] == "Namespace"]
-    assert len(namespaces) == 1, f"{path} should create exactly one namespace"
-    k8s.apply(path)
-    yield namespaces[0]
-    k8s.core.delete_namespace(namespaces[0])
+def scenario(native_scenarios: dict[str, str], request: pytest.FixtureRequest) -> str:
+    """The namespace of the seed scenario file `request.param` (applied once per session)."""
+    return native_scenarios[request.param]
 
 
 @pytest.mark.parametrize("scenario", ["01-two-gpus-one-pod.yaml"], indirect=True)

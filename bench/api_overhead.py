@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""What our webhook costs at pod creation, measured through the real API server.
+
+Two ratios (issue 3), medians over `--rounds`, `--pods` sequential creates each:
+
+  legacy/converted  N legacy 1-GPU pods with the webhook registered (admission calls us, we
+                    rewrite; the template exists after the first pod) vs N pods that are already
+                    in the rewritten form, with no webhook registered;
+  cpu with/without  N CPU-only pods with the webhook registered vs not: the matchConditions
+                    should keep the API server from calling us at all, so ~1.0.
+
+Pods name a scheduler that does not exist, so scheduling and allocation do not compete with
+the API server for the two cores; the claim controller still makes a claim per GPU pod in both
+GPU variants.  The cluster runs in `.cluster/bench/` (started and stopped here) unless
+KUBECTL_DRA_REUSE_CLUSTER=1, which uses the running `.cluster/` one.
+
+    .venv/bin/python bench/api_overhead.py [--pods 200] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "hack"))
+
+import cluster as cluster_mod  # noqa: E402
+
+NO_SCHEDULER = "kubectl-dra-bench-no-scheduler"
+WEBHOOK = "bench"
+
+
+def legacy_pod(name: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "schedulerName": NO_SCHEDULER,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "nvidia/cuda",
+                    "resources": {"limits": {"nvidia.com/gpu": "1"}},
+                }
+            ],
+        },
+    }
+
+
+def cpu_pod(name: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "schedulerName": NO_SCHEDULER,
+            "containers": [
+                {"name": "main", "image": "busybox", "resources": {"limits": {"cpu": "100m"}}}
+            ],
+        },
+    }
+
+
+class Bench:
+    def __init__(self, cl: cluster_mod.Cluster, api: Any) -> None:
+        from kubernetes import client
+
+        self.cl = cl
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    def namespace(self, kind: str) -> str:
+        name = f"bench-{kind}-{uuid.uuid4().hex[:6]}"
+        labels = {cluster_mod.INSTANCE_LABEL: WEBHOOK}
+        self.core.create_namespace({"metadata": {"name": name, "labels": labels}})
+        deadline = time.monotonic() + 30
+        while not any(
+            sa.metadata.name == "default"
+            for sa in self.core.list_namespaced_service_account(name).items
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no default ServiceAccount in {name}")
+            time.sleep(0.1)
+        return name
+
+    def create_many(self, namespace: str, body: dict[str, Any], count: int) -> float:
+        """Wall time of `count` sequential pod creates (each one admission round trip)."""
+        t0 = time.perf_counter()
+        for i in range(count):
+            pod = copy.deepcopy(body)
+            pod["metadata"]["name"] = f"p{i}"
+            self.core.create_namespaced_pod(namespace, pod)
+        return time.perf_counter() - t0
+
+    def converted_form(self, legacy_ns: str, target_ns: str) -> dict[str, Any]:
+        """The webhook's rewrite of a legacy pod (server dry run), plus its template in target_ns."""
+        out = self.api.sanitize_for_serialization(
+            self.core.create_namespaced_pod(legacy_ns, legacy_pod("dry-run"), dry_run="All")
+        )
+        refs = out["spec"]["resourceClaims"]
+        for ref in refs:
+            name = ref["resourceClaimTemplateName"]
+            tpl = self.custom.get_namespaced_custom_object(
+                "resource.k8s.io", "v1", legacy_ns, "resourceclaimtemplates", name
+            )
+            tpl["metadata"] = {
+                k: tpl["metadata"][k] for k in ("name", "labels") if k in tpl["metadata"]
+            }
+            self.custom.create_namespaced_custom_object(
+                "resource.k8s.io", "v1", target_ns, "resourceclaimtemplates", tpl
+            )
+        spec = out["spec"]
+        keep = ("containers", "resourceClaims", "tolerations", "schedulerName")
+        containers = [
+            {"name": c["name"], "image": c["image"], "resources": c["resources"]}
+            for c in spec["containers"]
+        ]
+        return {
+            "metadata": {"name": "x", "annotations": out["metadata"].get("annotations") or {}},
+            "spec": {**{k: spec[k] for k in keep if k in spec}, "containers": containers},
+        }
+
+    def wait_registration(self, namespace: str, *, registered: bool) -> None:
+        """Until the API server's webhook set reflects the change (it follows an informer)."""
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            out = self.core.create_namespaced_pod(namespace, legacy_pod("probe"), dry_run="All")
+            if bool(out.spec.resource_claims) == registered:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(
+            f"webhook registration did not become {'active' if registered else 'inactive'}"
+        )
+
+    def drop(self, *namespaces: str) -> None:
+        for ns in namespaces:
+            self.core.delete_collection_namespaced_pod(ns, grace_period_seconds=0)
+            self.core.delete_namespace(ns)
+
+    def round(self, pods: int) -> dict[str, float]:
+        legacy_ns, conv_ns, cpu_on_ns, cpu_off_ns = (
+            self.namespace(k) for k in ("legacy", "conv", "cpu1", "cpu2")
+        )
+        self.cl.webhook_register(WEBHOOK)
+        self.wait_registration(legacy_ns, registered=True)
+        # Warm-up (not timed): the first legacy pod makes the webhook create the template.
+        self.core.create_namespaced_pod(legacy_ns, legacy_pod("warm-up"))
+        converted = self.converted_form(legacy_ns, conv_ns)
+        times = {
+            "legacy+webhook": self.create_many(legacy_ns, legacy_pod("x"), pods),
+            "cpu+webhook": self.create_many(cpu_on_ns, cpu_pod("x"), pods),
+        }
+        self.cl.webhook_unregister(WEBHOOK)
+        self.wait_registration(legacy_ns, registered=False)
+        times["converted, no webhook"] = self.create_many(conv_ns, converted, pods)
+        times["cpu, no webhook"] = self.create_many(cpu_off_ns, cpu_pod("x"), pods)
+        self.drop(legacy_ns, conv_ns, cpu_on_ns, cpu_off_ns)
+        return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pods", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    reuse = os.environ.get("KUBECTL_DRA_REUSE_CLUSTER") == "1"
+    cl = cluster_mod.Cluster() if reuse else cluster_mod.Cluster(ROOT / ".cluster" / "bench")
+    if reuse and not cl.is_running():
+        print(
+            f"KUBECTL_DRA_REUSE_CLUSTER=1 but no cluster runs in {cl.paths.root}", file=sys.stderr
+        )
+        return 1
+    if not reuse:
+        cl.up()
+    try:
+        cl.webhook_up(WEBHOOK)
+        with cl.api_client() as api:
+            bench = Bench(cl, api)
+            rounds = []
+            for i in range(args.rounds):
+                rounds.append(bench.round(args.pods))
+                print(
+                    f"round {i + 1}: " + ", ".join(f"{k} {v:.2f}s" for k, v in rounds[-1].items()),
+                    flush=True,
+                )
+        med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+        print(f"\nmedians over {args.rounds} rounds of {args.pods} sequential pod creates:")
+        for key, value in med.items():
+            print(f"  {key:<24} {value:6.2f} s   {value / args.pods * 1000:6.1f} ms/pod")
+        print(
+            f"  legacy+webhook / converted, no webhook = {med['legacy+webhook'] / med['converted, no webhook']:.2f}"
+        )
+        print(
+            f"  cpu+webhook / cpu, no webhook          = {med['cpu+webhook'] / med['cpu, no webhook']:.2f}"
+        )
+    finally:
+        cl.webhook_down(WEBHOOK, quiet=True)
+        if not reuse:
+            cl.down(quiet=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
