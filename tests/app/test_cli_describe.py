@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from kubernetes.client.exceptions import ApiException
 
 from factories import FakeKube, column, make_pod, sample_cluster
 from kubectl_dra.cli import cli
+from kubectl_dra.errors import KubeError
 from kubectl_dra.kube import _explain
 
 
@@ -123,6 +125,13 @@ def test_pods_view_makes_a_constant_number_of_calls() -> None:
     fake = sample_cluster()
     assert run(fake, "pods", "-A").exit_code == 0
     assert fake.calls == ["list pods", "list resourceclaims", "list resourceslices"]
+
+
+def test_garbage_collector_runs_again_after_describe() -> None:
+    assert gc.isenabled()
+    assert run(sample_cluster(), "pods").exit_code == 0
+    assert run(FakeKube(error=KubeError("boom")), "pods").exit_code == 1
+    assert gc.isenabled()
 
 
 def test_cluster_view_and_namespace_view() -> None:
