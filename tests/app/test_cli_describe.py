@@ -273,3 +273,26 @@ def test_help_reads_like_kubectl() -> None:
     assert "Usage: kubectl dra describe" in result.stdout
     assert "kubectl dra describe pod trainer-0 -n ml" in result.stdout
     assert run(None, "pods", "--help").stdout.startswith("Usage: kubectl dra describe pods")
+
+
+@pytest.mark.parametrize(
+    ("alias", "kind"),
+    [
+        ("po", "PodReportList"),
+        ("resourceclaims", "ClaimReportList"),
+        ("resourceclaim", "ClaimReportList"),
+        ("no", "NodeReportList"),
+    ],
+)
+def test_kubectl_short_and_plural_names_work(alias: str, kind: str) -> None:
+    result = run(sample_cluster(), alias, "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["kind"] == kind
+
+
+def test_wide_cluster_view_has_one_line_per_node_and_model() -> None:
+    result = run(sample_cluster(), "-o", "wide")
+    assert result.exit_code == 0
+    nodes = result.stdout.split("\n\n")[0]
+    assert nodes.splitlines()[0].split() == ["NODE", "MODEL", "TOTAL", "ALLOCATED", "FREE"]
+    assert column(nodes, "MODEL") == ["NVIDIA A100-SXM4-80GB", "NVIDIA H100 80GB HBM3"]
