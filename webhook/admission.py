@@ -79,6 +79,9 @@ class Admission:
         self._policy = policy
         self._gateway = gateway
         self._seen = cache or SeenCache()
+        # Namespace labels change rarely; a short memory saves a GET per review.
+        self._labels: dict[str, tuple[float, dict[str, str]]] = {}
+        self._labels_ttl = 30.0
 
     def review(self, request: AdmissionRequest) -> Outcome:
         if request.operation != "CREATE" or request.kind not in ("Pod", ""):
@@ -87,8 +90,8 @@ class Admission:
         policy = self._policy()
         labels: dict[str, str] = {}
         try:
-            if policy.needs_namespace_labels and self._gateway is not None and request.namespace:
-                labels = self._gateway.namespace_labels(request.namespace)
+            if policy.needs_namespace_labels and request.namespace:
+                labels = self._namespace_labels(request.namespace)
             result = translate(
                 request.object,
                 policy=policy,
@@ -107,6 +110,17 @@ class Admission:
             request.uid, old=request.object, new=result.pod, warnings=result.warnings
         )
         return Outcome(response, "patched", created)
+
+    def _namespace_labels(self, namespace: str) -> dict[str, str]:
+        if self._gateway is None:
+            return {}
+        now = time.monotonic()
+        cached = self._labels.get(namespace)
+        if cached and cached[0] > now:
+            return cached[1]
+        labels = self._gateway.namespace_labels(namespace)
+        self._labels[namespace] = (now + self._labels_ttl, labels)
+        return labels
 
     def _provision(self, result: Translation, *, dry_run: bool) -> int:
         """Make sure the objects the pod will reference exist; returns how many were created."""

@@ -38,6 +38,10 @@ def create_app(
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> ResponseReturnValue:
         # 413 and 405 and the like: a one-line reason, never an HTML page.
+        if exc.code == 413:
+            return jsonify(
+                error=f"review too large: the limit is {settings.max_review_bytes} bytes"
+            ), 413
         return jsonify(error=exc.description or exc.name), exc.code or 500
 
     return app

@@ -190,8 +190,11 @@ def translate_node_constraints(
     ) or {}
     terms = required.get("nodeSelectorTerms") or []
     if len(terms) == 1:
-        selectors += _translate_term(terms[0], domain=domain, drop=drop, warnings=warnings)
-        if drop and not terms[0].get("matchExpressions") and not terms[0].get("matchFields"):
+        translated = _translate_term(terms[0], domain=domain, drop=drop, warnings=warnings)
+        selectors += translated
+        # An empty term would match no node at all: drop the affinity it emptied instead.
+        emptied = not terms[0].get("matchExpressions") and not terms[0].get("matchFields")
+        if drop and translated and emptied:
             _remove_required_affinity(spec)
     elif len(terms) > 1:
         # Terms are ORed: the CEL becomes an OR of each term's device part. The labels stay,

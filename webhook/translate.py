@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -298,18 +299,23 @@ def _rewrite(
             pod_claim["resourceClaimTemplateName"] = template_name
             record["template"] = template_name
         spec.setdefault("resourceClaims", []).append(pod_claim)
-        for (kind, index), request_names in references.items():
+        for (kind, index, _), request_names in references.items():
             claims_list = (
                 spec[_LISTS[kind]][index].setdefault("resources", {}).setdefault("claims", [])
             )
-            if shared_claim is not None:
-                claims_list.append({"name": claim_name})
-            else:
-                claims_list.extend({"name": claim_name, "request": r} for r in request_names)
+            # A whole claim (shared) or each request, but never the same reference twice.
+            wanted = (
+                [{"name": claim_name}]
+                if shared_claim is not None
+                else [{"name": claim_name, "request": r} for r in request_names]
+            )
+            claims_list.extend(ref for ref in wanted if ref not in claims_list)
         record["claim"] = claim_name
         for container_record, demand in zip(record["containers"], demands, strict=True):
             if demand.count > 0 and shared_claim is None:
-                container_record["requests"] = references[(demand.kind, demand.index)]
+                container_record["requests"] = references[
+                    (demand.kind, demand.index, demand.resource)
+                ]
         _add_tolerations(spec, sorted({d.resource for d in active}))
 
     metadata.setdefault("annotations", {})[REWRITTEN_ANNOTATION] = json.dumps(
@@ -344,10 +350,10 @@ def _strip_legacy(container: dict[str, Any], legacy: list[str]) -> None:
 
 def _plan_requests(
     demands: list[Demand], *, shared: bool
-) -> tuple[list[PlannedRequest], dict[tuple[ContainerKind, int], list[str]]]:
-    """Decide the claim's requests and which of them each container references."""
+) -> tuple[list[PlannedRequest], dict[tuple[ContainerKind, int, str], list[str]]]:
+    """Decide the claim's requests and which of them each container uses, per resource."""
     planned: list[PlannedRequest] = []
-    references: dict[tuple[ContainerKind, int], list[str]] = {}
+    references: dict[tuple[ContainerKind, int, str], list[str]] = {}
     taken: set[str] = set()
 
     def new_request(base: str, demand: Demand, count: int) -> PlannedRequest:
@@ -359,13 +365,15 @@ def _plan_requests(
         return request
 
     def refer(demand: Demand, name: str) -> None:
-        names = references.setdefault((demand.kind, demand.index), [])
+        names = references.setdefault((demand.kind, demand.index, demand.resource), [])
         if name not in names:
             names.append(name)
 
     by_resource: dict[str, list[Demand]] = {}
     for demand in demands:
         by_resource.setdefault(demand.resource, []).append(demand)
+    # A container asking for several resources names each request after the resource too.
+    resources_per_container = Counter((d.kind, d.index) for d in demands)
 
     for resource, group in by_resource.items():
         if shared:
@@ -373,17 +381,12 @@ def _plan_requests(
             for demand in group:
                 refer(demand, request.name)
             continue
-        multi = {
-            (d.kind, d.index)
-            for d in demands
-            if sum(1 for e in demands if (e.kind, e.index) == (d.kind, d.index)) > 1
-        }
         own: list[PlannedRequest] = []
         for demand in group:
             if demand.kind == "init":
                 continue
             base = demand.container
-            if (demand.kind, demand.index) in multi:
+            if resources_per_container[(demand.kind, demand.index)] > 1:
                 base = f"{demand.container}-{_resource_label(resource)}"
             request = new_request(to_dns_label(base), demand, demand.count)
             refer(demand, request.name)

@@ -1,0 +1,73 @@
+"""Core throughput: pods translated per second (pure core) and reviews per second through
+create_app in-process (Flask test client, no network), for three pod shapes.
+
+    .venv/bin/python bench/core_bench.py [--seconds 2]
+
+Prints one line per shape and the ratio of review cost to translation cost. Single-threaded,
+so the numbers are per core. Aim (issue 2): >= 5,000 pods/s in the core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from builders import container, make_pod, make_review
+from webhook.app import create_app
+from webhook.gateway import MemoryGateway
+from webhook.policy import Policy
+from webhook.settings import Settings
+from webhook.translate import translate
+
+SHAPES: dict[str, dict[str, Any]] = {
+    "1-GPU pod": make_pod(container("app", gpus=1, limits={"cpu": "4", "memory": "16Gi"})),
+    "8-GPU pod": make_pod(
+        container("trainer", gpus=8, limits={"cpu": "32", "memory": "256Gi"}),
+        nodeSelector={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
+    ),
+    "4-container pod": make_pod(*(container(f"worker-{i}", gpus=2) for i in range(4))),
+}
+
+
+def rate(func: Callable[[], object], seconds: float) -> float:
+    """Calls per second: the median of 5 rounds of `seconds / 5` each."""
+    rounds = []
+    for _ in range(5):
+        count, start = 0, time.perf_counter()
+        deadline = start + seconds / 5
+        while time.perf_counter() < deadline:
+            for _ in range(50):
+                func()
+            count += 50
+        rounds.append(count / (time.perf_counter() - start))
+    return statistics.median(rounds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
+    args = parser.parse_args()
+    policy = Policy.default()
+    client = create_app(Settings(), policy=policy, gateway=MemoryGateway()).test_client()
+    print(f"{'shape':<18}{'core pods/s':>14}{'reviews/s':>12}{'review/core cost':>18}")
+    for name, pod in SHAPES.items():
+        core = rate(lambda pod=pod: translate(pod, policy=policy, namespace="ml"), args.seconds)
+        body = make_review(pod)
+
+        def review(body: dict[str, Any] = body) -> None:
+            response = client.post("/mutate", json=body)
+            assert response.status_code == 200
+
+        reviews = rate(review, args.seconds)
+        print(f"{name:<18}{core:>14,.0f}{reviews:>12,.0f}{core / reviews:>17.1f}x")
+
+
+if __name__ == "__main__":
+    main()

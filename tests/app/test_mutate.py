@@ -1,0 +1,226 @@
+"""The Flask layer: POST /mutate end to end through create_app, with an in-memory gateway."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonpatch
+import pytest
+from flask.testing import FlaskClient
+
+from builders import container, make_pod, make_policy, make_review
+from webhook import review
+from webhook.app import create_app
+from webhook.gateway import MemoryGateway
+from webhook.policy import Policy
+from webhook.settings import Settings
+from webhook.translate import SHARED_CLAIM_ANNOTATION, translate
+
+
+def client_for(
+    policy: Policy | None = None, gateway: MemoryGateway | None = None, **settings: Any
+) -> FlaskClient:
+    app = create_app(Settings(**settings), policy=policy or Policy.default(), gateway=gateway)
+    return app.test_client()
+
+
+@pytest.fixture
+def gateway() -> MemoryGateway:
+    return MemoryGateway()
+
+
+def post(client: FlaskClient, body: dict[str, Any]) -> dict[str, Any]:
+    resp = client.post("/mutate", json=body)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    result: dict[str, Any] = resp.get_json()
+    assert result["apiVersion"] == "admission.k8s.io/v1" and result["kind"] == "AdmissionReview"
+    assert result["response"]["uid"] == body["request"]["uid"]
+    return result["response"]
+
+
+def test_legacy_pod_is_patched_and_its_template_created(gateway: MemoryGateway) -> None:
+    pod = make_pod(container("app", gpus=2))
+    response = post(client_for(gateway=gateway), make_review(pod))
+    assert response["allowed"] is True and response["patchType"] == "JSONPatch"
+    patched = jsonpatch.apply_patch(pod, review.decode_patch({"response": response}))
+    expected = translate(pod, policy=Policy.default(), namespace="ml")
+    assert patched == expected.pod
+    assert list(gateway.templates) == [("ml", expected.templates[0]["metadata"]["name"])]
+
+
+def test_same_shape_costs_no_second_api_call(gateway: MemoryGateway) -> None:
+    client = client_for(gateway=gateway)
+    post(client, make_review(make_pod(container("app", gpus=1), name="a")))
+    post(client, make_review(make_pod(container("app", gpus=1), name="b")))
+    assert gateway.calls == 1
+
+
+def test_dry_run_creates_nothing(gateway: MemoryGateway) -> None:
+    response = post(
+        client_for(gateway=gateway), make_review(make_pod(container("app", gpus=1)), dry_run=True)
+    )
+    assert response["allowed"] and "patch" in response
+    assert gateway.templates == {} and gateway.calls == 0
+
+
+def test_pod_without_gpus_passes_without_patch(gateway: MemoryGateway) -> None:
+    response = post(client_for(gateway=gateway), make_review(make_pod(container("app"))))
+    assert response == {"uid": response["uid"], "allowed": True}
+    assert gateway.calls == 0
+
+
+def test_update_is_allowed_untouched() -> None:
+    response = post(
+        client_for(), make_review(make_pod(container("app", gpus=1)), operation="UPDATE")
+    )
+    assert response["allowed"] and "patch" not in response
+
+
+def test_policy_denial_is_403_with_the_fix() -> None:
+    response = post(
+        client_for(make_policy(maxGPUsPerPod=1)), make_review(make_pod(container("app", gpus=2)))
+    )
+    assert response["allowed"] is False
+    assert response["status"]["code"] == 403
+    assert "policy maxGPUsPerPod is 1" in response["status"]["message"]
+
+
+def test_api_refusal_denies_with_its_reason(gateway: MemoryGateway) -> None:
+    gateway.refuse = 'resourceclaimtemplates is forbidden: User "x" cannot create (HTTP 403)'
+    response = post(client_for(gateway=gateway), make_review(make_pod(container("app", gpus=1))))
+    assert response["allowed"] is False
+    assert response["status"]["message"].startswith(
+        "could not create ResourceClaimTemplate ml/kubectl-dra-"
+    )
+    assert "cannot create" in response["status"]["message"]
+
+
+def test_audit_mode_warns_without_patch() -> None:
+    response = post(
+        client_for(make_policy(mode="Audit")), make_review(make_pod(container("app", gpus=1)))
+    )
+    assert response["allowed"] and "patch" not in response
+    assert response["warnings"][0].startswith("audit: Enforce mode would rewrite this pod")
+    assert "kubectl-dra.io/would-rewrite" in response["auditAnnotations"]
+
+
+def test_namespace_labels_are_read_only_when_the_policy_needs_them() -> None:
+    policy = make_policy(
+        namespaces=[{"labels": {"gpu-sharing": "enabled"}, "sharing": "TimeSlicing"}]
+    )
+    gateway = MemoryGateway(namespaces={"ml": {"gpu-sharing": "enabled"}})
+    post(client_for(policy, gateway), make_review(make_pod(container("app", gpus=1))))
+    template = next(iter(gateway.templates.values()))
+    assert (
+        template["spec"]["spec"]["devices"]["config"][0]["opaque"]["parameters"]["sharing"][
+            "strategy"
+        ]
+        == "TimeSlicing"
+    )
+
+
+SHARING = make_policy(
+    sharedClaims="Allowed",
+    resources=[{"name": "nvidia.com/gpu", "deviceClassName": "gpu.example.com"}],
+)
+
+
+def shared_pod(gpus: int = 1) -> dict[str, Any]:
+    return make_pod(
+        container("ctr0", gpus=gpus), annotations={SHARED_CLAIM_ANNOTATION: "single-gpu"}
+    )
+
+
+def test_shared_claim_is_created_once_then_joined(gateway: MemoryGateway) -> None:
+    client = client_for(SHARING, gateway)
+    first = post(client, make_review(shared_pod()))
+    second = post(client, make_review(shared_pod()))
+    assert first["allowed"] and second["allowed"]
+    assert list(gateway.claims) == [("ml", "single-gpu")]
+    assert gateway.templates == {}
+
+
+def test_shared_claim_that_does_not_fit_is_denied(gateway: MemoryGateway) -> None:
+    client = client_for(SHARING, gateway)
+    post(client, make_review(shared_pod(1)))
+    response = post(client, make_review(shared_pod(2)))
+    assert response["allowed"] is False
+    assert (
+        "holds 1 device(s) of class gpu.example.com; this pod needs 2"
+        in response["status"]["message"]
+    )
+
+
+def test_shared_claim_is_not_created_on_dry_run(gateway: MemoryGateway) -> None:
+    response = post(client_for(SHARING, gateway), make_review(shared_pod(), dry_run=True))
+    assert response["allowed"] and gateway.claims == {}
+
+
+def test_a_bug_is_a_500_review_and_never_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    app = create_app(Settings(), policy=Policy.default())
+
+    def broken() -> Policy:
+        raise RuntimeError("boom")
+
+    app.extensions["kubectl-dra"]._policy = broken
+    body = make_review(make_pod(container("app", gpus=1)))
+    resp = app.test_client().post("/mutate", json=body)
+    assert resp.status_code == 200
+    response = resp.get_json()["response"]
+    assert (response["uid"], response["allowed"], response["status"]["code"]) == (
+        body["request"]["uid"],
+        False,
+        500,
+    )
+    assert "boom" not in resp.get_data(as_text=True)
+    assert "boom" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "error"),
+    [
+        ({"data": b"", "content_type": "application/json"}, 400, "not valid JSON"),
+        ({"data": b"{}", "content_type": "text/plain"}, 400, "Content-Type: application/json"),
+        ({"data": b"{not json", "content_type": "application/json"}, 400, "not valid JSON"),
+        ({"json": {"kind": "AdmissionReview"}}, 400, "apiVersion is null"),
+        ({"json": [1]}, 400, "not a JSON object"),
+        (
+            {
+                "json": {
+                    "apiVersion": "admission.k8s.io/v1",
+                    "kind": "AdmissionReview",
+                    "request": {"operation": "CREATE"},
+                }
+            },
+            400,
+            "request.uid is missing",
+        ),
+        (
+            {"data": b"{" + b" " * 2048 + b"}", "content_type": "application/json"},
+            413,
+            "review too large: the limit is 1024 bytes",
+        ),
+    ],
+)
+def test_malformed_reviews(kwargs: dict[str, Any], status: int, error: str) -> None:
+    resp = client_for(max_review_bytes=1024).post("/mutate", **kwargs)
+    assert resp.status_code == status
+    assert error in resp.get_json()["error"]
+
+
+def test_health_endpoints() -> None:
+    client = client_for()
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/mutate").status_code == 405
+
+
+def test_namespace_labels_are_remembered_between_reviews() -> None:
+    policy = make_policy(
+        namespaces=[{"labels": {"gpu-sharing": "enabled"}, "sharing": "TimeSlicing"}]
+    )
+    gateway = MemoryGateway(namespaces={"ml": {}})
+    client = client_for(policy, gateway)
+    for name in ("a", "b", "c"):
+        post(client, make_review(make_pod(container("app", gpus=1), name=name)))
+    assert gateway.calls == 2  # one namespace read, one template create

@@ -1,0 +1,1 @@
+"""Shared fixtures. Builders live in tests/builders.py (importable as `builders`)."""

@@ -1,0 +1,84 @@
+"""Invariants of the rewrite over random pod shapes (hypothesis)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from builders import assert_valid, make_pod, make_policy
+from webhook.translate import translate
+
+RESOURCES = ["nvidia.com/gpu", "nvidia.com/gpu.shared", "nvidia.com/mig-1g.10gb"]
+POLICY = make_policy(maxGPUsPerPod=32)
+
+
+@st.composite
+def containers(draw: Any, prefix: str, sidecar: bool = False) -> list[dict[str, Any]]:
+    result = []
+    for i in range(draw(st.integers(0 if prefix != "app" else 1, 3))):
+        c: dict[str, Any] = {"name": f"{prefix}-{i}", "image": "x"}
+        gpus = draw(st.dictionaries(st.sampled_from(RESOURCES), st.integers(0, 3), max_size=2))
+        if gpus:
+            c["resources"] = {"limits": dict(gpus)}
+        if sidecar:
+            c["restartPolicy"] = "Always"
+        result.append(c)
+    return result
+
+
+@st.composite
+def pods(draw: Any) -> dict[str, Any]:
+    init = draw(containers("init")) + draw(containers("side", sidecar=True))
+    return make_pod(*draw(containers("app")), init=init or None)
+
+
+def demand(containers: list[dict[str, Any]], resource: str) -> list[int]:
+    return [
+        int(((c.get("resources") or {}).get("limits") or {}).get(resource, 0)) for c in containers
+    ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(pods())
+def test_rewrite_keeps_device_plugin_totals_and_is_idempotent(pod: dict[str, Any]) -> None:
+    result = translate(pod, policy=POLICY, namespace="ml")
+    assert_valid(result.pod, *result.templates)
+    assert translate(result.pod, policy=POLICY, namespace="ml").changed is False
+    if not result.changed:
+        assert result.pod == pod and result.reason == "no legacy GPU resources"
+        return
+
+    spec = pod["spec"]
+    inits = [c for c in spec.get("initContainers", []) if c.get("restartPolicy") != "Always"]
+    sidecars = [c for c in spec.get("initContainers", []) if c.get("restartPolicy") == "Always"]
+    requests = (
+        {
+            r["name"]: r["exactly"]
+            for r in result.templates[0]["spec"]["spec"]["devices"]["requests"]
+        }
+        if result.templates
+        else {}
+    )
+    record = json.loads(result.pod["metadata"]["annotations"]["kubectl-dra.io/rewritten"])
+    for resource in RESOURCES:
+        # The device plugin gave the pod max(largest init, sum of app) + sidecars, per resource.
+        expected = sum(demand(sidecars, resource)) + max(
+            [*demand(inits, resource), sum(demand(spec["containers"], resource))]
+        )
+        names = {
+            n
+            for c in record["containers"]
+            if c["resource"] == resource
+            for n in c.get("requests", [])
+        }
+        assert sum(requests[n]["count"] for n in names) == expected
+
+    new_spec = result.pod["spec"]
+    for c in new_spec["containers"] + new_spec.get("initContainers", []):
+        limits = (c.get("resources") or {}).get("limits") or {}
+        assert not set(limits) & set(RESOURCES), "legacy resources must be gone"
+        for ref in (c.get("resources") or {}).get("claims", []):
+            assert ref["request"] in requests
