@@ -26,12 +26,15 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from kubectl_dra import celcheck
 from kubectl_dra.convert import template_of, template_path
 from kubectl_dra.documents import Document
 from webhook.names import is_dns_label, is_dns_subdomain
+
+if TYPE_CHECKING:
+    from kubectl_dra.kube import ClusterReader
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: Final[tuple[Severity, ...]] = ("error", "warning", "info")
@@ -75,6 +78,16 @@ class ClusterSnapshot:
     resource_slices: tuple[dict[str, Any], ...] = ()
     resource_claims: tuple[dict[str, Any], ...] = ()
     resource_claim_templates: tuple[dict[str, Any], ...] = ()
+
+    @classmethod
+    def from_reader(cls, reader: ClusterReader) -> ClusterSnapshot:
+        """Four list calls, however many objects the cluster has."""
+        return cls(
+            device_classes=tuple(reader.list_device_classes()),
+            resource_slices=tuple(reader.list_resource_slices()),
+            resource_claims=tuple(reader.list_resource_claims(None)),
+            resource_claim_templates=tuple(reader.list_resource_claim_templates(None)),
+        )
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -948,3 +961,44 @@ def _template_prefix(obj: Mapping[str, Any]) -> str:
 
 def has_errors(findings: Iterable[Finding]) -> bool:
     return any(f.severity == "error" for f in findings)
+
+
+def format_findings(findings: Sequence[Finding]) -> str:
+    """One line per finding, columns aligned: SEVERITY  OBJECT  FIELD  MESSAGE."""
+    if not findings:
+        return ""
+    widths = [
+        max(len(getattr(f, column)) for f in findings) for column in ("severity", "object", "field")
+    ]
+    lines = [
+        "  ".join(
+            [
+                f.severity.ljust(widths[0]),
+                f.object.ljust(widths[1]),
+                f.field.ljust(widths[2]),
+                f.message,
+            ]
+        )
+        for f in findings
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def is_checked(obj: Mapping[str, Any]) -> bool:
+    """Whether validate has rules for this kind (DRA objects, pods and workloads)."""
+    return obj.get("kind") in _DEFINITIONS or template_of(dict(obj)) is not None
+
+
+def summarize(findings: Sequence[Finding], *, documents: Sequence[Document]) -> str:
+    """The stderr line after the findings: what was checked, counts per severity."""
+    checked = sum(is_checked(d.object) for d in documents)
+    skipped = len(documents) - checked
+    what = (
+        _plural(checked, "object")
+        + " checked"
+        + (f", {skipped} skipped (other kinds)" if skipped else "")
+    )
+    if not findings:
+        return f"{what}: no problems found."
+    counts = Counter(f.severity for f in findings)
+    return f"{what}: {', '.join(_plural(counts[s], s) for s in SEVERITIES if counts[s])}."
