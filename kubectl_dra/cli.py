@@ -49,12 +49,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.meta["kubectl_dra.debug"] = debug
 
 
-def load_policy(path: Path | None) -> Policy:
-    return Policy.from_file(path) if path else Policy.default()
-
-
-@cli.command()
-@click.option(
+filename_option = click.option(
     "-f",
     "--filename",
     "filenames",
@@ -62,6 +57,14 @@ def load_policy(path: Path | None) -> Policy:
     required=True,
     help="Manifest file (YAML or JSON, multi-document); '-' reads stdin. Repeatable.",
 )
+
+
+def load_policy(path: Path | None) -> Policy:
+    return Policy.from_file(path) if path else Policy.default()
+
+
+@cli.command()
+@filename_option
 @click.option(
     "--policy",
     "policy_file",
@@ -114,14 +117,7 @@ def cluster_reader(ctx: click.Context, *, kubeconfig: str | None, context: str |
 
 
 @cli.command()
-@click.option(
-    "-f",
-    "--filename",
-    "filenames",
-    multiple=True,
-    required=True,
-    help="Manifest file (YAML or JSON, multi-document); '-' reads stdin. Repeatable.",
-)
+@filename_option
 @click.option(
     "--cluster",
     "use_cluster",
