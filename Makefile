@@ -5,11 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help venv lint unit test demo clean
+.PHONY: help venv lint unit test e2e demo clean k8s-build cluster-up cluster-down cluster-status
 
 help:
 	@echo "make demo   - the main job: convert the legacy GPU examples (see README)"
 	@echo "make test   - lint, type-check and run the whole test suite"
+	@echo "make cluster-up / cluster-down / cluster-status - local control plane (hack/cluster.py)"
+	@echo "make e2e    - only the e2e tests (K8S_VERSION=1.34.4 selects another release)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +29,25 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -m "not e2e" -q
 
-test: lint
+# The Go build of the control plane (cached in ~/.cache/kubectl-dra/k8s/<version>) runs here, with
+# progress on the terminal, rather than silently inside a pytest fixture.
+k8s-build: $(STAMP)
+	$(BIN)/python hack/k8s_build.py
+
+test: lint k8s-build
 	$(BIN)/pytest -q
+
+e2e: k8s-build
+	$(BIN)/pytest -m e2e -q
+
+cluster-up: k8s-build
+	$(BIN)/python hack/cluster.py up
+
+cluster-down:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python hack/cluster.py down; else echo "no venv: nothing was started"; fi
+
+cluster-status: $(STAMP)
+	$(BIN)/python hack/cluster.py status
 
 demo: $(STAMP)
 	$(BIN)/python hack/demo.py

@@ -1,0 +1,131 @@
+"""e2e fixtures: one real control plane per test session (hack/cluster.py), one namespace per test.
+
+The cluster lives in `.cluster/e2e/` so a cluster started by `make cluster-up`/`make demo` in
+`.cluster/` is left alone.  `KUBECTL_DRA_REUSE_CLUSTER=1` reuses an already running cluster in
+`KUBECTL_DRA_CLUSTER_DIR` (default `.cluster/`) and leaves it running afterwards: fast iteration.
+If the cluster cannot start, every e2e test fails with the component's log tail: a silent skip
+would let CI pass without ever talking to a real API server.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from e2e_support import (
+    ROOT,
+    E2ECluster,
+    WebhookPool,
+    cluster_mod,
+    fakegpu,
+    load_yaml_docs,
+    seed_scenario,
+)
+
+
+@pytest.fixture(scope="session")
+def k8s() -> Iterator[E2ECluster]:
+    reuse = os.environ.get("KUBECTL_DRA_REUSE_CLUSTER") == "1"
+    if reuse:
+        cl = cluster_mod.Cluster()
+        if not cl.is_running():
+            pytest.fail(f"KUBECTL_DRA_REUSE_CLUSTER=1 but no cluster runs in {cl.paths.root}")
+    else:
+        cl = cluster_mod.Cluster(ROOT / ".cluster" / "e2e")
+        try:
+            cl.up(fixtures=False)
+        except (cluster_mod.ClusterError, SystemExit) as exc:
+            pytest.fail(f"could not start the local control plane:\n{exc}", pytrace=False)
+    api = cl.api_client()
+    try:
+        nodes = fakegpu.apply_cluster_fixtures(api)
+        yield E2ECluster(cluster=cl, api=api, nodes=nodes)
+    finally:
+        api.close()
+        if not reuse:
+            cl.down(quiet=True)
+
+
+@pytest.fixture
+def namespace(k8s: E2ECluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test (deleted afterwards without waiting)."""
+    slug = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower().removeprefix("test_"))[:40].strip(
+        "-"
+    )
+    name = f"{slug}-{uuid.uuid4().hex[:5]}"
+    k8s.core.create_namespace(
+        {"metadata": {"name": name, "labels": {"kubectl-dra.io/e2e": "true"}}}
+    )
+    k8s.wait_for(
+        f"default ServiceAccount in {name}",
+        lambda: any(
+            sa.metadata.name == "default"
+            for sa in k8s.core.list_namespaced_service_account(name).items
+        ),
+        timeout=20,
+    )
+    yield name
+    k8s.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def webhooks(k8s: E2ECluster) -> Iterator[WebhookPool]:
+    """Our webhook, one process per policy a test asks for (see WebhookPool.use)."""
+    pool = WebhookPool(k8s)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+SEED_SCENARIOS = (
+    "01-two-gpus-one-pod.yaml",
+    "02-intra-pod-sharing.yaml",
+    "03-inter-pod-sharing.yaml",
+)
+
+
+def _scenario_namespace(path: Path) -> str:
+    (name,) = [d["metadata"]["name"] for d in load_yaml_docs(path) if d["kind"] == "Namespace"]
+    return name
+
+
+@pytest.fixture(scope="session")
+def native_scenarios(k8s: E2ECluster) -> Iterator[dict[str, str]]:
+    """The user's native scenarios from examples/, applied unchanged once: file -> namespace.
+
+    Once per session because they use fixed namespace names, and deleting a namespace takes
+    the namespace controller ~10 s; nothing else uses those namespaces."""
+    applied = {}
+    try:
+        for name in SEED_SCENARIOS:
+            path = seed_scenario(name)
+            applied[name] = _scenario_namespace(path)
+            k8s.apply(path)
+        yield applied
+    finally:
+        for namespace in applied.values():
+            k8s.delete_namespace(namespace)
+
+
+@pytest.fixture(scope="session")
+def legacy_scenarios(k8s: E2ECluster, webhooks: WebhookPool) -> Iterator[dict[str, str]]:
+    """examples/legacy/* under examples/policy-example-driver.yaml: file -> namespace."""
+    policy = seed_scenario("policy-example-driver.yaml").read_text()
+    applied = {}
+    try:
+        for name in SEED_SCENARIOS:
+            path = seed_scenario(f"legacy/{name}")
+            applied[name] = namespace = _scenario_namespace(path)
+            # Labelled for the example policy's webhook before the file's pods arrive.
+            k8s.core.create_namespace({"metadata": {"name": namespace}})
+            webhooks.use(namespace, policy)
+            k8s.apply(path)
+        yield applied
+    finally:
+        for namespace in applied.values():
+            k8s.delete_namespace(namespace)
