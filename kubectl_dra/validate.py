@@ -791,12 +791,32 @@ class _ClusterCheck:
                 selectors.append(checked)
             self.classes[_name(obj)] = selectors
         self.classes.update(input_classes)  # the input is what the user is about to apply
+        self._in_class: dict[str, tuple[list[_Device], list[tuple[str, int, int]], list[str]]] = {}
+
+    def in_class(self, name: str) -> tuple[list[_Device], list[tuple[str, int, int]], list[str]]:
+        """The devices DeviceClass `name` selects (evaluated once per class per run)."""
+        if name not in self._in_class:
+            self._in_class[name] = _matches(self.classes[name], self.devices)
+        return self._in_class[name]
+
+    def device_class(self, report: _Report, name: str) -> None:
+        """For a DeviceClass of the input: how many devices it selects."""
+        selected, _, failures = self.in_class(name)
+        nodes = {d.node for d in selected if d.node}
+        if failures:
+            report.error(
+                "spec.selectors",
+                f"CEL runtime error: {failures[0]}; the scheduler stops allocating when a selector fails",
+            )
+        report.info(
+            "spec.selectors",
+            f"{_plural(len(selected), 'device')} of {len(self.devices)} match on {_plural(len(nodes), 'node')}",
+        )
 
     def request(self, report: _Report, alternatives: list[_Request]) -> None:
         outcomes: list[str] = []
         for request in alternatives:
-            class_selectors = self.classes.get(request.device_class)
-            if class_selectors is None:
+            if request.device_class not in self.classes:
                 known = ", ".join(sorted(self.classes)) or "none"
                 report.error(
                     f"{request.path}.deviceClassName",
@@ -804,7 +824,7 @@ class _ClusterCheck:
                 )
                 outcomes.append("missing class")
                 continue
-            in_class, class_steps, class_errors = _matches(class_selectors, self.devices)
+            in_class, class_steps, class_errors = self.in_class(request.device_class)
             matching, request_steps, request_errors = _matches(request.selectors, in_class)
             for message in (class_errors + request_errors)[:1]:
                 more = len(class_errors) + len(request_errors) - 1
@@ -902,6 +922,7 @@ def validate_documents(
     findings: list[Finding] = []
     input_classes: dict[str, list[celcheck.Checked]] = {}
     claim_requests: list[tuple[_Report, list[list[_Request]]]] = []
+    class_reports: list[tuple[_Report, str]] = []
     reports: list[_Report] = []
     for document in documents:
         obj = document.object
@@ -919,6 +940,7 @@ def validate_documents(
                 continue
             if kind == "DeviceClass":
                 input_classes[_name(obj)] = _device_class(report, obj)
+                class_reports.append((report, _name(obj)))
                 continue
             spec = _dict(obj.get("spec"))
             path = "spec"
@@ -947,6 +969,8 @@ def validate_documents(
             )
     if cluster is not None:
         check = _ClusterCheck(cluster, input_classes)
+        for report, name in class_reports:
+            check.device_class(report, name)
         for report, requests in claim_requests:
             for alternatives in requests:
                 check.request(report, alternatives)

@@ -581,6 +581,20 @@ def test_a_missing_device_class_is_an_error_listing_the_classes() -> None:
     assert "gpu.example.com" in found[0].message
 
 
+def test_a_device_class_in_the_input_says_how_many_devices_it_selects() -> None:
+    reader = FakeReader(
+        resource_slices=[
+            make_slice("node-a", [make_device(i, model="A100") for i in range(2)]),
+            make_slice("node-b", [make_device(i, model="H100") for i in range(4)]),
+        ],
+    )
+    found = run(make_class("h100.example.com", f'{MODEL} == "H100"'), cluster=snapshot(reader))
+    assert [(f.severity, f.field, f.message) for f in found] == [
+        ("warning", "spec.selectors[0].cel.expression", found[0].message),
+        ("info", "spec.selectors", "4 devices of 6 match on 1 node"),
+    ]
+
+
 def test_a_device_class_in_the_input_counts_as_existing() -> None:
     found = run(
         make_class("gpu.nvidia.com"),
