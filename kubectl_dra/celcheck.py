@@ -773,9 +773,12 @@ def _static_problems(root: Node) -> list[Problem]:
 
 def check(expression: str) -> Checked:
     """Parse and statically check; raises CelError for syntax, else problems on the result."""
-    tree = parse(expression)
-    root = to_node(tree)
-    problems = _static_problems(root)
+    try:
+        tree = parse(expression)
+        root = to_node(tree)
+        problems = _static_problems(root)
+    except RecursionError:
+        raise CelError("the expression is nested too deeply to check; flatten it") from None
     for node in unguarded_reads(root):
         read = attribute_read(node)
         problems.append(
@@ -864,7 +867,9 @@ def evaluate(checked: Checked, device: celtypes.MapType) -> bool:
         result = program.evaluate({"device": device})
     except CELEvalError as exc:
         raise CelEvaluationError(_eval_message(exc)) from None
-    except (TypeError, ValueError, KeyError, ZeroDivisionError) as exc:
+    except RecursionError:
+        raise CelEvaluationError("the expression is nested too deeply to evaluate") from None
+    except Exception as exc:  # any failure of a user's expression is a finding, not a crash
         raise CelEvaluationError(str(exc)) from None
     if isinstance(result, CELEvalError):
         raise CelEvaluationError(_eval_message(result))

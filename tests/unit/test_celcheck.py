@@ -6,6 +6,8 @@ from fractions import Fraction
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kubectl_dra import celcheck
 from kubectl_dra.celcheck import CelError, CelEvaluationError, Quantity, Semver
@@ -116,6 +118,11 @@ def test_the_expression_size_limit_is_the_api_servers() -> None:
         celcheck.check('device.driver == "' + "a" * 10240 + '"')
 
 
+def test_deep_nesting_is_a_clean_error_not_a_crash() -> None:
+    with pytest.raises(CelError, match="nested too deeply"):
+        celcheck.check("(" * 400 + "true" + ")" * 400)
+
+
 def test_macro_variables_are_in_scope() -> None:
     assert messages('["a", "b"].exists(d, d == device.driver)', "error") == []
 
@@ -200,3 +207,61 @@ def test_semver_orders_pre_releases_before_the_release() -> None:
         "1.0.0",
         "1.10.0",
     ]
+
+
+PIECES = [
+    "device",
+    ".",
+    "attributes",
+    "capacity",
+    "driver",
+    '["gpu.nvidia.com"]',
+    "[",
+    "]",
+    "(",
+    ")",
+    '"x"',
+    "1",
+    "2.5",
+    "true",
+    "null",
+    "&&",
+    "||",
+    "!",
+    "==",
+    "<",
+    "+",
+    "in",
+    "?",
+    ":",
+    ",",
+    "has",
+    'quantity("1Gi")',
+    'semver("1.0.0")',
+    ".compareTo",
+    "cel.bind",
+    "g",
+    ".uuid",
+    ".memory",
+    "{",
+    "}",
+    "[1, 2]",
+    ".exists(e, e > 1)",
+    ".major()",
+    '.replace("a", "b")',
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), min_size=1, max_size=10))
+def test_any_text_gives_a_finding_never_a_crash(pieces: list[str]) -> None:
+    expression = " ".join(pieces)
+    try:
+        checked = celcheck.check(expression)
+    except CelError as exc:
+        assert str(exc)
+        return
+    try:
+        checked.evaluate(celcheck.device_value(H100, driver="gpu.nvidia.com"))
+    except CelEvaluationError as exc:
+        assert str(exc)
