@@ -813,8 +813,10 @@ class _ClusterCheck:
             f"{_plural(len(selected), 'device')} of {len(self.devices)} match on {_plural(len(nodes), 'node')}",
         )
 
-    def request(self, report: _Report, alternatives: list[_Request]) -> None:
+    def request(self, report: _Report, alternatives: list[_Request]) -> list[_Device] | None:
+        """Findings for one request; its matching devices when it alone fits (exactly only)."""
         outcomes: list[str] = []
+        fitting: list[_Device] | None = None
         for request in alternatives:
             if request.device_class not in self.classes:
                 known = ", ".join(sorted(self.classes)) or "none"
@@ -850,11 +852,40 @@ class _ClusterCheck:
             )
             fits = self._fits(report, request, matching, class_steps, request_steps)
             outcomes.append("fits" if fits else "does not fit")
+            if fits and len(alternatives) == 1 and request.mode == "ExactCount":
+                fitting = matching
         if len(alternatives) > 1 and "fits" not in outcomes:
             report.error(
                 alternatives[0].path.rsplit(".", 1)[0],
                 "no firstAvailable alternative can be allocated in the cluster now",
             )
+        return fitting
+
+    def claim(
+        self, report: _Report, path: str, requests: list[tuple[_Request, list[_Device]]]
+    ) -> None:
+        """Requests that each fit alone must also fit together: one node, distinct devices."""
+        if len(requests) < 2:
+            return
+        nodes = {d.node for _, devices in requests for d in devices if d.node} or {""}
+        best, best_node = 0, ""
+        needed = sum(r.count for r, _ in requests)
+        for node in sorted(nodes):
+            slots = [
+                [d.ref for d in devices if d.free and d.node in (node, "")]
+                for request, devices in requests
+                for _ in range(request.count)
+            ]
+            served = _assign(slots)
+            if served == needed:
+                return
+            if served > best:
+                best, best_node = served, node
+        names = ", ".join(repr(r.name) for r, _ in requests)
+        report.error(
+            path,
+            f"requests {names} fit one by one but not together: they need {needed} distinct free devices on one node, and at most {best} can be given on any node{f' ({best_node})' if best_node else ''}; lower the counts or split the claim",
+        )
 
     def _fits(
         self,
@@ -894,6 +925,23 @@ class _ClusterCheck:
         return False
 
 
+def _assign(slots: list[list[str]]) -> int:
+    """How many slots get a distinct device (bipartite matching, augmenting paths)."""
+    owner: dict[str, int] = {}
+
+    def place(slot: int, seen: set[str]) -> bool:
+        for device in slots[slot]:
+            if device in seen:
+                continue
+            seen.add(device)
+            if device not in owner or place(owner[device], seen):
+                owner[device] = slot
+                return True
+        return False
+
+    return sum(place(i, set()) for i in range(len(slots)))
+
+
 # --- entry point ------------------------------------------------------------------------------
 
 _DEFINITIONS: Final = {
@@ -921,7 +969,7 @@ def validate_documents(
         sources = {**from_cluster, **sources}
     findings: list[Finding] = []
     input_classes: dict[str, list[celcheck.Checked]] = {}
-    claim_requests: list[tuple[_Report, list[list[_Request]]]] = []
+    claim_requests: list[tuple[_Report, list[list[_Request]], str]] = []
     class_reports: list[tuple[_Report, str]] = []
     reports: list[_Report] = []
     for document in documents:
@@ -952,7 +1000,9 @@ def validate_documents(
                         "only labels and annotations may be set in a template's metadata",
                     )
                 spec, path = _dict(spec.get("spec")), "spec.spec"
-            claim_requests.append((report, _claim_spec(report, spec, path)))
+            claim_requests.append(
+                (report, _claim_spec(report, spec, path), f"{path}.devices.requests")
+            )
             continue
         template = template_of(obj)
         if template is not None:
@@ -971,9 +1021,9 @@ def validate_documents(
         check = _ClusterCheck(cluster, input_classes)
         for report, name in class_reports:
             check.device_class(report, name)
-        for report, requests in claim_requests:
-            for alternatives in requests:
-                check.request(report, alternatives)
+        for report, requests, path in claim_requests:
+            fitting = [(alts[0], check.request(report, alts)) for alts in requests if alts]
+            check.claim(report, path, [(r, d) for r, d in fitting if d is not None])
     for report in reports:
         findings += report.findings
     return findings

@@ -554,6 +554,17 @@ def test_a_count_no_single_node_can_satisfy_is_an_error() -> None:
     assert "needs 5 devices on one node, but at most 4" in found[0].message
 
 
+def test_requests_that_fit_alone_must_also_fit_together_on_one_node() -> None:
+    together = run(make_claim(request("a", count=2), request("b", count=2)), cluster=snapshot())
+    assert errors(together) == []
+    found = errors(
+        run(make_claim(request("a", count=3), request("b", count=2)), cluster=snapshot())
+    )
+    assert [f.field for f in found] == ["spec.devices.requests"]
+    assert "fit one by one but not together: they need 5 distinct free devices" in found[0].message
+    assert "at most 4" in found[0].message
+
+
 def test_allocated_devices_do_not_count_as_free() -> None:
     reader = FakeReader(
         resource_claims=[
