@@ -71,20 +71,27 @@ def test_examples_report_the_devices_the_cluster_publishes(k8s: E2ECluster) -> N
     assert [f for f in findings(result) if f["severity"] != "info"] == []
 
 
+def h100_request(product: str) -> dict[str, Any]:
+    return exactly(
+        "h100", "gpu.nvidia.com", f'"productName" in {NV} && {NV}.productName == "{product}"'
+    )
+
+
+BIG_REQUEST = exactly(
+    "big",
+    "gpu.nvidia.com",
+    '"memory" in device.capacity["gpu.nvidia.com"] && '
+    'device.capacity["gpu.nvidia.com"].memory.compareTo(quantity("80Gi")) >= 0',
+)
+
+
 def test_nvidia_selectors_count_matching_devices_per_model(k8s: E2ECluster, namespace: str) -> None:
     h100 = fakegpu.H100_80GB.product_name
     devices, nodes = published(k8s, fakegpu.NVIDIA_DRIVER, product_name=h100)
     all_devices, all_nodes = published(k8s, fakegpu.NVIDIA_DRIVER)
-    manifest = claim(
-        namespace,
-        exactly("h100", "gpu.nvidia.com", f'"productName" in {NV} && {NV}.productName == "{h100}"'),
-        exactly(
-            "big",
-            "gpu.nvidia.com",
-            'device.capacity["gpu.nvidia.com"].memory.compareTo(quantity("80Gi")) >= 0',
-        ),
-    )
-    result = validate(k8s, "-f", "-", stdin=yaml.safe_dump(manifest))
+    h100_claim = claim(namespace, h100_request(h100), name="h100")
+    big_claim = claim(namespace, BIG_REQUEST, name="big")
+    result = validate(k8s, "-f", "-", stdin=yaml.safe_dump_all([h100_claim, big_claim]))
     assert result.exit_code == 0, result.output
     infos = [f["message"] for f in findings(result) if f["severity"] == "info"]
     assert infos == [
@@ -92,6 +99,16 @@ def test_nvidia_selectors_count_matching_devices_per_model(k8s: E2ECluster, name
         # The A100s publish 81920 MiB = 80Gi, the H100s 81559 MiB: below 80Gi.
         f"request 'big': {all_devices - devices} devices match on {all_nodes - nodes} nodes",
     ]
+
+
+def test_requests_no_node_can_serve_together_are_an_error(k8s: E2ECluster, namespace: str) -> None:
+    # Each fits alone (H100 node; A100 nodes), but one claim is allocated on one node.
+    manifest = claim(namespace, h100_request(fakegpu.H100_80GB.product_name), BIG_REQUEST)
+    result = validate(k8s, "-f", "-", stdin=yaml.safe_dump(manifest))
+    assert result.exit_code == 1
+    [error] = [f for f in findings(result) if f["severity"] == "error"]
+    assert error["field"] == "spec.devices.requests"
+    assert "fit one by one but not together" in error["message"]
 
 
 def test_a_product_that_does_not_exist_is_an_error(k8s: E2ECluster, namespace: str) -> None:
