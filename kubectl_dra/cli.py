@@ -54,12 +54,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.meta["kubectl_dra.debug"] = debug
 
 
-def load_policy(path: Path | None) -> Policy:
-    return Policy.from_file(path) if path else Policy.default()
-
-
-@cli.command()
-@click.option(
+filename_option = click.option(
     "-f",
     "--filename",
     "filenames",
@@ -67,6 +62,14 @@ def load_policy(path: Path | None) -> Policy:
     required=True,
     help="Manifest file (YAML or JSON, multi-document); '-' reads stdin. Repeatable.",
 )
+
+
+def load_policy(path: Path | None) -> Policy:
+    return Policy.from_file(path) if path else Policy.default()
+
+
+@cli.command()
+@filename_option
 @click.option(
     "--policy",
     "policy_file",
@@ -396,6 +399,78 @@ def describe_nodes(ctx: click.Context, /, names: tuple[str, ...], **flags: Any) 
 describe.add_command(describe_pods, "pod")
 describe.add_command(describe_claims, "claim")
 describe.add_command(describe_nodes, "node")
+
+
+@cli.command()
+@filename_option
+@click.option(
+    "--cluster",
+    "use_cluster",
+    is_flag=True,
+    help="Also check against the cluster: DeviceClasses, ResourceSlices, claims and templates.",
+)
+@click.option("--kubeconfig", envvar="KUBECONFIG", help="Path to the kubeconfig file to use.")
+@click.option("--context", help="The name of the kubeconfig context to use.")
+@click.option(
+    "-n",
+    "--namespace",
+    help="Namespace of objects that do not set one (default: the context's with --cluster).",
+)
+@output_option("text", "json", default="text")
+@click.pass_context
+def validate(
+    ctx: click.Context,
+    filenames: tuple[str, ...],
+    use_cluster: bool,
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+    output: str,
+) -> None:
+    """Check ResourceClaims, templates, DeviceClasses and pods before the cluster does.
+
+    Reports the shape of resource.k8s.io/v1 objects, the API server's limits, claim
+    references between pods and templates, and CEL selectors (syntax, the `device`
+    variable, unguarded attribute reads). With --cluster it also evaluates every selector
+    on the devices the cluster's ResourceSlices publish and says whether one node can
+    satisfy each request. Findings go to stdout as SEVERITY OBJECT FIELD MESSAGE; the exit
+    code is 1 if any finding is an error.
+
+    \b
+    Examples:
+      # Check manifests offline
+      kubectl dra validate -f claim.yaml -f pod.yaml
+    \b
+      # Against the current cluster, as JSON
+      kubectl dra validate -f gpu-job.yaml --cluster -o json
+    \b
+      # Check what convert produces
+      kubectl dra convert -f legacy.yaml | kubectl dra validate -f -
+    """
+    from kubectl_dra.documents import load_documents
+    from kubectl_dra.render import to_json
+    from kubectl_dra.validate import (
+        ClusterSnapshot,
+        format_findings,
+        has_errors,
+        summarize,
+        validate_documents,
+    )
+
+    documents = load_documents(filenames)
+    snapshot = None
+    if use_cluster:
+        reader = cluster_reader(ctx, kubeconfig=kubeconfig, context=context)
+        snapshot = ClusterSnapshot.from_reader(reader)
+        namespace = namespace or reader.default_namespace
+    findings = validate_documents(documents, cluster=snapshot, namespace=namespace or "default")
+    if output == "json":
+        click.echo(to_json([f.to_dict() for f in findings]), nl=False)
+    else:
+        click.echo(format_findings(findings), nl=False)
+    click.echo(summarize(findings, documents=documents), err=True)
+    if has_errors(findings):
+        ctx.exit(1)
 
 
 def main() -> None:
