@@ -31,7 +31,7 @@ POD_TEMPLATE_PATHS: Final[dict[tuple[str, str], tuple[str, ...]]] = {
 }
 
 
-def _template_path(obj: dict[str, Any]) -> tuple[str, ...] | None:
+def template_path(obj: dict[str, Any]) -> tuple[str, ...] | None:
     api_version = str(obj.get("apiVersion", ""))
     group = api_version.split("/")[0] if "/" in api_version else ""
     return POD_TEMPLATE_PATHS.get((group, str(obj.get("kind"))))
@@ -44,8 +44,8 @@ class Conversion:
     converted: int  # how many pod templates were rewritten
 
 
-def _template_of(obj: dict[str, Any]) -> dict[str, Any] | None:
-    path = _template_path(obj)
+def template_of(obj: dict[str, Any]) -> dict[str, Any] | None:
+    path = template_path(obj)
     if path is None:
         return None
     node: Any = obj
@@ -64,7 +64,7 @@ def convert_documents(
     converted = 0
     for document in documents:
         obj = document.object
-        template = _template_of(obj)
+        template = template_of(obj)
         if template is None:
             out.append(obj)
             continue
@@ -102,7 +102,7 @@ def convert_documents(
                 continue
             emitted[key] = needed
             out.append(needed)
-        path = _template_path(obj) or ()
+        path = template_path(obj) or ()
         if path:
             new_obj = dict(obj)
             _set_template(new_obj, path, result.pod)

@@ -1,0 +1,298 @@
+"""`kubectl dra describe` through click's CliRunner with an injected FakeKube (no cluster)."""
+
+from __future__ import annotations
+
+import gc
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+from kubernetes.client.exceptions import ApiException
+
+from factories import FakeKube, column, make_pod, sample_cluster
+from kubectl_dra.cli import cli
+from kubectl_dra.errors import KubeError
+from kubectl_dra.kube import _explain
+
+
+def run(fake: Any, *args: str) -> Result:
+    return CliRunner().invoke(cli, ["describe", *args], obj=fake, prog_name="kubectl dra")
+
+
+def cells(result: Result, header: str) -> list[str]:
+    return column(result.stdout, header)
+
+
+def test_template_claim_of_a_pod_shows_both_devices_with_attributes() -> None:
+    result = run(sample_cluster(), "pod", "multi", "-o", "wide")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""
+    assert cells(result, "ORIGIN") == ["template/two-gpus"] * 2
+    assert cells(result, "RESOURCECLAIM") == ["multi-gpus-abcde"] * 2
+    assert cells(result, "STATE") == ["reserved"] * 2
+    assert cells(result, "DEVICE") == ["gpu-0", "gpu-1"]
+    assert cells(result, "UUID") == ["GPU-0-0", "GPU-0-1"]
+    assert cells(result, "MODEL") == ["NVIDIA A100-SXM4-80GB"] * 2
+    assert cells(result, "MEMORY") == ["80Gi"] * 2
+
+
+def test_named_claim_shared_by_two_pods_names_each_other() -> None:
+    result = run(sample_cluster(), "pods", "share-a", "share-b")
+    assert result.exit_code == 0, result.stderr
+    assert cells(result, "ORIGIN") == ["claim/team-gpu"] * 2
+    assert cells(result, "DEVICE") == ["gpu-2", "gpu-2"]
+    assert cells(result, "SHARED-WITH") == ["pod/share-b", "pod/share-a"]
+
+    claim = run(sample_cluster(), "claim", "team-gpu")
+    assert claim.exit_code == 0, claim.stderr
+    assert cells(claim, "RESERVED-FOR") == ["share-a,share-b"]
+
+
+def test_kep5004_claim_is_shown_with_the_extended_resource_it_replaced() -> None:
+    result = run(sample_cluster(), "pod", "legacy")
+    assert result.exit_code == 0, result.stderr
+    assert cells(result, "CLAIM") == ["-"]
+    assert cells(result, "ORIGIN") == ["extended-resource"]
+    assert cells(result, "CONTAINERS") == ["ctr0"]
+    assert cells(result, "ORIGINAL") == ["ctr0 nvidia.com/gpu=1"]
+
+
+def test_time_sliced_claim_shows_strategy_and_both_containers() -> None:
+    result = run(sample_cluster(), "pod", "sliced", "-o", "wide")
+    assert result.exit_code == 0, result.stderr
+    assert cells(result, "SHARING") == ["TimeSlicing (FromClaim)"]
+    assert cells(result, "CONTAINERS") == ["a,b"]
+    assert cells(result, "NODE") == ["node-1"]
+
+
+def test_rewritten_pod_shows_its_original_request() -> None:
+    result = run(sample_cluster(), "pods", "-l", "app=train", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    [pod] = json.loads(result.stdout)["items"]
+    assert pod["name"] == "rewritten"
+    assert pod["rewritten"]["containers"] == [
+        {"container": "train", "resource": "nvidia.com/gpu", "count": 1}
+    ]
+    assert pod["rewritten"]["template"] == "kubectl-dra-aaaa"
+    assert pod["claims"][0]["requests"][0]["original"] == pod["rewritten"]["containers"]
+
+
+def test_describe_pods_lists_only_pods_using_dra() -> None:
+    result = run(sample_cluster(), "pods")
+    assert result.exit_code == 0
+    assert "web" not in cells(result, "POD")
+    assert "waiting" in cells(result, "POD")
+
+
+def test_json_output_is_the_documented_structure() -> None:
+    result = run(sample_cluster(), "pods", "-o", "json")
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert (doc["apiVersion"], doc["kind"]) == ("kubectl-dra.io/v1alpha1", "PodReportList")
+    item = doc["items"][0]
+    assert set(item) == {"namespace", "name", "node", "phase", "rewritten", "claims"}
+    assert set(item["claims"][0]) == {
+        "name",
+        "origin",
+        "source",
+        "claim",
+        "state",
+        "reservedFor",
+        "requests",
+    }
+    assert set(item["claims"][0]["requests"][0]) == {
+        "request",
+        "deviceClass",
+        "count",
+        "driver",
+        "pool",
+        "device",
+        "node",
+        "model",
+        "uuid",
+        "memory",
+        "sharing",
+        "containers",
+        "original",
+        "sharedWith",
+    }
+
+
+def test_pods_view_makes_a_constant_number_of_calls() -> None:
+    fake = sample_cluster()
+    assert run(fake, "pods", "-A").exit_code == 0
+    assert fake.calls == ["list pods", "list resourceclaims", "list resourceslices"]
+
+
+def test_garbage_collector_runs_again_after_describe() -> None:
+    assert gc.isenabled()
+    assert run(sample_cluster(), "pods").exit_code == 0
+    assert run(FakeKube(error=KubeError("boom")), "pods").exit_code == 1
+    assert gc.isenabled()
+
+
+def test_cluster_view_and_namespace_view() -> None:
+    fake = sample_cluster()
+    result = run(fake, "-o", "yaml")
+    assert result.exit_code == 0, result.stderr
+    assert "kind: ClusterReport" in result.stdout
+    doc = yaml.safe_load(result.stdout)
+    assert [(n["node"], n["total"], n["allocated"], n["free"]) for n in doc["nodes"]] == [
+        ("node-0", 4, 4, 0),
+        ("node-1", 2, 2, 0),
+    ]
+    assert fake.calls == ["list resourceslices", "list resourceclaims"]
+
+    table = run(sample_cluster(), "-n", "ns")
+    assert table.exit_code == 0
+    assert table.stdout.splitlines()[0].split() == [
+        "NAMESPACE",
+        "MODEL",
+        "DEVICES",
+        "CLAIMS",
+        "PODS",
+    ]
+
+
+def test_group_flags_apply_to_the_subcommand() -> None:
+    result = run(sample_cluster(), "-A", "-o", "json", "claims")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["kind"] == "ClaimReportList"
+    assert "NAMESPACE" in run(sample_cluster(), "-A", "claims").stdout.splitlines()[0]
+
+
+def test_node_view_shows_holders() -> None:
+    result = run(sample_cluster(), "node", "node-1")
+    assert result.exit_code == 0, result.stderr
+    summary, devices = result.stdout.split("\n\n")
+    assert summary.splitlines()[1].split()[-3:] == ["2", "2", "0"]
+    assert "ns/sliced" in devices and "ns/rewritten" in devices
+    assert "node-0" not in result.stdout
+
+
+def test_empty_namespace_says_no_resources_found_on_stderr() -> None:
+    result = run(FakeKube(namespace="empty"), "pods")
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert result.stderr == "No resources found in empty namespace.\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("pod", "ghost"), 'Error: pod "ghost" not found in namespace "ns"\n'),
+        (("claim", "ghost"), 'Error: resourceclaim "ghost" not found in namespace "ns"\n'),
+        (("node", "ghost"), 'Error: no ResourceSlice publishes devices for node "ghost"\n'),
+    ],
+)
+def test_not_found_is_one_error_line_and_exit_1(args: tuple[str, ...], message: str) -> None:
+    result = run(sample_cluster(), *args)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr == message
+
+
+def test_forbidden_names_verb_resource_and_rbac_hint() -> None:
+    body = json.dumps(
+        {"message": 'resourceclaims.resource.k8s.io is forbidden: User "dev" cannot list'}
+    )
+    error = _explain(
+        ApiException(status=403, reason="Forbidden", body=body),
+        "list resourceclaims in namespace ns",
+    )
+    result = run(FakeKube(error=error), "claims")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith("Error: cannot list resourceclaims in namespace ns: forbidden")
+    assert "check the RBAC permissions of your context" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_dra_api_not_served_says_which_version_is_needed() -> None:
+    body = json.dumps(
+        {
+            "message": "the server could not find the requested resource",
+            "details": {"group": "resource.k8s.io", "kind": "resourceslices"},
+        }
+    )
+    error = _explain(ApiException(status=404, reason="Not Found", body=body), "list resourceslices")
+    result = run(FakeKube(error=error), "nodes")
+    assert result.exit_code == 1
+    assert "DRA API (resource.k8s.io/v1) is not served" in result.stderr
+    assert "Kubernetes 1.34+ is required" in result.stderr
+
+
+def test_unknown_context_is_reported_without_a_cluster(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "dev", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "dev",
+            }
+        )
+    )
+    result = run(None, "--kubeconfig", str(kubeconfig), "--context", "nope")
+    assert result.exit_code == 1
+    assert "context 'nope' not found in kubeconfig" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("-n", "ns", "-A"),
+        ("claims", "-l", "app=x"),
+        ("pod", "p", "-A"),
+        ("-o", "toml"),
+    ],
+)
+def test_flag_misuse_is_a_usage_error(args: tuple[str, ...]) -> None:
+    result = run(sample_cluster(), *args)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "Usage:" in result.stderr or "Error:" in result.stderr
+
+
+def test_named_pod_without_dra_is_still_shown() -> None:
+    result = run(FakeKube(pods=[make_pod("web")]), "pod", "web")
+    assert result.exit_code == 0
+    assert cells(result, "POD") == ["web"]
+    assert cells(result, "CLAIM") == ["-"]
+
+
+def test_help_reads_like_kubectl() -> None:
+    result = run(None, "--help")
+    assert result.exit_code == 0
+    assert "Usage: kubectl dra describe" in result.stdout
+    assert "kubectl dra describe pod trainer-0 -n ml" in result.stdout
+    assert run(None, "pods", "--help").stdout.startswith("Usage: kubectl dra describe pods")
+
+
+@pytest.mark.parametrize(
+    ("alias", "kind"),
+    [
+        ("po", "PodReportList"),
+        ("resourceclaims", "ClaimReportList"),
+        ("resourceclaim", "ClaimReportList"),
+        ("no", "NodeReportList"),
+    ],
+)
+def test_kubectl_short_and_plural_names_work(alias: str, kind: str) -> None:
+    result = run(sample_cluster(), alias, "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["kind"] == kind
+
+
+def test_wide_cluster_view_has_one_line_per_node_and_model() -> None:
+    result = run(sample_cluster(), "-o", "wide")
+    assert result.exit_code == 0
+    nodes = result.stdout.split("\n\n")[0]
+    assert nodes.splitlines()[0].split() == ["NODE", "MODEL", "TOTAL", "ALLOCATED", "FREE"]
+    assert column(nodes, "MODEL") == ["NVIDIA A100-SXM4-80GB", "NVIDIA H100 80GB HBM3"]
