@@ -187,3 +187,42 @@ def test_cert_manager_overlay_adds_the_certificate_and_the_injector_annotation()
     patch = yaml.safe_load(kustomization["patches"][0]["patch"])
     annotation = patch[0]["value"]["cert-manager.io/inject-ca-from"]
     assert annotation == f"kubectl-dra/{serving['metadata']['name']}"
+
+
+def _pod(containers: list[dict[str, Any]], init: list[dict[str, Any]] | None = None) -> Any:
+    spec: dict[str, Any] = {"containers": containers}
+    if init is not None:
+        spec["initContainers"] = init
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": spec}
+
+
+def _gpu(section: str, resource: str = "nvidia.com/gpu") -> dict[str, Any]:
+    return {"name": "c", "resources": {section: {resource: "1", "cpu": "1"}}}
+
+
+@pytest.mark.parametrize(
+    ("pod", "sent"),
+    [
+        (_pod([_gpu("limits")]), True),
+        (_pod([_gpu("requests", "nvidia.com/mig-1g.10gb")]), True),
+        (_pod([{"name": "c"}, _gpu("limits", "nvidia.com/gpu.shared")]), True),
+        (_pod([{"name": "c"}], init=[_gpu("limits")]), True),
+        (_pod([{"name": "c"}], init=[_gpu("requests")]), True),
+        (_pod([{"name": "c", "resources": {"limits": {"cpu": "1"}}}]), False),
+        (_pod([{"name": "c"}]), False),
+        (_pod([{"name": "c", "resources": {}}], init=[{"name": "i"}]), False),
+        (_pod([_gpu("limits", "gpu.example.com/device")]), False),
+        (_pod([_gpu("limits", "amd.com/gpu")]), False),
+    ],
+)
+def test_match_conditions_send_only_pods_with_legacy_nvidia_resources(
+    objects: dict[tuple[str, str], dict[str, Any]], pod: Any, sent: bool
+) -> None:
+    """The CEL expression evaluated with cel-python (the API server's verdict: tests/e2e)."""
+    import celpy
+
+    (hook,) = objects["MutatingWebhookConfiguration", "kubectl-dra"]["webhooks"]
+    (condition,) = hook["matchConditions"]
+    env = celpy.Environment()
+    program = env.program(env.compile(condition["expression"]))
+    assert bool(program.evaluate({"object": celpy.json_to_cel(pod)})) is sent
