@@ -79,11 +79,15 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no
             return certificate.context()
 
         def post_worker_init(_worker: Worker) -> None:
+            # A worker forked later (after a crash) starts from the master's copy, which is as
+            # old as the server: read the files now, before it accepts its first connection.
+            watcher = Watcher(reloaders, interval=options.reload_interval)
+            watcher.poll()
             metrics.publish_state(
                 policy_failing=bool(policy and policy.failing),
                 cert_expiry_unix=certificate.expiry_unix,
             )
-            Watcher(reloaders, interval=options.reload_interval).start()
+            watcher.start()
 
         def pre_fork(_arbiter: Arbiter, _worker: Worker) -> None:
             # Everything loaded so far (modules, app, policy) lives as long as the process: keep

@@ -283,6 +283,32 @@ def test_a_killed_worker_is_replaced_and_the_counts_survive(start_server: StartS
     assert server.metrics()[patched] == 5
 
 
+def test_a_replacement_worker_serves_the_current_certificate_at_once(
+    start_server: StartServer, cert_dir: Path, ca: certs.KeyPair
+) -> None:
+    """Workers fork from the master, whose copy is as old as the server: a worker started after
+    a rotation must read the files before serving, not one reload interval later."""
+    server = start_server("--reload-interval", "120", workers=1)
+    current = certs.load_key_pair(cert_dir / "tls.crt", cert_dir / "tls.key").cert
+    leaf = certs.renew_cert(ca, current)
+    certs.write_tls_dir(cert_dir, leaf=leaf, ca=ca)
+    assert served_serial(server) == current.serial_number  # the next check is 2 minutes away
+    booted = [e["message"] for e in server.logs() if "Booting worker" in e["message"]]
+    os.kill(int(booted[0].rsplit(" ", 1)[1]), signal.SIGKILL)
+    wait_for(
+        lambda: sum("Booting worker" in e["message"] for e in server.logs()) == 2,
+        what="a replacement worker",
+    )
+
+    def serial_or_none() -> int | None:
+        try:
+            return served_serial(server)
+        except OSError:
+            return None  # the replacement is not accepting yet
+
+    assert wait_for(serial_or_none, what="a TLS answer") == leaf.cert.serial_number
+
+
 def test_logs_are_json_lines_with_the_review_fields(start_server: StartServer) -> None:
     server = start_server(workers=1)
     review = gpu_review(namespace="team-a", uid="0f0f0f0f-1111-2222-3333-444444444444")
