@@ -11,6 +11,7 @@ help:
 	@echo "make demo   - the main job: the GPU scenarios, legacy and native, on a local control plane"
 	@echo "make test   - lint, type-check and run the whole test suite"
 	@echo "make cluster-up / cluster-down / cluster-status - local control plane (hack/cluster.py)"
+	@echo "make bench-webhook - reviews/s and latency of the real server over HTTPS (bench/)"
 	@echo "make e2e    - only the e2e tests (K8S_VERSION=1.34 or 1.34.4 selects another release)"
 
 $(STAMP): pyproject.toml
@@ -48,6 +49,10 @@ cluster-down:
 
 cluster-status: $(STAMP)
 	$(BIN)/python hack/cluster.py status
+
+# The server under load over HTTPS (installs oha or wrk if missing); see docs/deploy.md.
+bench-webhook: $(STAMP)
+	$(BIN)/python bench/webhook_load.py
 
 demo: k8s-build
 	$(BIN)/python hack/demo.py
