@@ -771,6 +771,13 @@ MATCH_LEGACY_GPU_PODS = (
 )
 
 
+# UPDATE reaches the webhook only for pods it rewrote (to undo a re-applied legacy manifest).
+MATCH_CREATE_OR_REWRITTEN = (
+    "request.operation == 'CREATE' || (has(oldObject.metadata.annotations) && "
+    "'kubectl-dra.io/rewritten' in oldObject.metadata.annotations)"
+)
+
+
 @dataclass(frozen=True)
 class WebhookInfo:
     name: str
@@ -856,7 +863,7 @@ def mutating_webhook_configuration(
                 "clientConfig": {"url": url, "caBundle": base64.b64encode(ca_pem).decode()},
                 "rules": [
                     {
-                        "operations": ["CREATE"],
+                        "operations": ["CREATE", "UPDATE"],
                         "apiGroups": [""],
                         "apiVersions": ["v1"],
                         "resources": ["pods"],
@@ -865,7 +872,8 @@ def mutating_webhook_configuration(
                 ],
                 "namespaceSelector": selector,
                 "matchConditions": [
-                    {"name": "legacy-gpu-resources", "expression": MATCH_LEGACY_GPU_PODS}
+                    {"name": "legacy-gpu-resources", "expression": MATCH_LEGACY_GPU_PODS},
+                    {"name": "created-or-rewritten", "expression": MATCH_CREATE_OR_REWRITTEN},
                 ],
                 # Fail (default here): a legacy GPU pod admitted unrewritten would either wait
                 # forever for device-plugin capacity that DRA-only nodes do not have, or (with

@@ -53,7 +53,12 @@ def make_pod(
 
 
 def make_review(
-    pod: dict[str, Any], *, operation: str = "CREATE", dry_run: bool = False, namespace: str = "ml"
+    pod: dict[str, Any],
+    *,
+    operation: str = "CREATE",
+    dry_run: bool = False,
+    namespace: str = "ml",
+    old: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "apiVersion": "admission.k8s.io/v1",
@@ -67,7 +72,7 @@ def make_review(
             "operation": operation,
             "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
             "object": pod,
-            "oldObject": None,
+            "oldObject": old,
             "dryRun": dry_run,
         },
     }

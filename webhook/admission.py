@@ -21,7 +21,7 @@ from webhook.errors import GatewayError, TranslationError
 from webhook.gateway import ClusterGateway
 from webhook.policy import Policy
 from webhook.review import AdmissionRequest
-from webhook.translate import Translation, check_shared_claim_fits, translate
+from webhook.translate import Translation, check_shared_claim_fits, restore_rewritten, translate
 
 log = logging.getLogger("webhook.admission")
 
@@ -84,8 +84,15 @@ class Admission:
         self._labels_ttl = 30.0
 
     def review(self, request: AdmissionRequest) -> Outcome:
-        if request.operation != "CREATE" or request.kind not in ("Pod", ""):
-            # spec.resourceClaims is immutable after CREATE: there is nothing to do later.
+        if request.kind not in ("Pod", ""):
+            return Outcome(review.build_allowed(request.uid), "unchanged")
+        if request.operation == "UPDATE" and request.old_object:
+            # A re-applied legacy manifest would put back fields we removed, which the API
+            # server forbids changing; keep the live values instead.
+            restored = restore_rewritten(request.old_object, request.object, policy=self._policy())
+            response = review.build_patched(request.uid, old=request.object, new=restored)
+            return Outcome(response, "patched" if "patch" in response["response"] else "unchanged")
+        if request.operation != "CREATE":
             return Outcome(review.build_allowed(request.uid), "unchanged")
         policy = self._policy()
         labels: dict[str, str] = {}

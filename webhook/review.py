@@ -32,6 +32,7 @@ class AdmissionRequest:
     name: str
     object: Mapping[str, Any]
     dry_run: bool
+    old_object: Mapping[str, Any] | None = None
     api_version: str = API_VERSION
     user: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -71,6 +72,7 @@ def parse_request(body: Any) -> AdmissionRequest:
         name=str(request.get("name") or ""),
         object=obj if isinstance(obj, Mapping) else {},
         dry_run=bool(request.get("dryRun")),
+        old_object=old if isinstance(old := request.get("oldObject"), Mapping) else None,
         api_version=api_version,
         user=str(user),
     )

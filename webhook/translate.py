@@ -331,6 +331,38 @@ def _rewrite(
     )
 
 
+def restore_rewritten(
+    old: Mapping[str, Any], new: Mapping[str, Any], *, policy: Policy
+) -> dict[str, Any]:
+    """On UPDATE of a pod we rewrote, take back what a re-apply of its manifest adds again.
+
+    `kubectl apply` of the unchanged legacy manifest patches `nvidia.com/gpu` (and translated
+    node labels) back into the live pod, and the API server forbids that update. Those fields
+    are immutable on pods, so restoring the live values can only turn a forbidden update into
+    an allowed one; pods we did not rewrite are returned as they are.
+    """
+    if REWRITTEN_ANNOTATION not in ((old.get("metadata") or {}).get("annotations") or {}):
+        return dict(new)
+    result = copy.deepcopy(dict(new))
+    spec = result.setdefault("spec", {})
+    old_spec = old.get("spec") or {}
+    before = {(_LISTS[kind], c.get("name")): c for kind, _, c in _containers(old_spec)}
+    for kind, _, container in _containers(spec):
+        old_resources = (before.get((_LISTS[kind], container.get("name"))) or {}).get(
+            "resources"
+        ) or {}
+        had = {k for section in ("limits", "requests") for k in old_resources.get(section) or {}}
+        resources = container.get("resources") or {}
+        present = {k for section in ("limits", "requests") for k in resources.get(section) or {}}
+        _strip_legacy(container, [k for k in present - had if policy.resource_rule(k)])
+    for key in ("nodeSelector", "affinity"):
+        if key in old_spec:
+            spec[key] = copy.deepcopy(old_spec[key])
+        else:
+            spec.pop(key, None)
+    return result
+
+
 def _strip_legacy(container: dict[str, Any], legacy: list[str]) -> None:
     """Remove the legacy resources from requests and limits (else a second set is allocated)."""
     resources = container.get("resources")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import jsonpatch
@@ -224,3 +225,19 @@ def test_namespace_labels_are_remembered_between_reviews() -> None:
     for name in ("a", "b", "c"):
         post(client, make_review(make_pod(container("app", gpus=1), name=name)))
     assert gateway.calls == 2  # one namespace read, one template create
+
+
+def test_update_re_adding_legacy_resources_to_a_rewritten_pod_is_undone() -> None:
+    manifest = make_pod(container("app", gpus=1))
+    live = translate(manifest, policy=Policy.default(), namespace="ml").pod
+    reapplied = copy.deepcopy(live)
+    reapplied["spec"]["containers"][0].setdefault("resources", {})["limits"] = {"nvidia.com/gpu": 1}
+    response = post(client_for(), make_review(reapplied, operation="UPDATE", old=live))
+    assert response["allowed"] is True
+    assert jsonpatch.apply_patch(reapplied, review.decode_patch({"response": response})) == live
+
+
+def test_update_of_an_untouched_pod_gets_no_patch() -> None:
+    pod = make_pod(container("app", gpus=1))
+    response = post(client_for(), make_review(pod, operation="UPDATE", old=pod))
+    assert response["allowed"] and "patch" not in response

@@ -402,20 +402,25 @@ def test_webhook_down_refuses_gpu_pods_and_admits_cpu_pods(k8s: E2ECluster, name
         cluster.webhook_down(name, quiet=True)
 
 
-# Known gap ----------------------------------------------------------------------------------
+# Re-applying a legacy manifest ---------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="re-applying an unchanged legacy pod puts nvidia.com/gpu back into the immutable pod "
-    "spec; needs an UPDATE path in the webhook (and UPDATE in the registration's rules)",
-)
 def test_reapplying_an_unchanged_legacy_pod_is_a_no_op(
     k8s: E2ECluster, webhooks: WebhookPool, namespace: str
 ) -> None:
+    """`kubectl apply` twice: the UPDATE path takes back the legacy fields the patch re-adds
+    (nvidia.com/gpu, a translated product nodeSelector), which pods may not change."""
     webhooks.use(namespace)
-    manifest = json.dumps(legacy_pod("again"))
+    manifest = json.dumps(
+        legacy_pod("again", nodeSelector={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"})
+    )
     k8s.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
+    before = k8s.get_pod(namespace, "again")
 
     again = k8s.kubectl("apply", "-n", namespace, "-f", "-", check=False, input=manifest)
     assert again.returncode == 0, again.stderr
+    after = k8s.get_pod(namespace, "again")
+    assert after["spec"]["containers"] == before["spec"]["containers"]
+    assert "nvidia.com/gpu" not in json.dumps(after["spec"]["containers"])
+    assert after["spec"].get("nodeSelector") == before["spec"].get("nodeSelector")
+    assert after["spec"]["resourceClaims"] == before["spec"]["resourceClaims"]

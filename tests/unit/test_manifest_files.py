@@ -92,7 +92,7 @@ def test_webhook_configuration_is_narrow_and_safe(
     (hook,) = objects["MutatingWebhookConfiguration", "kubectl-dra"]["webhooks"]
     assert hook["rules"] == [
         {
-            "operations": ["CREATE"],
+            "operations": ["CREATE", "UPDATE"],
             "apiGroups": [""],
             "apiVersions": ["v1"],
             "resources": ["pods"],
@@ -111,8 +111,9 @@ def test_webhook_configuration_is_narrow_and_safe(
     )
     assert excluded["operator"] == "NotIn"
     assert {"kube-system", "kubectl-dra"} <= set(excluded["values"])
-    (condition,) = hook["matchConditions"]
-    expression = condition["expression"]
+    conditions = {c["name"]: c["expression"] for c in hook["matchConditions"]}
+    assert set(conditions) == {"asks-for-legacy-nvidia-resources", "created-or-rewritten"}
+    expression = conditions["asks-for-legacy-nvidia-resources"]
     for part in ("containers", "initContainers", "limits", "requests", "'nvidia.com/'"):
         assert part in expression
     assert "caBundle" not in hook["clientConfig"]  # injected at install time, never committed
@@ -222,7 +223,38 @@ def test_match_conditions_send_only_pods_with_legacy_nvidia_resources(
     import celpy
 
     (hook,) = objects["MutatingWebhookConfiguration", "kubectl-dra"]["webhooks"]
-    (condition,) = hook["matchConditions"]
+    conditions = {c["name"]: c["expression"] for c in hook["matchConditions"]}
     env = celpy.Environment()
-    program = env.program(env.compile(condition["expression"]))
+    program = env.program(env.compile(conditions["asks-for-legacy-nvidia-resources"]))
     assert bool(program.evaluate({"object": celpy.json_to_cel(pod)})) is sent
+
+
+@pytest.mark.parametrize(
+    ("operation", "old_annotations", "sent"),
+    [
+        ("CREATE", None, True),
+        ("UPDATE", {"kubectl-dra.io/rewritten": "{}"}, True),
+        ("UPDATE", {"other": "x"}, False),
+        ("UPDATE", None, False),
+    ],
+)
+def test_updates_are_sent_only_for_pods_we_rewrote(
+    objects: dict[tuple[str, str], dict[str, Any]],
+    operation: str,
+    old_annotations: dict[str, str] | None,
+    sent: bool,
+) -> None:
+    import celpy
+
+    (hook,) = objects["MutatingWebhookConfiguration", "kubectl-dra"]["webhooks"]
+    conditions = {c["name"]: c["expression"] for c in hook["matchConditions"]}
+    env = celpy.Environment()
+    program = env.program(env.compile(conditions["created-or-rewritten"]))
+    metadata: dict[str, Any] = {"name": "p"}
+    if old_annotations is not None:
+        metadata["annotations"] = old_annotations
+    activation = {
+        "request": celpy.json_to_cel({"operation": operation}),
+        "oldObject": celpy.json_to_cel({"metadata": metadata}),
+    }
+    assert bool(program.evaluate(activation)) is sent

@@ -22,6 +22,7 @@ from webhook.translate import (
     SKIP_ANNOTATION,
     Translation,
     check_shared_claim_fits,
+    restore_rewritten,
     translate,
 )
 
@@ -762,3 +763,44 @@ def test_affinity_without_device_terms_is_left_alone() -> None:
     zone = {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a"]}
     pod = make_pod(container("app", gpus=1), affinity=_affinity([zone]))
     assert run(pod).pod["spec"]["affinity"] == pod["spec"]["affinity"]
+
+
+# --- UPDATE: a re-applied manifest must not put legacy fields back -------------------------
+
+
+def reapply(live: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
+    """What `kubectl apply` of the unchanged manifest sends: the live pod with its fields back."""
+    updated = copy.deepcopy(live)
+    for mine, theirs in zip(
+        updated["spec"]["containers"], manifest["spec"]["containers"], strict=True
+    ):
+        for section, values in theirs.get("resources", {}).items():
+            mine.setdefault("resources", {}).setdefault(section, {}).update(values)
+    for key in ("nodeSelector", "affinity"):
+        if key in manifest["spec"]:
+            updated["spec"][key] = copy.deepcopy(manifest["spec"][key])
+    return updated
+
+
+def test_reapplied_legacy_fields_are_taken_back_on_update() -> None:
+    manifest = make_pod(
+        container("app", gpus=2, limits={"cpu": "1"}),
+        nodeSelector={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB", "pool": "a"},
+    )
+    live = run(manifest).pod
+    assert restore_rewritten(live, reapply(live, manifest), policy=DEFAULT) == live
+
+
+def test_update_of_a_pod_we_did_not_rewrite_is_untouched() -> None:
+    pod = make_pod(container("app", gpus=1))
+    changed = copy.deepcopy(pod)
+    changed["spec"]["containers"][0]["image"] = "other"
+    assert restore_rewritten(pod, changed, policy=DEFAULT) == changed
+
+
+def test_update_keeps_legitimate_changes_of_a_rewritten_pod() -> None:
+    live = run(make_pod(container("app", gpus=1))).pod
+    changed = copy.deepcopy(live)
+    changed["spec"]["containers"][0]["image"] = "nvidia/cuda:13"
+    changed["metadata"]["labels"] = {"team": "a"}
+    assert restore_rewritten(live, changed, policy=DEFAULT) == changed

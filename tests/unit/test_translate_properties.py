@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hypothesis import given, settings
+import pytest
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from builders import assert_valid, make_pod, make_policy
+from webhook.errors import TranslationError
 from webhook.translate import translate
 
 RESOURCES = ["nvidia.com/gpu", "nvidia.com/gpu.shared", "nvidia.com/mig-1g.10gb"]
@@ -41,9 +43,46 @@ def demand(containers: list[dict[str, Any]], resource: str) -> list[int]:
     ]
 
 
+OVER_LIMIT = make_pod(
+    *(
+        {
+            "name": f"app-{i}",
+            "image": "x",
+            "resources": {"limits": {"nvidia.com/gpu": 3, "nvidia.com/gpu.shared": 3}},
+        }
+        for i in range(3)
+    ),
+    init=[
+        {
+            "name": f"side-{i}",
+            "image": "x",
+            "restartPolicy": "Always",
+            "resources": {"limits": {"nvidia.com/gpu": 3, "nvidia.com/mig-1g.10gb": 3}},
+        }
+        for i in range(3)
+    ],
+)
+
+
 @settings(max_examples=60, deadline=None)
+@example(OVER_LIMIT)  # 36 devices: always exercise the denial
 @given(pods())
 def test_rewrite_keeps_device_plugin_totals_and_is_idempotent(pod: dict[str, Any]) -> None:
+    spec = pod["spec"]
+    inits = [c for c in spec.get("initContainers", []) if c.get("restartPolicy") != "Always"]
+    sidecars = [c for c in spec.get("initContainers", []) if c.get("restartPolicy") == "Always"]
+    # The device plugin gave the pod max(largest init, sum of app) + sidecars, per resource.
+    expected = {
+        resource: sum(demand(sidecars, resource))
+        + max([*demand(inits, resource), sum(demand(spec["containers"], resource))])
+        for resource in RESOURCES
+    }
+    if sum(expected.values()) > 32:
+        with pytest.raises(
+            TranslationError, match=f"needs {sum(expected.values())} GPU devices in all"
+        ):
+            translate(pod, policy=POLICY, namespace="ml")
+        return
     result = translate(pod, policy=POLICY, namespace="ml")
     assert_valid(result.pod, *result.templates)
     assert translate(result.pod, policy=POLICY, namespace="ml").changed is False
@@ -51,9 +90,6 @@ def test_rewrite_keeps_device_plugin_totals_and_is_idempotent(pod: dict[str, Any
         assert result.pod == pod and result.reason == "no legacy GPU resources"
         return
 
-    spec = pod["spec"]
-    inits = [c for c in spec.get("initContainers", []) if c.get("restartPolicy") != "Always"]
-    sidecars = [c for c in spec.get("initContainers", []) if c.get("restartPolicy") == "Always"]
     requests = (
         {
             r["name"]: r["exactly"]
@@ -64,17 +100,13 @@ def test_rewrite_keeps_device_plugin_totals_and_is_idempotent(pod: dict[str, Any
     )
     record = json.loads(result.pod["metadata"]["annotations"]["kubectl-dra.io/rewritten"])
     for resource in RESOURCES:
-        # The device plugin gave the pod max(largest init, sum of app) + sidecars, per resource.
-        expected = sum(demand(sidecars, resource)) + max(
-            [*demand(inits, resource), sum(demand(spec["containers"], resource))]
-        )
         names = {
             n
             for c in record["containers"]
             if c["resource"] == resource
             for n in c.get("requests", [])
         }
-        assert sum(requests[n]["count"] for n in names) == expected
+        assert sum(requests[n]["count"] for n in names) == expected[resource]
 
     new_spec = result.pod["spec"]
     for c in new_spec["containers"] + new_spec.get("initContainers", []):
