@@ -49,7 +49,15 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """See, check and convert Kubernetes DRA (Dynamic Resource Allocation) GPU workloads.
 
     \b
-    Find more information at: README.md of kubectl-dra.
+    Examples:
+      kubectl dra describe                   # devices by node: total, allocated, free
+      kubectl dra describe pod train-0       # which GPU my pod got, and who else holds it
+      kubectl dra validate -f claim.yaml     # check claims and selectors before applying
+      kubectl dra convert -f legacy.yaml     # preview the nvidia.com/gpu -> DRA rewrite
+
+    \b
+    Shell completion (bash; zsh_source and fish_source likewise):
+      eval "$(_KUBECTL_DRA_COMPLETE=bash_source kubectl-dra)"
     """
     ctx.meta["kubectl_dra.debug"] = debug
 
@@ -475,6 +483,7 @@ def validate(
 
 def main() -> None:
     try:
-        cli(prog_name="kubectl dra")
+        # Help reads `kubectl dra ...`; completion keys on the executable's name.
+        cli(prog_name="kubectl dra", complete_var="_KUBECTL_DRA_COMPLETE")
     except KeyboardInterrupt:
         sys.exit(130)

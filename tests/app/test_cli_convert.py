@@ -213,3 +213,21 @@ def test_warnings_go_to_stderr(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert 'Warning: Pod "ml/train": nodeSelector nvidia.com/gpu.memory=lots kept' in result.stderr
     assert "Warning" not in result.stdout
+
+
+def test_shell_completion_works_for_the_installed_executable() -> None:
+    """click derives the variable from prog_name; ours has a space, so main() names it."""
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "_KUBECTL_DRA_COMPLETE": "bash_complete",
+        "COMP_WORDS": "kubectl-dra desc",
+        "COMP_CWORD": "1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "kubectl_dra"], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.stdout.strip() == "plain,describe"
