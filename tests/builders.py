@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import kubernetes_validate
@@ -97,3 +99,19 @@ def assert_valid(*objects: dict[str, Any]) -> None:
     """Strict schema validation at Kubernetes 1.34 (raises ValidationError with the path)."""
     for obj in objects:
         kubernetes_validate.validate(obj, SCHEMA_VERSION, strict=True)
+
+
+def wait_for(
+    predicate: Callable[[], Any], *, timeout: float = 15.0, interval: float = 0.05, what: str = ""
+) -> Any:
+    """Poll `predicate` until it returns something truthy; fail naming `what` and the last value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(
+        f"timed out after {timeout:.0f}s waiting for {what or predicate}; last: {last!r}"
+    )

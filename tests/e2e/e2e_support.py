@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+import builders
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "hack"))
 
@@ -128,14 +130,8 @@ class E2ECluster:
 
     def wait_for(self, what: str, fn: Callable[[], T | None], *, timeout: float = 30) -> T:
         """Poll `fn` until it returns something truthy; fail naming `what` and the last value."""
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            last = fn()
-            if last:
-                return last
-            time.sleep(POLL)
-        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+        result: T = builders.wait_for(fn, timeout=timeout, interval=POLL, what=what)
+        return result
 
     def wait_scheduled(self, namespace: str, name: str, *, timeout: float = 30) -> dict[str, Any]:
         def scheduled() -> dict[str, Any] | None:

@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 from cryptography import x509
 from reviews import gpu_review, rewritten_policy
-from tls_support import REPO, Server, StartServer, wait_for
+from tls_support import REPO, Server, StartServer
 
+from builders import wait_for
 from webhook import certs
 from webhook.policy import Policy
 

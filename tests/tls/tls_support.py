@@ -15,7 +15,6 @@ import signal
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from builders import wait_for
 from webhook import certs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -100,19 +100,6 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(5)
         return self.proc.returncode
-
-
-def wait_for(
-    predicate: Callable[[], Any], *, timeout: float = 15.0, interval: float = 0.05, what: str = ""
-) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}: {last!r}")
 
 
 @pytest.fixture(scope="module")
