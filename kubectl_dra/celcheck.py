@@ -40,6 +40,8 @@ from celpy import celtypes
 from celpy.celparser import CELParseError
 from celpy.evaluation import CELEvalError
 
+from kubectl_dra.quantity import parse_quantity
+
 MAX_EXPRESSION_BYTES: Final = 10 * 1024
 DEVICE_FIELDS: Final = frozenset({"driver", "attributes", "capacity", "allowMultipleAllocations"})
 
@@ -59,21 +61,6 @@ class Problem:
 
 # --- Kubernetes value types -------------------------------------------------------------------
 
-_QUANTITY = re.compile(
-    r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]+)?$"
-)
-_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {
-    "n": Fraction(1, 10**9),
-    "u": Fraction(1, 10**6),
-    "m": Fraction(1, 1000),
-    "k": Fraction(10**3),
-    "M": Fraction(10**6),
-    "G": Fraction(10**9),
-    "T": Fraction(10**12),
-    "P": Fraction(10**15),
-    "E": Fraction(10**18),
-}
 _SEMVER = re.compile(
     r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
     r"(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
@@ -90,17 +77,10 @@ class Quantity:
 
     @classmethod
     def parse(cls, text: str) -> Quantity:
-        match = _QUANTITY.match(text.strip()) if isinstance(text, str) else None
-        if not match:
+        value = parse_quantity(text)
+        if value is None:
             raise ValueError(f"{text!r} is not a quantity (examples: 80Gi, 1.5, 500m)")
-        number, suffix = Fraction(match.group(1)), match.group(2) or ""
-        if suffix in _BINARY:
-            number *= _BINARY[suffix]
-        elif suffix in _DECIMAL:
-            number *= _DECIMAL[suffix]
-        elif suffix:
-            number *= Fraction(10) ** int(suffix[1:])
-        return cls(number, text)
+        return cls(value, text)
 
     def __lt__(self, other: object) -> bool:
         if not isinstance(other, Quantity):

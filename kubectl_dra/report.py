@@ -32,9 +32,10 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Final, Literal, TypeVar
 
+from kubectl_dra.quantity import BINARY_SUFFIXES, parse_quantity
 from webhook.translate import REWRITTEN_ANNOTATION
 
 EXTENDED_RESOURCE_CLAIM_ANNOTATION: Final = "resource.kubernetes.io/extended-resource-claim"
@@ -45,27 +46,6 @@ State = Literal["pending", "allocated", "reserved", "missing"]
 DeviceKey = tuple[str, str, str]  # driver, pool, device
 Obj = Mapping[str, Any]
 T = TypeVar("T")
-
-_BINARY: Final[dict[str, Decimal]] = {
-    "Ki": Decimal(2**10),
-    "Mi": Decimal(2**20),
-    "Gi": Decimal(2**30),
-    "Ti": Decimal(2**40),
-    "Pi": Decimal(2**50),
-    "Ei": Decimal(2**60),
-}
-_DECIMAL: Final[dict[str, Decimal]] = {
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "k": Decimal(10**3),
-    "M": Decimal(10**6),
-    "G": Decimal(10**9),
-    "T": Decimal(10**12),
-    "P": Decimal(10**15),
-    "E": Decimal(10**18),
-}
-
 
 # --- rows ------------------------------------------------------------------------------------
 
@@ -267,33 +247,21 @@ def attribute(attributes: Obj, driver: str, name: str) -> str | None:
     return None
 
 
-def parse_quantity(text: str) -> Decimal | None:
-    """A Kubernetes quantity ("80Gi", "85899345920", "1.5G", "1e3") as a number, else None."""
-    text = text.strip()
-    for suffixes in (_BINARY, _DECIMAL):
-        for suffix, factor in suffixes.items():
-            if text.endswith(suffix):
-                try:
-                    return Decimal(text[: -len(suffix)]) * factor
-                except InvalidOperation:
-                    return None
-    try:
-        return Decimal(text)
-    except InvalidOperation:
-        return None
-
-
 def format_bytes(text: str) -> str:
     """A byte quantity the way people read GPU memory: 80Gi, 79.6Gi, 512Mi."""
     value = parse_quantity(text)
     if value is None or value < 0:
         return text
     for suffix in ("Ti", "Gi", "Mi", "Ki"):
-        factor = _BINARY[suffix]
+        factor = BINARY_SUFFIXES[suffix]
         if value >= factor:
             scaled = value / factor
-            rounded = scaled.quantize(Decimal(1)) if scaled == int(scaled) else round(scaled, 1)
-            return f"{rounded}{suffix}"
+            shown = (
+                str(scaled.numerator)
+                if scaled.denominator == 1
+                else str(round(Decimal(scaled.numerator) / scaled.denominator, 1))
+            )
+            return f"{shown}{suffix}"
     return str(int(value))
 
 
