@@ -41,8 +41,9 @@ from celpy.celparser import CELParseError
 from celpy.evaluation import CELEvalError
 
 from kubectl_dra.quantity import parse_quantity
+from webhook.policy import MAX_CEL_LENGTH
 
-MAX_EXPRESSION_BYTES: Final = 10 * 1024
+MAX_EXPRESSION_BYTES: Final = MAX_CEL_LENGTH
 DEVICE_FIELDS: Final = frozenset({"driver", "attributes", "capacity", "allowMultipleAllocations"})
 
 Severity = Literal["error", "warning"]

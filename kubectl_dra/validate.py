@@ -32,6 +32,7 @@ from kubectl_dra import celcheck
 from kubectl_dra.convert import template_of, template_path
 from kubectl_dra.documents import Document
 from webhook.names import is_dns_label, is_dns_subdomain
+from webhook.policy import MAX_DEVICES_PER_CLAIM
 
 if TYPE_CHECKING:
     from kubectl_dra.kube import ClusterReader
@@ -46,7 +47,7 @@ MAX_SELECTORS: Final = 32
 MAX_CONSTRAINTS: Final = 32
 MAX_CONFIGS: Final = 32
 MAX_TOLERATIONS: Final = 16
-MAX_ALLOCATED: Final = 32  # AllocationResultsMaxSize: devices one claim can ever get
+MAX_ALLOCATED: Final = MAX_DEVICES_PER_CLAIM  # devices one claim can ever get
 MAX_PARAMETERS_BYTES: Final = 10 * 1024
 ALLOCATION_MODES: Final = ("ExactCount", "All")
 LEGACY_PREFIXES: Final = ("nvidia.com/gpu", "nvidia.com/mig-")
