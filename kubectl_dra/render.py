@@ -103,14 +103,20 @@ def format_document(document: Mapping[str, Any], output: str) -> str:
     return to_json(document) if output == "json" else to_yaml(dict(document))
 
 
-def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    """kubectl's layout: upper-case headers, columns padded to the widest cell plus 3 spaces."""
-    table = [list(headers), *([cell or NONE for cell in row] for row in rows)]
-    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
+def align_columns(rows: Sequence[Sequence[str]], *, gap: str) -> str:
+    """Rows as lines, each column padded to its widest cell and joined by `gap`."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = (
-        "   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table
+        gap.join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
     )
     return "\n".join(lines) + "\n"
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """kubectl's layout: upper-case headers, columns padded to the widest cell plus 3 spaces."""
+    return align_columns(
+        [list(headers), *([cell or NONE for cell in row] for row in rows)], gap="   "
+    )
 
 
 def _join(values: Iterable[object]) -> str:

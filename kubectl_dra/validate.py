@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from kubectl_dra import celcheck
 from kubectl_dra.convert import template_of, template_path
 from kubectl_dra.documents import Document
+from kubectl_dra.render import align_columns
 from webhook.names import is_dns_label, is_dns_subdomain
 from webhook.policy import MAX_DEVICES_PER_CLAIM
 
@@ -1042,21 +1043,7 @@ def format_findings(findings: Sequence[Finding]) -> str:
     """One line per finding, columns aligned: SEVERITY  OBJECT  FIELD  MESSAGE."""
     if not findings:
         return ""
-    widths = [
-        max(len(getattr(f, column)) for f in findings) for column in ("severity", "object", "field")
-    ]
-    lines = [
-        "  ".join(
-            [
-                f.severity.ljust(widths[0]),
-                f.object.ljust(widths[1]),
-                f.field.ljust(widths[2]),
-                f.message,
-            ]
-        )
-        for f in findings
-    ]
-    return "\n".join(lines) + "\n"
+    return align_columns([[f.severity, f.object, f.field, f.message] for f in findings], gap="  ")
 
 
 def is_checked(obj: Mapping[str, Any]) -> bool:
