@@ -251,10 +251,9 @@ class KubeGateway:
 
 def _explain(exc: Any, what: str) -> KubeError:
     """An ApiException as a one-line message with a hint, naming what we tried."""
-    try:
-        message = json.loads(exc.body or "{}").get("message") or exc.reason
-    except (ValueError, AttributeError):
-        message = exc.reason
+    from webhook.kube import status_message  # imports the client: only on the error path
+
+    message = status_message(exc)
     status = exc.status
     if status == 403:
         return KubeError(

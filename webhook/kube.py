@@ -17,12 +17,17 @@ from webhook.errors import GatewayError
 GROUP, VERSION = "resource.k8s.io", "v1"
 
 
-def _reason(exc: ApiException) -> str:
+def status_message(exc: ApiException) -> str:
+    """The message of the Status the API server answered with, else the HTTP reason."""
     try:
         message = json.loads(exc.body or "{}").get("message")
     except (ValueError, AttributeError):
         message = None
-    return f"{message or exc.reason} (HTTP {exc.status})"
+    return str(message or exc.reason)
+
+
+def _reason(exc: ApiException) -> str:
+    return f"{status_message(exc)} (HTTP {exc.status})"
 
 
 class KubeGateway:
