@@ -11,11 +11,13 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 import jsonpatch
 from jsonpointer import escape
+
+from webhook.errors import BadReviewError
 
 API_VERSION: Final = "admission.k8s.io/v1"
 KIND: Final = "AdmissionReview"
@@ -33,14 +35,9 @@ class AdmissionRequest:
     object: Mapping[str, Any]
     dry_run: bool
     old_object: Mapping[str, Any] | None = None
-    api_version: str = API_VERSION
-    user: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 def parse_request(body: Any) -> AdmissionRequest:
-    from webhook.errors import BadReviewError
-
     if not isinstance(body, Mapping):
         raise BadReviewError("body is not a JSON object; expected an AdmissionReview")
     if body.get("kind") != KIND:
@@ -63,7 +60,6 @@ def parse_request(body: Any) -> AdmissionRequest:
     if operation in ("CREATE", "UPDATE") and not isinstance(obj, Mapping):
         raise BadReviewError("request.object is missing or not an object")
     kind = request.get("kind") or {}
-    user = (request.get("userInfo") or {}).get("username", "")
     return AdmissionRequest(
         uid=uid,
         kind=kind.get("kind", "") if isinstance(kind, Mapping) else "",
@@ -73,8 +69,6 @@ def parse_request(body: Any) -> AdmissionRequest:
         object=obj if isinstance(obj, Mapping) else {},
         dry_run=bool(request.get("dryRun")),
         old_object=old if isinstance(old := request.get("oldObject"), Mapping) else None,
-        api_version=api_version,
-        user=str(user),
     )
 
 
