@@ -141,7 +141,11 @@ def test_half_written_certificate_pair_keeps_the_old_one(
     wait_for(lambda: consistently(degraded), what="/readyz to report the broken pair")
     assert served_serial(server) == old
     assert server.post(gpu_review())[0] == 200
+    key = 'dra_webhook_certificate_reloads_total{result="success"}'
+    before = server.metrics().get(key, 0)
     certs.write_public(cert_dir / "tls.crt", leaf.cert_pem)
+    # Each of the 2 workers polls on its own: wait until both have loaded the completed pair.
+    wait_for(lambda: server.metrics().get(key, 0) >= before + 2, what="2 workers: the new pair")
     wait_for(
         lambda: consistently(lambda: served_serial(server) == leaf.cert.serial_number),
         what="the completed pair",
@@ -200,12 +204,20 @@ def test_policy_reload_good_edit_bad_edit_and_recovery(
     assert digest() == digest_8
     assert server.post(gpu_review(gpus=6))[1]["response"]["allowed"] is True
 
-    volume.publish(POLICY.format(max=4))  # a good edit
+    def publish(text: str, *, result: str) -> None:
+        """Publish, then wait until each of the 2 workers has seen the edit: they poll on their
+        own, and a review answered by one that has not would carry the previous policy."""
+        key = f'dra_webhook_policy_reloads_total{{result="{result}"}}'
+        before = server.metrics().get(key, 0)
+        volume.publish(text)
+        wait_for(lambda: server.metrics().get(key, 0) >= before + 2, what=f"2 workers: {result}")
+
+    publish(POLICY.format(max=4), result="success")  # a good edit
     wait_for(lambda: consistently(lambda: digest() == digest_4), what="the edited policy")
     denied = server.post(gpu_review(gpus=6))[1]["response"]
     assert denied["allowed"] is False and "maxGPUsPerPod is 4" in denied["status"]["message"]
 
-    volume.publish(BAD_POLICY)  # a bad edit: rejected, the last good policy stays
+    publish(BAD_POLICY, result="failure")  # a bad edit: rejected, the last good policy stays
 
     def rejected() -> bool:
         body = json.loads(server.get("/readyz")[1])
@@ -223,7 +235,7 @@ def test_policy_reload_good_edit_bad_edit_and_recovery(
     assert errors and errors[0]["level"] == "error"
     assert any("spec.defaults.sharingMode" in p for p in errors[0]["problems"])
 
-    volume.publish(POLICY.format(max=8))  # fixed
+    publish(POLICY.format(max=8), result="success")  # fixed
     wait_for(
         lambda: consistently(lambda: json.loads(server.get("/readyz")[1])["status"] == "ok"),
         what="/readyz ok again",
