@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 
 from builders import assert_valid, container, make_pod
 from kubectl_dra.cli import cli
-from webhook.translate import REWRITTEN_ANNOTATION
+from webhook.core.translate import REWRITTEN_ANNOTATION
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(p for p in (ROOT / "examples").rglob("*.yaml") if not p.name.startswith("policy"))

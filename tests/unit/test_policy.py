@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from webhook.errors import PolicyError
-from webhook.policy import Policy
+from webhook.core.errors import PolicyError
+from webhook.core.policy import Policy
 
 HEADER = "apiVersion: kubectl-dra.io/v1alpha1\nkind: GPUPolicy\n"
 

@@ -17,9 +17,9 @@ from typing import Any, Final
 
 import yaml
 
-from webhook import sharing
-from webhook.errors import PolicyError
-from webhook.names import is_dns_label, is_dns_subdomain, is_extended_resource_name
+from webhook.core import sharing
+from webhook.core.errors import PolicyError
+from webhook.core.names import is_dns_label, is_dns_subdomain, is_extended_resource_name
 
 API_VERSION: Final = "kubectl-dra.io/v1alpha1"
 KIND: Final = "GPUPolicy"
