@@ -166,7 +166,7 @@ def test_json_input_and_lists_are_read(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("kind: Pod\nmetadata: {name: a}\nspec: [\n", "not valid YAML or JSON at line"),
+        ("kind: Pod\nmetadata: {name: a}\nspec: [\n", "not valid YAML at line"),
         ("- 1\n- 2\n", "document 1: not a Kubernetes object (no kind)"),
         (
             yaml.safe_dump(make_pod(container("app", gpus="1.5"))),
