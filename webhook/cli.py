@@ -5,17 +5,13 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import ssl
 import tempfile
 from pathlib import Path
 
 import click
 
 from webhook.certs_cli import certs_group
-from webhook.core.errors import PolicyError
-from webhook.core.policy import Policy
-from webhook.errors import GatewayError
-from webhook.settings import Settings
+from webhook.settings import LogLevel, Settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,7 +46,26 @@ def cli() -> None:
     help="Make no API calls (benchmarks, tests): pods are rewritten, templates not created.",
 )
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
-@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 256))
+@click.option(
+    "--threads",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Reviews decided at once per worker (slow clients hold no thread).",
+)
+@click.option(
+    "--client-ca",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Require a client certificate signed by this CA (the API server's, set in its "
+    "AdmissionConfiguration kubeConfigFile); other clients fail the TLS handshake.",
+)
+@click.option(
+    "--client-name",
+    "client_names",
+    multiple=True,
+    help="With --client-ca: only a client certificate with this subject common name or DNS "
+    "name is accepted (repeatable). Default: any certificate the CA signed.",
+)
 @click.option(
     "--graceful-timeout",
     default=25,
@@ -60,10 +75,34 @@ def cli() -> None:
 )
 @click.option(
     "--keepalive",
-    default=30,
+    "header_timeout",
+    default=10.0,
     show_default=True,
-    type=click.IntRange(0, 3600),
-    help="Seconds an idle keep-alive connection stays open.",
+    type=click.FloatRange(0.5, 3600),
+    help="Seconds a connection may take to send a request's headers, and stay idle between "
+    "requests.",
+)
+@click.option(
+    "--handshake-timeout",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.5, 600),
+    help="Seconds a client gets to finish the TLS handshake.",
+)
+@click.option(
+    "--body-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.5, 600),
+    help="Seconds a client gets to send a request's body.",
+)
+@click.option(
+    "--api-timeout",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 30),
+    help="Seconds each API call (templates, claims, namespace labels) may take; past it the "
+    "pod is denied with a message to retry. Keep it well under the webhook's timeoutSeconds.",
 )
 @click.option(
     "--reload-interval",
@@ -84,7 +123,9 @@ def cli() -> None:
     default="info",
     show_default=True,
 )
+@click.option("--debug", is_flag=True, help="Show a traceback on errors.")
 def serve(
+    *,
     policy_file: Path | None,
     cert_dir: Path,
     host: str,
@@ -93,61 +134,58 @@ def serve(
     offline: bool,
     workers: int,
     threads: int,
+    client_ca: Path | None,
+    client_names: tuple[str, ...],
     graceful_timeout: int,
-    keepalive: int,
+    header_timeout: float,
+    handshake_timeout: float,
+    body_timeout: float,
+    api_timeout: float,
     reload_interval: float,
     metrics_dir: Path | None,
-    log_level: str,
+    log_level: LogLevel,
+    debug: bool,
 ) -> None:
-    """Serve POST /mutate, /healthz, /readyz and /metrics over HTTPS with gunicorn.
+    """Serve POST /mutate, /healthz, /readyz and /metrics over HTTPS (HTTP/1.1 and HTTP/2).
 
     Logs are JSON lines on stderr. SIGTERM drains in-flight reviews, then exits.
     """
+    if client_names and client_ca is None:
+        raise click.UsageError("--client-name needs --client-ca")
     from webhook import logs
 
     logs.configure(log_level)
-    _prepare_metrics_dir(metrics_dir)
-    # Imported only now: prometheus_client picks its multiprocess storage at import time.
-    from webhook.app import create_app
-    from webhook.reload import CertReloader, PolicyReloader, Reloadable
-    from webhook.server import ServerOptions, WebhookServer
-
-    for name in ("tls.crt", "tls.key"):
-        if not (cert_dir / name).is_file():
-            raise click.ClickException(
-                f"{cert_dir / name} not found; create it with `dra-webhook certs generate`"
-            )
-    try:
-        certificate = CertReloader(cert_dir)
-    except (ssl.SSLError, ValueError, OSError) as exc:
-        raise click.ClickException(f"cannot load the certificate in {cert_dir}: {exc}") from None
-    try:
-        reloader = PolicyReloader(policy_file) if policy_file else None
-    except PolicyError as exc:
-        raise click.ClickException(str(exc)) from None
-    gateway = None
-    if not offline:
-        from webhook.kube import KubeGateway
-
-        try:
-            gateway = KubeGateway.from_kubeconfig(kubeconfig)
-        except GatewayError as exc:
-            raise click.ClickException(f"{exc} (or pass --offline)") from None
-    status: list[Reloadable] = [certificate] if reloader is None else [reloader, certificate]
     settings = Settings(
-        host=host, port=port, cert_dir=cert_dir, policy_file=policy_file, kubeconfig=kubeconfig
-    )
-    app = create_app(settings, policy=reloader or Policy.default(), gateway=gateway, status=status)
-    options = ServerOptions(
-        bind=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        host=host,
+        port=port,
+        cert_dir=cert_dir,
+        policy_file=policy_file,
+        kubeconfig=kubeconfig,
+        offline=offline,
+        client_ca=client_ca,
+        client_names=client_names,
         workers=workers,
         threads=threads,
+        handshake_timeout=handshake_timeout,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        api_timeout=api_timeout,
         graceful_timeout=graceful_timeout,
-        keepalive=keepalive,
         reload_interval=reload_interval,
+        metrics_dir=metrics_dir,
         log_level=log_level,
     )
-    WebhookServer(app, options=options, certificate=certificate, policy=reloader).run()
+    _prepare_metrics_dir(settings.metrics_dir)
+    # Imported only now: prometheus_client picks its multiprocess storage at import time.
+    from webhook.server import StartupError, build
+
+    try:
+        server = build(settings)
+    except StartupError as exc:
+        if debug:
+            raise
+        raise click.ClickException(str(exc)) from None
+    server.run()
 
 
 def _remove_in_owner(path: Path, owner: int) -> None:

@@ -28,6 +28,11 @@ from prometheus_client import (
 )
 
 OUTCOMES: Final = ("patched", "unchanged", "denied", "error", "invalid")
+# Label values come only from these sets: whatever a caller writes as `operation`, it cannot
+# create a new series (each series is a file per worker in multiprocess mode).
+OPERATIONS: Final = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})
+OTHER_OPERATION: Final = "OTHER"
+NO_OPERATION: Final = "UNKNOWN"
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
 REVIEWS = Counter(
@@ -72,8 +77,17 @@ for _result in ("success", "failure"):
     CERT_RELOADS.labels(result=_result)
 
 
+def operation_label(operation: object) -> str:
+    """The `operation` label for a review's operation: one of a fixed set of values."""
+    if not operation:
+        return NO_OPERATION
+    return str(operation) if operation in OPERATIONS else OTHER_OPERATION
+
+
 def observe_review(operation: str, outcome: str, seconds: float, templates_created: int) -> None:
-    REVIEWS.labels(operation=operation or "UNKNOWN", outcome=outcome).inc()
+    if outcome not in OUTCOMES:
+        outcome = "error"
+    REVIEWS.labels(operation=operation_label(operation), outcome=outcome).inc()
     REVIEW_SECONDS.observe(seconds)
     if templates_created:
         TEMPLATES_CREATED.inc(templates_created)

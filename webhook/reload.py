@@ -9,7 +9,7 @@ swap shows up as a new inode even when mtimes are equal.
 - PolicyReloader is the `Callable[[], Policy]` that `Admission` takes. A new file that does not
   parse is rejected: the last good policy stays in force, the error (with field paths) is
   logged, `dra_webhook_policy_reload_failing` is 1 and `/readyz` says so.
-- CertReloader hands gunicorn's `ssl_context` hook a ready SSLContext. On change it builds a
+- CertReloader hands the server's TLS dispatcher (webhook/tls_context.py) a ready SSLContext. On change it builds a
   fresh context (TLS 1.2+) from the new pair; open connections keep the old one, new ones get
   the new one, no request fails. A pair that does not load (key and certificate from different
   generations, mid-write) is ignored and retried on the next poll.
@@ -34,6 +34,7 @@ from cryptography import x509
 from webhook import metrics
 from webhook.core.errors import PolicyError
 from webhook.core.policy import Policy
+from webhook.tls_context import ClientAuth, server_context
 
 log = logging.getLogger("webhook.reload")
 
@@ -174,21 +175,14 @@ class PolicyReloader:
         return status
 
 
-def server_context(cert: Path, key: Path) -> ssl.SSLContext:
-    """A server SSLContext that speaks TLS 1.2 and 1.3 only."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert, key)
-    return context
-
-
 class CertReloader:
     """The serving SSLContext, rebuilt when tls.crt or tls.key change."""
 
     name = "certificate"
 
-    def __init__(self, cert_dir: Path) -> None:
+    def __init__(self, cert_dir: Path, client: ClientAuth | None = None) -> None:
         self.cert, self.key = cert_dir / "tls.crt", cert_dir / "tls.key"
+        self._client = client
         self._files = _FileSet([self.cert, self.key])
         self._error: str | None = None
         contents = self._files.read_if_changed()
@@ -196,7 +190,7 @@ class CertReloader:
         self._context, self._not_after = self._load(contents[0])  # raises at startup
 
     def _load(self, cert_pem: bytes) -> tuple[ssl.SSLContext, dt.datetime]:
-        context = server_context(self.cert, self.key)
+        context = server_context(self.cert, self.key, self._client)
         not_after = x509.load_pem_x509_certificate(cert_pem).not_valid_after_utc
         return context, not_after
 

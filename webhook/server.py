@@ -1,23 +1,32 @@
-"""The production server: gunicorn embedded as a library (BaseApplication), gthread workers.
+"""The production server: gunicorn's arbiter for processes, hypercorn's event loop per worker.
+
+Why this stack: a slow client must cost a coroutine, not a thread. In each worker process an
+asyncio event loop (hypercorn) does TLS handshakes, reads headers and bodies, and speaks
+HTTP/1.1 and HTTP/2 (offered by ALPN; the API server prefers h2). Every phase has a deadline:
+the handshake (`handshake_timeout`), the request headers (hypercorn's idle timer, which also
+closes idle keep-alive connections), the body (`webhook.asgi.Bridge`). Only a complete review
+reaches a thread of the worker's pool, where the Flask app decides it.
+
+gunicorn's arbiter, embedded as a library, still manages the processes:
 
 - The app, the policy and the certificate are loaded once in the master (`preload_app`), so a
-  bad policy or certificate stops start-up with a one-line error, then forked into workers.
-- TLS: gunicorn calls the `ssl_context` hook (gunicorn >= 21) for every accepted connection;
-  ours returns the CertReloader's current SSLContext (TLS 1.2+), so a rotated certificate is
-  used from the next connection on with no restart and no dropped request.
-- Each worker starts a Watcher thread in `post_worker_init` that polls the policy and
-  certificate files; `child_exit` tells prometheus_client a worker died (multiprocess metrics).
-- SIGTERM: gunicorn stops accepting, lets in-flight requests finish for up to
-  `graceful_timeout` seconds, then exits (Kubernetes waits terminationGracePeriodSeconds).
+  bad policy or certificate stops start-up with a one-line error, then forked into workers
+  (`gc.freeze()` first, so workers neither scan nor copy what the master loaded).
+- Each worker starts a Watcher thread that polls the policy and certificate files; TLS goes
+  through `tls_context.dispatching`, so a rotated certificate applies from the next handshake.
+- `child_exit` tells prometheus_client a worker died (multiprocess metrics); a killed worker is
+  replaced by the arbiter.
+- SIGTERM: the listening sockets close, idle connections are closed, in-flight reviews get up
+  to `graceful_timeout` seconds, then the process exits.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
+import os
 import ssl
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
@@ -25,33 +34,86 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger
 from gunicorn.workers.base import Worker
+from hypercorn.app_wrappers import ASGIWrapper
+from hypercorn.asyncio.run import worker_serve
+from hypercorn.config import Config, Sockets
 
-from webhook import logs, metrics
-from webhook.reload import CertReloader, PolicyReloader, Watcher
+from webhook import logs, metrics, tls_context
+from webhook.asgi import Bridge
+from webhook.reload import CertReloader, PolicyReloader, Reloadable, Watcher
+from webhook.settings import Settings
 
 log = logging.getLogger("webhook.server")
 
 
-@dataclass(frozen=True, slots=True)
-class ServerOptions:
-    bind: str = "0.0.0.0:9443"
-    workers: int = 2
-    threads: int = 4
-    graceful_timeout: int = 25
-    keepalive: int = 30
-    reload_interval: float = 5.0
-    log_level: str = "info"
-
-
 class ReviewLogger(Logger):  # type: ignore[misc]
-    """gunicorn's logger without access lines: routes.py logs each review with its fields.
-
-    With a logconfig_dict, gunicorn builds the access-log atoms for every request even when the
-    access logger is silenced; that was 8% of a worker's CPU at saturation (py-spy, --gil).
-    """
+    """gunicorn's logger without access lines: routes.py logs each review with its fields."""
 
     def access(self, *args: Any, **kwargs: Any) -> None:
         return None
+
+
+class _LoopConfig(Config):
+    """hypercorn's settings, with the TLS context built by us (rotation, client auth)."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        super().__init__()
+        self._context = context
+
+    @property
+    def ssl_enabled(self) -> bool:
+        return True
+
+    def create_ssl_context(self) -> ssl.SSLContext:
+        return self._context
+
+
+class EventLoopWorker(Worker):  # type: ignore[misc]
+    """A gunicorn worker process that serves its listening sockets with hypercorn on asyncio."""
+
+    server: WebhookServer  # set on the class by WebhookServer before the arbiter forks
+
+    def run(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        settings = self.server.settings
+        config = _LoopConfig(tls_context.dispatching(self.server.certificate.context))
+        config.ssl_handshake_timeout = settings.handshake_timeout
+        config.keep_alive_timeout = settings.header_timeout
+        config.graceful_timeout = max(settings.graceful_timeout - 1, 1)
+        config.h11_max_incomplete_size = 16 * 1024
+        config.h2_max_concurrent_streams = 64
+        config.errorlog = logging.getLogger("webhook.http")
+        config.accesslog = None
+        bridge = Bridge(
+            self.wsgi,
+            threads=settings.threads,
+            max_body=settings.max_review_bytes,
+            body_timeout=settings.body_timeout,
+        )
+        sockets = Sockets(
+            secure_sockets=[listener.sock for listener in self.sockets],
+            insecure_sockets=[],
+            quic_sockets=[],
+        )
+        for sock in sockets.secure_sockets:
+            sock.setblocking(False)
+        await worker_serve(
+            ASGIWrapper(bridge),  # type: ignore[arg-type]  # hypercorn's TypedDict events
+            config,
+            sockets=sockets,
+            shutdown_trigger=self._until_stopped,
+        )
+
+    async def _until_stopped(self) -> None:
+        """Tell the arbiter we live; return when it asks us to stop (SIGTERM) or goes away."""
+        while self.alive:
+            self.notify()
+            if self.ppid != os.getppid():
+                log.warning("the master process is gone; worker %s stops", self.pid)
+                return
+            await asyncio.sleep(0.25)
 
 
 class WebhookServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
@@ -59,29 +121,27 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no
         self,
         app: Flask,
         *,
-        options: ServerOptions,
+        settings: Settings,
         certificate: CertReloader,
         policy: PolicyReloader | None,
     ) -> None:
         self._app = app
-        self._options = options
-        self._certificate = certificate
+        self.settings = settings
+        self.certificate = certificate
         self._policy = policy
         super().__init__()
 
     def load_config(self) -> None:
-        options = self._options
-        certificate = self._certificate
-        reloaders = [r for r in (self._policy, certificate) if r is not None]
+        settings = self.settings
+        certificate = self.certificate
+        reloaders: list[Reloadable] = [r for r in (self._policy, certificate) if r is not None]
         policy = self._policy
-
-        def ssl_context(_conf: Any, _default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
-            return certificate.context()
+        EventLoopWorker.server = self
 
         def post_worker_init(_worker: Worker) -> None:
             # A worker forked later (after a crash) starts from the master's copy, which is as
             # old as the server: read the files now, before it accepts its first connection.
-            watcher = Watcher(reloaders, interval=options.reload_interval)
+            watcher = Watcher(reloaders, interval=settings.reload_interval)
             watcher.poll()
             metrics.publish_state(
                 policy_failing=bool(policy and policy.failing),
@@ -90,38 +150,82 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no
             watcher.start()
 
         def pre_fork(_arbiter: Arbiter, _worker: Worker) -> None:
-            # Everything loaded so far (modules, app, policy) lives as long as the process: keep
-            # it out of the collector's generations, so workers neither scan it nor copy it.
             gc.freeze()
 
         def child_exit(_arbiter: Arbiter, worker: Worker) -> None:
             metrics.mark_process_dead(worker.pid)
 
-        settings: dict[str, Any] = {
-            "bind": [options.bind],
-            "workers": options.workers,
-            "threads": options.threads,
-            "worker_class": "gthread",
-            "graceful_timeout": options.graceful_timeout,
-            "keepalive": options.keepalive,
+        options: dict[str, Any] = {
+            "bind": [settings.bind],
+            "workers": settings.workers,
+            "worker_class": EventLoopWorker,
+            "graceful_timeout": settings.graceful_timeout,
+            # A worker whose event loop has not reported for this long is replaced.
+            "timeout": 30,
             "preload_app": True,
-            # gunicorn turns TLS on when certfile is set; the context itself comes from the hook.
+            # Only so that gunicorn logs "https://"; the worker does TLS itself.
             "certfile": str(certificate.cert),
             "keyfile": str(certificate.key),
-            "ssl_context": ssl_context,
             "post_worker_init": post_worker_init,
             "pre_fork": pre_fork,
             "child_exit": child_exit,
-            "logconfig_dict": logs.logging_config(options.log_level),
+            "logconfig_dict": logs.logging_config(settings.log_level),
             "logger_class": ReviewLogger,
             "accesslog": None,
             "proc_name": "dra-webhook",
         }
         if "control_socket_disable" in self.cfg.settings:
             # gunicorn >= 24 opens a control socket under $HOME; the root filesystem is read-only.
-            settings["control_socket_disable"] = True
-        for key, value in settings.items():
+            options["control_socket_disable"] = True
+        for key, value in options.items():
             self.cfg.set(key, value)
 
     def load(self) -> Flask:
         return self._app
+
+
+class StartupError(Exception):
+    """A one-line reason the server cannot start (a bad file or flag); no traceback needed."""
+
+
+def build(settings: Settings) -> WebhookServer:
+    """The server `settings` describe: certificate, policy, API client and app, loaded now."""
+    from webhook.app import create_app
+    from webhook.core.errors import PolicyError
+    from webhook.core.policy import Policy
+    from webhook.errors import GatewayError
+    from webhook.tls_context import ClientAuth
+
+    cert_dir = settings.cert_dir
+    if cert_dir is None:
+        raise StartupError("no certificate folder given (--cert-dir)")
+    for name in ("tls.crt", "tls.key"):
+        if not (cert_dir / name).is_file():
+            raise StartupError(
+                f"{cert_dir / name} not found; create it with `dra-webhook certs generate`"
+            )
+    client = None
+    if settings.client_ca is not None:
+        if not settings.client_ca.is_file():
+            raise StartupError(f"client CA file {settings.client_ca} not found (--client-ca)")
+        client = ClientAuth(settings.client_ca, settings.client_names)
+    try:
+        certificate = CertReloader(cert_dir, client)
+    except (ssl.SSLError, ValueError, OSError) as exc:
+        what = "client CA or certificate" if client else "certificate"
+        raise StartupError(f"cannot load the {what} in {cert_dir}: {exc}") from None
+    try:
+        reloader = PolicyReloader(settings.policy_file) if settings.policy_file else None
+    except PolicyError as exc:
+        raise StartupError(str(exc)) from None
+    gateway = None
+    if not settings.offline:
+        from webhook.kube import KubeGateway
+
+        try:
+            gateway = KubeGateway.from_kubeconfig(settings.kubeconfig, timeout=settings.api_timeout)
+        except GatewayError as exc:
+            raise StartupError(f"{exc} (or pass --offline)") from None
+    status: list[Reloadable] = [certificate] if reloader is None else [reloader, certificate]
+    app = create_app(settings, policy=reloader or Policy.default(), gateway=gateway, status=status)
+    return WebhookServer(app, settings=settings, certificate=certificate, policy=reloader)

@@ -1,33 +1,50 @@
-"""Webhook settings: a frozen dataclass, read from WEBHOOK_* variables or given by the CLI/tests."""
+"""Every setting of the webhook server in one frozen dataclass.
+
+`dra-webhook serve` fills it from its flags; tests and benchmarks build it directly;
+`webhook.server.build(settings)` turns it into a running server. Nothing else reads flags or the
+environment for configuration.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 # The API server sends at most 3 MiB objects; a review wraps the object and its old copy.
 DEFAULT_MAX_REVIEW_BYTES = 7 * 1024 * 1024
 
+LogLevel = Literal["debug", "info", "warning", "error"]
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    # Where and what to serve.
     host: str = "0.0.0.0"
     port: int = 9443
     cert_dir: Path | None = None
     policy_file: Path | None = None
     kubeconfig: str | None = None
+    offline: bool = False
+    # Who may call: with a client CA, only clients presenting a certificate it signed (and, if
+    # given, whose subject common name is listed) finish the TLS handshake.
+    client_ca: Path | None = None
+    client_names: tuple[str, ...] = ()
+    # Processes and threads: `workers` event loops, each running reviews on `threads` threads.
+    workers: int = 2
+    threads: int = 4
+    # Deadlines (seconds) for each phase of a connection and for each API call.
+    handshake_timeout: float = 5.0
+    header_timeout: float = 10.0  # also how long an idle keep-alive connection stays open
+    body_timeout: float = 10.0
+    api_timeout: float = 2.0
+    graceful_timeout: int = 25
     max_review_bytes: int = DEFAULT_MAX_REVIEW_BYTES
+    # Files and observability.
+    reload_interval: float = 5.0
+    metrics_dir: Path | None = None
+    log_level: LogLevel = "info"
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        """The only reader of the environment: WEBHOOK_HOST, _PORT, _CERT_DIR, _POLICY_FILE, KUBECONFIG."""
-        cert_dir = environ.get("WEBHOOK_CERT_DIR")
-        policy_file = environ.get("WEBHOOK_POLICY_FILE")
-        return cls(
-            host=environ.get("WEBHOOK_HOST", "0.0.0.0"),
-            port=int(environ.get("WEBHOOK_PORT", "9443")),
-            cert_dir=Path(cert_dir) if cert_dir else None,
-            policy_file=Path(policy_file) if policy_file else None,
-            kubeconfig=environ.get("KUBECONFIG") or None,
-        )
+    @property
+    def bind(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"

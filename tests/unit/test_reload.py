@@ -11,7 +11,8 @@ import pytest
 
 from webhook import certs
 from webhook.core.errors import PolicyError
-from webhook.reload import CertReloader, PolicyReloader, Watcher, server_context
+from webhook.reload import CertReloader, PolicyReloader, Watcher
+from webhook.tls_context import server_context
 
 GOOD = "apiVersion: kubectl-dra.io/v1alpha1\nkind: GPUPolicy\nspec:\n  defaults:\n    maxGPUsPerPod: {n}\n"
 BAD = GOOD.format(n=2) + "    podSharing: Sometimes\n"
