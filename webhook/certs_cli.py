@@ -56,6 +56,39 @@ def _ips(_ctx: click.Context, _param: click.Parameter, values: Sequence[str]) ->
         raise click.BadParameter(str(exc)) from None
 
 
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def dns_name_problem(name: str, *, label: bool) -> str | None:
+    """Why `name` is not a DNS label (RFC 1123; `label`) or DNS name (dot-separated labels,
+    at most 253 characters, `*.` allowed in front), or None if it is one."""
+    if label:
+        if _LABEL.match(name):
+            return None
+        return "must be 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit"
+    host = name[2:] if name.startswith("*.") else name
+    if len(host) > 253 or not host or not all(_LABEL.match(part) for part in host.split(".")):
+        return "must be dot-separated labels of lowercase letters, digits or '-', at most 253 characters"
+    return None
+
+
+def _dns_label(_ctx: click.Context, param: click.Parameter, value: str) -> str:
+    problem = dns_name_problem(value, label=True)
+    if problem:
+        raise click.BadParameter(f"{value!r} is not a DNS label: it {problem}")
+    return value
+
+
+def _dns_names(
+    _ctx: click.Context, _param: click.Parameter, values: Sequence[str]
+) -> tuple[str, ...]:
+    for value in values:
+        problem = dns_name_problem(value, label=False)
+        if problem:
+            raise click.BadParameter(f"{value!r} is not a DNS name: it {problem}")
+    return tuple(values)
+
+
 def _note(message: str) -> None:
     click.echo(message, err=True)
 
@@ -85,8 +118,10 @@ def certs_group() -> None:
 
 
 @certs_group.command()
-@click.option("--service", required=True, help="Service name the API server dials.")
-@click.option("--namespace", required=True, help="Namespace of that Service.")
+@click.option(
+    "--service", required=True, callback=_dns_label, help="Service name the API server dials."
+)
+@click.option("--namespace", required=True, callback=_dns_label, help="Namespace of that Service.")
 @click.option(
     "--out",
     "out_dir",
@@ -97,7 +132,9 @@ def certs_group() -> None:
 @click.option(
     "--ip", "ips", multiple=True, callback=_ips, help="Extra IP SAN (repeatable), e.g. 127.0.0.1."
 )
-@click.option("--dns", "extra_dns", multiple=True, help="Extra DNS SAN (repeatable).")
+@click.option(
+    "--dns", "extra_dns", multiple=True, callback=_dns_names, help="Extra DNS SAN (repeatable)."
+)
 @click.option("--days", default=365, show_default=True, type=click.IntRange(1, 3650))
 @click.option("--ca-days", default=3650, show_default=True, type=click.IntRange(1, 36500))
 @click.option("--new-ca", is_flag=True, help="Replace an existing CA in --out (re-inject after).")

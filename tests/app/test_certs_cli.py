@@ -155,3 +155,42 @@ def test_rotate_renews_only_when_due_and_keeps_ca_and_sans(tmp_path: Path) -> No
     assert (tmp_path / "ca.crt").read_bytes() == ca_before
     ca = certs.load_key_pair(tmp_path / "ca.crt", tmp_path / "ca.key")
     after.cert.verify_directly_issued_by(ca.cert)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--service", "Web_Hook"),  # upper case and '_'
+        ("--service", "-wh"),  # starts with '-'
+        ("--service", "a" * 64),  # a label is at most 63 characters
+        ("--namespace", "ns.with.dots"),  # a namespace is one label
+        ("--namespace", ""),
+        ("--dns", "bad..name"),  # an empty label
+        ("--dns", "wh.example\nevil"),  # a newline would end up in the certificate's SAN
+        ("--dns", ".".join(["x" * 60] * 5)),  # 304 characters: over 253
+    ],
+)
+def test_generate_refuses_names_that_are_not_dns_names_before_writing(
+    flag: str, value: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    args = {"--service": "wh", "--namespace": "ns", "--dns": "wh.example"}
+    args[flag] = value
+    argv = ["certs", "generate", "--out", str(out)]
+    for key, item in args.items():
+        argv += [key, item]
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == 2
+    assert f"Invalid value for '{flag}'" in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()  # nothing written
+
+
+def test_generate_accepts_a_wildcard_dns_name(tmp_path: Path) -> None:
+    argv = ["certs", "generate", "--service", "wh", "--namespace", "ns", "--out", str(tmp_path)]
+    result = CliRunner().invoke(cli, [*argv, "--dns", "*.wh.example"])
+    assert result.exit_code == 0, result.output
+    dns, _ = certs.subject_alt_names(
+        certs.load_key_pair(tmp_path / "tls.crt", tmp_path / "tls.key").cert
+    )
+    assert "*.wh.example" in dns

@@ -36,12 +36,15 @@ class Server:
     ca_pem: str
     metrics_dir: Path
     port: int = 0
+    client_pair: tuple[Path, Path] | None = None  # the client certificate and key we present
     _context: ssl.SSLContext | None = field(default=None, repr=False)
 
     @property
     def context(self) -> ssl.SSLContext:
         if self._context is None:
             self._context = ssl.create_default_context(cadata=self.ca_pem)
+            if self.client_pair is not None:
+                self._context.load_cert_chain(*self.client_pair)
         return self._context
 
     def connect(self, timeout: float = 10.0) -> http.client.HTTPSConnection:
@@ -125,7 +128,12 @@ StartServer = Callable[..., Server]
 def start_server(cert_dir: Path, tmp_path: Path) -> Iterator[StartServer]:
     servers: list[Server] = []
 
-    def start(*args: str, workers: int = 2, threads: int = 4) -> Server:
+    def start(
+        *args: str,
+        workers: int = 2,
+        threads: int = 4,
+        client_pair: tuple[Path, Path] | None = None,
+    ) -> Server:
         log = tmp_path / f"server-{len(servers)}.log"
         metrics_dir = tmp_path / f"metrics-{len(servers)}"
         argv = [
@@ -137,7 +145,9 @@ def start_server(cert_dir: Path, tmp_path: Path) -> Iterator[StartServer]:
         env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
         with log.open("wb") as sink:
             proc = subprocess.Popen(argv, stdout=sink, stderr=sink, cwd=REPO, env=env)
-        server = Server(proc, log, (cert_dir / "ca.crt").read_text(), metrics_dir)
+        server = Server(
+            proc, log, (cert_dir / "ca.crt").read_text(), metrics_dir, client_pair=client_pair
+        )
         servers.append(server)
 
         def listening() -> int | None:

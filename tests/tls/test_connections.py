@@ -1,0 +1,241 @@
+"""The real server over HTTPS, attacked at the connection level: stalled handshakes, headers and
+bodies, bursts of new connections, oversized chunked bodies, HTTP/2, and client certificates.
+
+The server runs with 1 worker and 1 review thread, so if a stalled connection held a thread (as
+with one thread per connection), the probe review behind it could not be answered at all.
+Every client socket has a timeout, so a failure shows up as an error, not a hung test.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import threading
+from pathlib import Path
+
+import h2.connection
+import h2.events
+import pytest
+from reviews import gpu_review
+from tls_support import Server, StartServer
+
+from builders import wait_for
+from webhook import certs
+
+HEAD = "POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+
+
+def raw_tls(server: Server, context: ssl.SSLContext | None = None) -> ssl.SSLSocket:
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    return (context or server.context).wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+def read_all(sock: socket.socket) -> bytes:
+    """Everything until the server closes (bounded by the socket timeout)."""
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except (ssl.SSLError, ConnectionError):
+        pass
+    return data
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1) == b""
+    except (ssl.SSLError, ConnectionError):
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_connections_stalled_in_every_phase_do_not_stop_reviews(start_server: StartServer) -> None:
+    server = start_server(workers=1, threads=1)
+    held: list[socket.socket] = []
+    try:
+        for _ in range(20):
+            raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            raw.sendall(b"\x16\x03\x01")  # a ClientHello's first bytes, then nothing
+            held.append(raw)
+        for _ in range(20):
+            tls = raw_tls(server)
+            tls.sendall(b"POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty")
+            held.append(tls)
+        for _ in range(20):
+            tls = raw_tls(server)
+            tls.sendall((HEAD + "Content-Length: 5000\r\n\r\n{").encode())
+            held.append(tls)
+        for _ in range(5):  # 60 stalled connections, one thread: reviews still go through
+            status, body = server.post(gpu_review())
+            assert status == 200 and body["response"]["allowed"] is True
+    finally:
+        for sock in held:
+            sock.close()
+
+
+@pytest.mark.parametrize("phase", ["handshake", "headers", "body"])
+def test_each_phase_has_a_deadline(start_server: StartServer, phase: str) -> None:
+    server = start_server(
+        "--handshake-timeout", "1", "--keepalive", "1", "--body-timeout", "1", workers=1
+    )
+    if phase == "handshake":
+        sock: socket.socket = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        sock.sendall(b"\x16\x03\x01")
+    else:
+        sock = raw_tls(server)
+        if phase == "headers":
+            sock.sendall(b"POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        else:
+            sock.sendall((HEAD + "Content-Length: 5000\r\n\r\n{").encode())
+    with sock:
+        # The socket timeout (10 s) is far above the server's 1 s deadline: the server, not
+        # the client, ends the connection.
+        if phase == "body":
+            answer = read_all(sock)
+            assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+            assert b"did not arrive in time" in answer
+        else:
+            assert closed_by_server(sock)
+
+
+def test_a_burst_of_new_tls_connections_is_answered(start_server: StartServer) -> None:
+    server = start_server()
+    statuses: list[int] = []
+    lock = threading.Lock()
+    gate = threading.Barrier(32)
+
+    def client() -> None:
+        gate.wait()
+        status, _ = server.post(gpu_review())
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=client) for _ in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert statuses == [200] * 32
+
+
+@pytest.mark.parametrize("framing", ["chunked", "content-length"])
+def test_a_body_over_the_limit_gets_413(start_server: StartServer, framing: str) -> None:
+    server = start_server(workers=1)
+    limit = 7 * 1024 * 1024
+    with raw_tls(server) as tls:
+        if framing == "content-length":
+            tls.sendall((HEAD + f"Content-Length: {limit + 1}\r\n\r\n").encode())
+        else:
+            tls.sendall((HEAD + "Transfer-Encoding: chunked\r\n\r\n").encode())
+            chunk = b"x" * (1024 * 1024)
+            try:
+                for _ in range(8):  # 8 MiB in 1 MiB chunks, never a length up front
+                    tls.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            except (ssl.SSLError, ConnectionError):
+                pass  # the server may stop reading once it has answered
+        answer = read_all(tls)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert body == {"error": f"review too large: the limit is {limit} bytes"}
+
+
+def test_http2_is_offered_and_serves_a_review(start_server: StartServer) -> None:
+    server = start_server(workers=1)
+    context = ssl.create_default_context(cadata=server.ca_pem)
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    payload = json.dumps(gpu_review(uid="22222222-0000-0000-0000-000000000002")).encode()
+    with raw_tls(server, context) as tls:
+        assert tls.selected_alpn_protocol() == "h2"
+        conn = h2.connection.H2Connection()
+        conn.initiate_connection()
+        headers = [
+            (":method", "POST"),
+            (":path", "/mutate"),
+            (":scheme", "https"),
+            (":authority", "127.0.0.1"),
+            ("content-type", "application/json"),
+            ("content-length", str(len(payload))),
+        ]
+        conn.send_headers(1, headers)
+        conn.send_data(1, payload, end_stream=True)
+        tls.sendall(conn.data_to_send())
+        status, body, ended = None, b"", False
+        while not ended:
+            data = tls.recv(65536)
+            assert data, "the server closed the HTTP/2 connection"
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    status = dict(event.headers)[b":status"]
+                elif isinstance(event, h2.events.DataReceived):
+                    body += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, 1)
+                elif isinstance(event, h2.events.StreamEnded):
+                    ended = True
+            tls.sendall(conn.data_to_send())
+    assert status == b"200"
+    response = json.loads(body)["response"]
+    assert response["uid"] == "22222222-0000-0000-0000-000000000002"
+    assert response["patchType"] == "JSONPatch"
+
+
+def _client_pair(tmp_path: Path, ca: certs.KeyPair, name: str) -> tuple[Path, Path]:
+    leaf = certs.issue_cert(ca, name, server=False, client=True)
+    out = tmp_path / f"client-{name}"
+    certs.write_tls_dir(out, leaf=leaf, ca=ca)
+    return out / "tls.crt", out / "tls.key"
+
+
+@pytest.fixture
+def client_ca(tmp_path: Path) -> certs.KeyPair:
+    ca = certs.generate_ca("api-server-clients")
+    certs.write_public(tmp_path / "client-ca.crt", ca.cert_pem)
+    return ca
+
+
+def _refused(server: Server, pair: tuple[Path, Path] | None) -> bool:
+    """True if a review sent with `pair` (or no client certificate) gets no HTTP answer."""
+    context = ssl.create_default_context(cadata=server.ca_pem)
+    if pair is not None:
+        context.load_cert_chain(*pair)
+    try:
+        with raw_tls(server, context) as tls:
+            body = json.dumps(gpu_review()).encode()
+            tls.sendall((HEAD + f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+            return not read_all(tls).startswith(b"HTTP/1.1")
+    except (ssl.SSLError, ConnectionError):
+        return True
+
+
+def test_client_ca_accepts_its_clients_and_refuses_everyone_else(
+    start_server: StartServer, client_ca: certs.KeyPair, tmp_path: Path
+) -> None:
+    api_server = _client_pair(tmp_path, client_ca, "kube-apiserver")
+    server = start_server(
+        "--client-ca", str(tmp_path / "client-ca.crt"), workers=1, client_pair=api_server
+    )
+    status, body = server.post(gpu_review())
+    assert status == 200 and body["response"]["allowed"] is True
+    assert _refused(server, None)  # no client certificate
+    stranger_ca = certs.generate_ca("someone-else")
+    assert _refused(server, _client_pair(tmp_path, stranger_ca, "kube-apiserver"))
+    reviews = 'dra_webhook_reviews_total{operation="CREATE",outcome="patched"}'
+    wait_for(lambda: server.metrics()[reviews] == 1, what="only the accepted review counted")
+
+
+def test_client_name_limits_which_certificates_of_the_ca_are_accepted(
+    start_server: StartServer, client_ca: certs.KeyPair, tmp_path: Path
+) -> None:
+    api_server = _client_pair(tmp_path, client_ca, "kube-apiserver")
+    server = start_server(
+        "--client-ca",
+        str(tmp_path / "client-ca.crt"),
+        "--client-name",
+        "kube-apiserver",
+        workers=1,
+        client_pair=api_server,
+    )
+    assert server.post(gpu_review())[0] == 200
+    assert _refused(server, _client_pair(tmp_path, client_ca, "some-controller"))
+    assert not _refused(server, api_server)
