@@ -121,7 +121,14 @@ class PolicyReloader:
         self._policy = self._parse(contents[0])  # PolicyError at startup: refuse to start
 
     def _parse(self, data: bytes) -> Policy:
-        return Policy.from_yaml(data.decode("utf-8", errors="replace"), source=str(self.path))
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PolicyError(
+                [f"not UTF-8 text (byte {exc.start}): save the policy as UTF-8"],
+                source=str(self.path),
+            ) from None
+        return Policy.from_yaml(text, source=str(self.path))
 
     def __call__(self) -> Policy:
         return self._policy

@@ -217,7 +217,7 @@ def build(settings: Settings) -> WebhookServer:
     try:
         reloader = PolicyReloader(settings.policy_file) if settings.policy_file else None
     except PolicyError as exc:
-        raise StartupError(str(exc)) from None
+        raise StartupError(f"{exc.source} is invalid: {'; '.join(exc.problems)}") from None
     gateway = None
     if not settings.offline:
         from webhook.kube import KubeGateway

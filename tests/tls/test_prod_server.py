@@ -376,6 +376,10 @@ def test_sigterm_lets_an_in_flight_review_finish(start_server: StartServer) -> N
         ("no-policy-file", "cannot read"),
         ("no-certs", "tls.crt not found; create it with `dra-webhook certs generate`"),
         ("garbage-cert", "cannot load the certificate"),
+        ("non-utf8-policy", "not UTF-8 text (byte 0): save the policy as UTF-8"),
+        ("bad-kubeconfig", "cannot load API credentials from"),
+        ("no-client-ca", "client CA file"),
+        ("client-name-without-ca", "--client-name needs --client-ca"),
     ],
 )
 def test_start_up_errors_are_one_line_without_traceback(
@@ -389,6 +393,17 @@ def test_start_up_errors_are_one_line_without_traceback(
         args += ["--policy", str(tmp_path / "missing.yaml")]
     elif setup == "no-certs":
         args[1] = str(tmp_path / "empty")
+    elif setup == "non-utf8-policy":
+        (tmp_path / "p.yaml").write_bytes(b"\xffkind: GPUPolicy\n")
+        args += ["--policy", str(tmp_path / "p.yaml")]
+    elif setup == "bad-kubeconfig":
+        (tmp_path / "kubeconfig").write_bytes(b"\xff\xfe: [")
+        args.remove("--offline")
+        args += ["--kubeconfig", str(tmp_path / "kubeconfig")]
+    elif setup == "no-client-ca":
+        args += ["--client-ca", str(tmp_path / "missing-ca.crt")]
+    elif setup == "client-name-without-ca":
+        args += ["--client-name", "kube-apiserver"]
     else:
         (cert_dir / "tls.crt").write_text("not a certificate\n")
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
@@ -401,6 +416,26 @@ def test_start_up_errors_are_one_line_without_traceback(
         cwd=REPO,
         env=env,
     )
-    assert done.returncode == 1
+    assert done.returncode == (2 if setup == "client-name-without-ca" else 1)
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and message in errors[0]  # one line says what is wrong
+
+
+def test_debug_shows_the_traceback_of_a_start_up_error(cert_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(BAD_POLICY)
+    argv = ["--cert-dir", str(cert_dir), "--offline", "--port", "0", "--host", "127.0.0.1"]
+    argv += ["--policy", str(tmp_path / "p.yaml"), "--debug"]
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "m")
+    done = subprocess.run(
+        [sys.executable, "-m", "webhook", "serve", *argv],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+        env=env,
+    )
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr and "spec.defaults.sharingMode" in done.stderr
