@@ -5,13 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help venv lint unit test e2e demo clean bench-webhook k8s-build cluster-up cluster-down cluster-status
+.PHONY: help venv lint unit test e2e demo clean bench-webhook fuzz soak bench-slow-clients k8s-build cluster-up cluster-down cluster-status
 
 help:
 	@echo "make demo   - the main job: the GPU scenarios, legacy and native, on a local control plane"
 	@echo "make test   - lint, type-check and run the whole test suite"
 	@echo "make cluster-up / cluster-down / cluster-status - local control plane (hack/cluster.py)"
 	@echo "make bench-webhook - reviews/s and latency of the real server over HTTPS (bench/)"
+	@echo "make fuzz / soak / bench-slow-clients - the resilience suites (docs/deploy.md)"
 	@echo "make e2e    - only the e2e tests (K8S_VERSION=1.34 or 1.34.4 selects another release)"
 
 $(STAMP): pyproject.toml
@@ -54,6 +55,20 @@ cluster-status: $(STAMP)
 # The server under load over HTTPS (installs oha or wrk if missing); see docs/deploy.md.
 bench-webhook: $(STAMP)
 	$(BIN)/python bench/webhook_load.py
+
+# 100,000 hostile AdmissionReviews through the Flask app (tests/app/test_fuzz_reviews.py);
+# prints the count and the slowest review.
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=100000 FUZZ_SHAPES=1 $(BIN)/pytest -q -s tests/app/test_fuzz_reviews.py
+
+# The real server over HTTPS for 60 s at 1,000 reviews/s while its certificate rotates, its
+# policy is edited, a worker is killed and 40 slow-loris connections are held (bench/soak.py).
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py
+
+# Stalled handshakes, headers and bodies, and a burst of 32 new connections (bench/slow_clients.py).
+bench-slow-clients: $(STAMP)
+	$(BIN)/python bench/slow_clients.py
 
 demo: k8s-build
 	$(BIN)/python hack/demo.py
