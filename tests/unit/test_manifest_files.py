@@ -258,3 +258,22 @@ def test_updates_are_sent_only_for_pods_we_rewrote(
         "oldObject": celpy.json_to_cel({"metadata": metadata}),
     }
     assert bool(program.evaluate(activation)) is sent
+
+
+def test_the_network_policy_overlay_admits_only_listed_sources_to_the_webhook_port() -> None:
+    docs = load_kustomization(MANIFESTS / "overlays" / "network-policy")
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    assert len(policies) == 1
+    policy = policies[0]
+    assert_valid(policy)
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert selector.items() <= pod_labels.items()  # it selects the webhook's pods
+    assert policy["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    container_port = deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]
+    assert rule["ports"] == [{"protocol": "TCP", "port": container_port["containerPort"]}]
+    # Only address blocks: no pod or namespace selector that a tenant's pod could match.
+    assert [list(source) for source in rule["from"]] == [["ipBlock"]]
