@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import copy
 import json
 import os
 import re
@@ -457,6 +458,7 @@ class Cluster:
         # mints controller tokens with it.  The certificate is only a container for the public
         # key (the API server accepts a certificate in --service-account-key-file).
         leaf("service-account", "service-accounts", server=False, client=True)
+        self._write_admission_client(ca.cert_pem)
 
         server = self.server
         users = {
@@ -471,6 +473,48 @@ class Cluster:
                 certs.write_private(pki / "admin.key", pair.key_pem)
             cfg = kubeconfig_dict(server=server, ca_pem=ca.cert_pem, user=user, pair=pair)
             certs.write_private(self.paths.root / filename, yaml.safe_dump(cfg).encode())
+
+    def _write_admission_client(self, server_ca_pem: bytes) -> None:
+        """The client certificate the API server presents to webhooks, from a CA of its own.
+
+        The webhook trusts only that CA (`--client-ca`) and only this name (`--client-name`), so
+        no kubeconfig user of the cluster CA can call it. The AdmissionConfiguration's
+        kubeConfigFile gives the certificate for every webhook (`*`): ours are the only ones.
+        """
+        pki = self.paths.pki
+        client_ca = certs.generate_ca("kubectl-dra-admission-client-ca")
+        certs.write_public(pki / "admission-client-ca.crt", client_ca.cert_pem)
+        pair = certs.issue_cert(client_ca, ADMISSION_CLIENT_NAME, server=False, client=True)
+        certs.write_public(pki / "admission-client.crt", pair.cert_pem)
+        certs.write_private(pki / "admission-client.key", pair.key_pem)
+        kubeconfig = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "users": [
+                {
+                    "name": "*",
+                    "user": {
+                        "client-certificate": str(pki / "admission-client.crt"),
+                        "client-key": str(pki / "admission-client.key"),
+                    },
+                }
+            ],
+        }
+        certs.write_private(pki / "admission-kubeconfig", yaml.safe_dump(kubeconfig).encode())
+        plugin = {
+            "apiVersion": "apiserver.config.k8s.io/v1",
+            "kind": "WebhookAdmissionConfiguration",
+            "kubeConfigFile": str(pki / "admission-kubeconfig"),
+        }
+        admission = {
+            "apiVersion": "apiserver.config.k8s.io/v1",
+            "kind": "AdmissionConfiguration",
+            "plugins": [
+                {"name": name, "configuration": plugin}
+                for name in ("MutatingAdmissionWebhook", "ValidatingAdmissionWebhook")
+            ],
+        }
+        certs.write_public(pki / "admission.yaml", yaml.safe_dump(admission).encode())
 
     def issue_client_kubeconfig(self, path: Path, *, user: str, groups: Sequence[str] = ()) -> Path:
         """A kubeconfig for `user` (client cert from our CA): e.g. the webhook's own identity."""
@@ -537,6 +581,8 @@ class Cluster:
             f"--tls-cert-file={pki / 'apiserver.crt'}",
             f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}",
+            # Presents pki/admission-client.crt to webhooks (they run with --client-ca).
+            f"--admission-control-config-file={pki / 'admission.yaml'}",
             "--authorization-mode=Node,RBAC",
             # Added to the default set; MutatingAdmissionWebhook is what our webhook needs.
             "--enable-admission-plugins=NodeRestriction,MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
@@ -629,10 +675,14 @@ class Cluster:
         policy: Path | None = None,
         namespace_selector: dict[str, Any] | None = None,
         failure_policy: str = "Fail",
-        timeout_seconds: int = 10,
         out: Any = sys.stderr,
     ) -> WebhookInfo:
         """Serve `dra-webhook` on loopback over TLS and register it for legacy-GPU pods.
+
+        It runs as the ServiceAccount of manifests/base/rbac.yaml (a client certificate for that
+        user), with the shipped ClusterRole, and with `--client-ca`: only the API server's
+        admission client certificate gets past the TLS handshake. The registration is the
+        shipped MutatingWebhookConfiguration (see `registration_from_manifests`).
 
         Several webhooks may run at once (one per policy), each registered with its own
         MutatingWebhookConfiguration `kubectl-dra-<name>`.  Unless `namespace_selector` says
@@ -649,13 +699,19 @@ class Cluster:
         wdir = self.webhook_dir(name)
         cert_dir = wdir / "certs"
         pki = self.paths.pki
+        client_ca = pki / "admission-client-ca.crt"
+        if not client_ca.is_file():
+            raise ClusterError(
+                f"{client_ca} is missing: this control plane predates webhook client "
+                "certificates; restart it (make cluster-down cluster-up)"
+            )
         ca = certs.load_key_pair(pki / "ca.crt", pki / "ca.key")
         leaf = certs.issue_cert(
             ca, "kubectl-dra-webhook", dns_names=["localhost"], ip_addresses=["127.0.0.1"]
         )
         certs.write_tls_dir(cert_dir, leaf=leaf, ca=ca)
         kubeconfig = wdir / "kubeconfig"
-        self.issue_client_kubeconfig(kubeconfig, user=WEBHOOK_USER)
+        self.issue_client_kubeconfig(kubeconfig, user=WEBHOOK_USER, groups=WEBHOOK_GROUPS)
         self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(webhook_rbac()))
         (port,) = free_ports(1)
         argv = [
@@ -665,22 +721,24 @@ class Cluster:
             "--host=127.0.0.1",
             f"--port={port}",
             f"--kubeconfig={kubeconfig}",
+            f"--client-ca={client_ca}",
+            f"--client-name={ADMISSION_CLIENT_NAME}",
         ]
         if policy is not None:
             argv.append(f"--policy={Path(policy).resolve()}")
         pid_name = f"webhook-{name}"
         self.spawn(pid_name, argv)
         url = f"https://127.0.0.1:{port}"
+        # Readiness over a TLS connection that presents the API server's client certificate.
         self.wait_ready(pid_name, timeout=30, probe=lambda: self._https_ok(f"{url}/readyz"))
         # The policy's exempt namespaces are never even sent (the webhook would pass them anyway).
         loaded = Policy.from_file(policy) if policy is not None else Policy.default()
-        config = mutating_webhook_configuration(
+        config = registration_from_manifests(
             name,
             url=f"{url}/mutate",
             ca_pem=ca.cert_pem,
             namespace_selector=namespace_selector,
             failure_policy=failure_policy,
-            timeout_seconds=timeout_seconds,
             exempt_namespaces=sorted(loaded.exempt_namespaces | {"kube-system"}),
         )
         (wdir / "registration.yaml").write_text(yaml.safe_dump(config))
@@ -710,10 +768,12 @@ class Cluster:
             self.webhook_unregister(name)
 
     def _https_ok(self, url: str) -> bool:
+        context = self._ssl_context(client=False)
+        pki = self.paths.pki
+        if (pki / "admission-client.crt").is_file():
+            context.load_cert_chain(pki / "admission-client.crt", pki / "admission-client.key")
         try:
-            with urllib.request.urlopen(
-                url, context=self._ssl_context(client=False), timeout=2
-            ) as resp:
+            with urllib.request.urlopen(url, context=context, timeout=2) as resp:
                 return bool(resp.status == 200)
         except (urllib.error.URLError, OSError, ssl.SSLError):
             return False
@@ -751,31 +811,14 @@ class Cluster:
 # ---------------------------------------------------------------------------------------------
 # Our webhook: identity, RBAC and registration
 
-WEBHOOK_USER = "kubectl-dra-webhook"
+# The webhook's identity: the ServiceAccount that manifests/base/rbac.yaml binds.
+WEBHOOK_USER = "system:serviceaccount:kubectl-dra:kubectl-dra-webhook"
+WEBHOOK_GROUPS = ("system:serviceaccounts", "system:serviceaccounts:kubectl-dra")
+# The subject the API server's admission client certificate carries (pki/admission-client.crt).
+ADMISSION_CLIENT_NAME = "kube-apiserver-admission-client"
+MANIFESTS_BASE = Path(__file__).resolve().parents[1] / "manifests" / "base"
 # Which webhook instance (policy) serves a namespace; see Cluster.webhook_up.
 INSTANCE_LABEL = "kubectl-dra.io/webhook"
-
-# Only pods that ask for an NVIDIA extended resource (limits or requests, app or init containers)
-# are sent to the webhook: every other pod is admitted without a network round trip, so a slow or
-# dead webhook cannot touch CPU-only workloads.
-_NVIDIA_KEY = 'exists(k, k.startsWith("nvidia.com/"))'
-_LEGACY_GPU = (
-    "has({c}.resources) && ("
-    "(has({c}.resources.limits) && {c}.resources.limits." + _NVIDIA_KEY + ") || "
-    "(has({c}.resources.requests) && {c}.resources.requests." + _NVIDIA_KEY + "))"
-)
-MATCH_LEGACY_GPU_PODS = (
-    f"object.spec.containers.exists(c, {_LEGACY_GPU.format(c='c')}) || "
-    f"(has(object.spec.initContainers) && "
-    f"object.spec.initContainers.exists(c, {_LEGACY_GPU.format(c='c')}))"
-)
-
-
-# UPDATE reaches the webhook only for pods it rewrote (to undo a re-applied legacy manifest).
-MATCH_CREATE_OR_REWRITTEN = (
-    "request.operation == 'CREATE' || (has(oldObject.metadata.annotations) && "
-    "'kubectl-dra.io/rewritten' in oldObject.metadata.annotations)"
-)
 
 
 @dataclass(frozen=True)
@@ -792,106 +835,62 @@ def webhook_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "webhook"]
 
 
+def _manifest(name: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((MANIFESTS_BASE / name).read_text()) if d]
+
+
 def webhook_rbac() -> list[dict[str, Any]]:
-    """Least privilege for the webhook's own user: create templates/claims, read what it checks."""
-    rules = [
-        {
-            "apiGroups": ["resource.k8s.io"],
-            "resources": ["resourceclaimtemplates", "resourceclaims"],
-            "verbs": ["get", "list", "watch", "create"],
-        },
-        {
-            "apiGroups": ["resource.k8s.io"],
-            "resources": ["deviceclasses", "resourceslices"],
-            "verbs": ["get", "list", "watch"],
-        },
-        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
-    ]
-    return [
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": "kubectl-dra-webhook"},
-            "rules": rules,
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": "kubectl-dra-webhook"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "kubectl-dra-webhook",
-            },
-            "subjects": [
-                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": WEBHOOK_USER}
-            ],
-        },
-    ]
+    """The shipped ClusterRole and ClusterRoleBinding (manifests/base/rbac.yaml), unchanged.
+
+    The binding names the ServiceAccount kubectl-dra/kubectl-dra-webhook; the webhook here
+    authenticates as that user with a client certificate, so it has exactly the rights users
+    deploy. (The ServiceAccount object itself is not needed for that, nor its namespace.)
+    """
+    return [d for d in _manifest("rbac.yaml") if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
 
 
-def mutating_webhook_configuration(
+def registration_from_manifests(
     name: str,
     *,
     url: str,
     ca_pem: bytes,
     namespace_selector: dict[str, Any] | None = None,
     failure_policy: str = "Fail",
-    timeout_seconds: int = 10,
     exempt_namespaces: Sequence[str] = ("kube-system",),
 ) -> dict[str, Any]:
-    """The registration of one webhook instance (`kubectl-dra-<name>`)."""
-    selector: dict[str, Any] = dict(namespace_selector or {})
-    selector["matchExpressions"] = [
-        *selector.get("matchExpressions", []),
-        {
-            "key": "kubernetes.io/metadata.name",
-            "operator": "NotIn",
-            "values": list(exempt_namespaces),
-        },
-    ]
-    return {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration",
-        "metadata": {
-            "name": f"kubectl-dra-{name}",
-            "labels": {"app.kubernetes.io/managed-by": "kubectl-dra"},
-        },
-        "webhooks": [
-            {
-                "name": f"{name}.gpu-to-dra.kubectl-dra.io",
-                "clientConfig": {"url": url, "caBundle": base64.b64encode(ca_pem).decode()},
-                "rules": [
-                    {
-                        "operations": ["CREATE", "UPDATE"],
-                        "apiGroups": [""],
-                        "apiVersions": ["v1"],
-                        "resources": ["pods"],
-                        "scope": "Namespaced",
-                    }
-                ],
-                "namespaceSelector": selector,
-                "matchConditions": [
-                    {"name": "legacy-gpu-resources", "expression": MATCH_LEGACY_GPU_PODS},
-                    {"name": "created-or-rewritten", "expression": MATCH_CREATE_OR_REWRITTEN},
-                ],
-                # Fail (default here): a legacy GPU pod admitted unrewritten would either wait
-                # forever for device-plugin capacity that DRA-only nodes do not have, or (with
-                # KEP-5004) get a scheduler-made claim that bypasses the namespace's sharing
-                # policy and maxGPUsPerPod.  A clear error at creation beats a silent bypass; the
-                # matchConditions and the namespace selector keep every other pod (and
-                # kube-system) independent of the webhook's availability.
-                "failurePolicy": failure_policy,
-                # Our template creation is skipped on dry-run requests.
-                "sideEffects": "NoneOnDryRun",
-                # A later mutating plugin may add containers; our rewrite is idempotent.
-                "reinvocationPolicy": "IfNeeded",
-                "admissionReviewVersions": ["v1"],
-                "timeoutSeconds": timeout_seconds,
-                "matchPolicy": "Equivalent",
-            }
-        ],
+    """manifests/base's MutatingWebhookConfiguration for instance `name` (`kubectl-dra-<name>`).
+
+    Changed: the names (several instances may be registered), `clientConfig` (a URL on
+    loopback instead of the in-cluster Service) and the namespaceSelector (the instance's
+    namespaces and the policy's exempt ones, added to the shipped expressions). Rules,
+    matchConditions, timeoutSeconds, sideEffects, reinvocation and (unless asked otherwise)
+    failurePolicy are what users deploy.
+    """
+    (config,) = _manifest("mutatingwebhookconfiguration.yaml")
+    config = copy.deepcopy(config)
+    config["metadata"] = {
+        "name": f"kubectl-dra-{name}",
+        "labels": {"app.kubernetes.io/managed-by": "kubectl-dra"},
     }
+    for hook in config["webhooks"]:
+        hook["name"] = f"{name}.{hook['name']}"
+        hook["clientConfig"] = {"url": url, "caBundle": base64.b64encode(ca_pem).decode()}
+        selector = hook.setdefault("namespaceSelector", {})
+        extra = dict(namespace_selector or {})
+        if extra.get("matchLabels"):
+            selector["matchLabels"] = {**selector.get("matchLabels", {}), **extra["matchLabels"]}
+        selector["matchExpressions"] = [
+            *selector.get("matchExpressions", []),
+            *extra.get("matchExpressions", []),
+            {
+                "key": "kubernetes.io/metadata.name",
+                "operator": "NotIn",
+                "values": list(exempt_namespaces),
+            },
+        ]
+        if failure_policy != hook["failurePolicy"]:
+            hook["failurePolicy"] = failure_policy
+    return config
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,8 +8,9 @@ the same session never reach it. Everything else (rules, matchConditions, failur
 sideEffects, ...) is what users deploy. The server runs with a client certificate for the
 ServiceAccount's user name, so it has exactly the RBAC in manifests/base/rbac.yaml.
 
-Cluster-scoped objects this module creates (the ClusterRole and its binding, the webhook
-configuration, namespace kubectl-dra) are deleted at the end.
+Cluster-scoped objects this module creates (the webhook configuration, namespace kubectl-dra)
+are deleted at the end; the ClusterRole and its binding stay, because hack/cluster.py registers
+every e2e webhook with exactly these objects.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_support import POLICY_LABEL, REWRITTEN, ROOT, E2ECluster, legacy_pod
+from e2e_support import POLICY_LABEL, REWRITTEN, ROOT, E2ECluster, cluster_mod, legacy_pod
 
 from webhook import certs
 
@@ -60,6 +61,8 @@ def installed(k8s: E2ECluster) -> Iterator[None]:
         yield
     finally:
         for doc in reversed(_docs(MANIFESTS / "base" / "rbac.yaml")):
+            if doc["kind"] in ("ClusterRole", "ClusterRoleBinding"):
+                continue  # hack/cluster.py's webhooks run with these same objects: keep them
             k8s.kubectl(
                 "delete", doc["kind"], doc["metadata"]["name"], "-n", NAMESPACE,
                 "--ignore-not-found", "--wait=false", check=False,
@@ -171,6 +174,8 @@ def gunicorn_webhook(
         sys.executable, "-m", "webhook", "serve", f"--cert-dir={cert_dir}",
         "--host=127.0.0.1", "--port=0", f"--kubeconfig={kubeconfig}",
         f"--metrics-dir={tmp_path / 'metrics'}", "--workers=2",
+        f"--client-ca={pki / 'admission-client-ca.crt'}",
+        f"--client-name={cluster_mod.ADMISSION_CLIENT_NAME}",
     ]  # fmt: skip
     with log.open("wb") as sink:
         proc = subprocess.Popen(argv, stdout=sink, stderr=sink, cwd=ROOT)
@@ -189,6 +194,8 @@ def gunicorn_webhook(
             import urllib.request
 
             context = ssl.create_default_context(cadata=ca.cert_pem.decode())
+            # Only the API server's admission client certificate gets past the handshake.
+            context.load_cert_chain(pki / "admission-client.crt", pki / "admission-client.key")
             with urllib.request.urlopen(url + path, context=context, timeout=5) as resp:
                 return str(resp.read().decode())
 
