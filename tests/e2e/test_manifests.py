@@ -20,6 +20,8 @@ import copy
 import json
 import re
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -31,6 +33,7 @@ import pytest
 import yaml
 from e2e_support import POLICY_LABEL, REWRITTEN, ROOT, E2ECluster, cluster_mod, legacy_pod
 
+from builders import make_review
 from webhook import certs
 
 pytestmark = pytest.mark.e2e
@@ -337,3 +340,60 @@ def test_certs_inject_patches_the_ca_bundle_through_the_api(
         k8s.kubectl(
             "delete", "mutatingwebhookconfiguration", name, "--ignore-not-found", check=False
         )
+
+
+def test_only_the_api_server_gets_the_webhook_to_act(
+    k8s: E2ECluster, namespace: str, gunicorn_webhook: tuple[str, Any, Path]
+) -> None:
+    """The webhook runs with --client-ca: the API server, presenting its admission client
+    certificate (AdmissionConfiguration kubeConfigFile), gets pods rewritten; a forged review
+    sent straight to the webhook by anyone else (no certificate, or a valid certificate of the
+    cluster's own CA, like the admin's) is refused before anything is created."""
+    url, _get, _log = gunicorn_webhook
+    port = int(url.rsplit(":", 1)[1])
+    k8s.core.patch_namespace(
+        namespace, {"metadata": {"labels": {TEST_LABEL: namespace, POLICY_LABEL: "none"}}}
+    )
+    pki = k8s.cluster.paths.pki
+    config = _registered_config(url, (pki / "ca.crt").read_bytes(), namespace)
+    k8s.kubectl("apply", "-f", "-", input=json.dumps(config))
+    try:
+        forged = json.dumps(make_review(legacy_pod("forged"), namespace=namespace)).encode()
+        request = (
+            "POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(forged)}\r\nConnection: close\r\n\r\n"
+        ).encode() + forged
+
+        def answer(pair: tuple[Path, Path] | None) -> bytes:
+            context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+            if pair is not None:
+                context.load_cert_chain(*pair)
+            data = b""
+            try:
+                with (
+                    socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+                    context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+                ):
+                    tls.sendall(request)
+                    while chunk := tls.recv(65536):
+                        data += chunk
+            except (ssl.SSLError, ConnectionError):
+                pass
+            return data
+
+        assert answer(None) == b""
+        assert answer((pki / "admin.crt", pki / "admin.key")) == b""
+        assert k8s.list_templates(namespace) == []
+        api_server = (pki / "admission-client.crt", pki / "admission-client.key")
+        assert answer(api_server).startswith(b"HTTP/1.1 200")  # the same bytes, the right caller
+
+        # And through the API server, which presents that certificate itself:
+        k8s.apply(json.dumps(legacy_pod("real")), namespace=namespace)
+        pod = k8s.get_pod(namespace, "real")
+        assert REWRITTEN in (pod["metadata"].get("annotations") or {})
+        assert len(k8s.list_templates(namespace)) == 1
+    finally:
+        k8s.kubectl(
+            "delete", "mutatingwebhookconfiguration", CONFIG_NAME, "--ignore-not-found",
+            check=False,
+        )  # fmt: skip
