@@ -81,7 +81,7 @@ def operation_label(operation: object) -> str:
     """The `operation` label for a review's operation: one of a fixed set of values."""
     if not operation:
         return NO_OPERATION
-    return str(operation) if operation in OPERATIONS else OTHER_OPERATION
+    return operation if isinstance(operation, str) and operation in OPERATIONS else OTHER_OPERATION
 
 
 def observe_review(operation: str, outcome: str, seconds: float, templates_created: int) -> None:
