@@ -36,17 +36,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 from bench_server import BenchServer, review_body  # noqa: E402
+from reviews import BAD_POLICY, POLICY  # noqa: E402
 
 from webhook import certs  # noqa: E402
-
-POLICY = """\
-apiVersion: kubectl-dra.io/v1alpha1
-kind: GPUPolicy
-spec:
-  defaults:
-    maxGPUsPerPod: {max}
-"""
-BAD_POLICY = POLICY.format(max=4) + "    sharingMode: Exclusive\n"
 
 
 class Stats:

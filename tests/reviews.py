@@ -1,4 +1,5 @@
-"""A one-GPU-pod AdmissionReview and the policy digest a rewrite records (tests/app, tests/tls)."""
+"""A one-GPU-pod AdmissionReview, the policy digest a rewrite records, and policy files
+(tests/app, tests/tls, bench/soak.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,16 @@ import json
 from typing import Any
 
 from builders import container, make_pod, make_review
+
+# A policy file with a chosen maxGPUsPerPod, and an edit of it the server must reject.
+POLICY = """\
+apiVersion: kubectl-dra.io/v1alpha1
+kind: GPUPolicy
+spec:
+  defaults:
+    maxGPUsPerPod: {max}
+"""
+BAD_POLICY = POLICY.format(max=4) + "    sharingMode: Exclusive\n"
 
 
 def gpu_review(

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from reviews import gpu_review, rewritten_policy
+from reviews import BAD_POLICY, POLICY, gpu_review, rewritten_policy
 from tls_support import REPO, Server, StartServer
 
 from builders import wait_for
@@ -152,16 +152,6 @@ def test_half_written_certificate_pair_keeps_the_old_one(
     )
     assert json.loads(server.get("/readyz")[1])["status"] == "ok"
     assert server.metrics()['dra_webhook_certificate_reloads_total{result="failure"}'] >= 1
-
-
-POLICY = """\
-apiVersion: kubectl-dra.io/v1alpha1
-kind: GPUPolicy
-spec:
-  defaults:
-    maxGPUsPerPod: {max}
-"""
-BAD_POLICY = POLICY.format(max=4) + "    sharingMode: Exclusive\n"
 
 
 class KubeletVolume:
@@ -369,6 +359,20 @@ def test_sigterm_lets_an_in_flight_review_finish(start_server: StartServer) -> N
     assert server.proc.wait(15) == 0
 
 
+def run_serve(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`dra-webhook serve ARGS` expected to exit at start-up (bounded by a 30 s timeout)."""
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "m")
+    return subprocess.run(
+        [sys.executable, "-m", "webhook", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+        env=env,
+    )
+
+
 @pytest.mark.parametrize(
     ("setup", "message"),
     [
@@ -406,16 +410,7 @@ def test_start_up_errors_are_one_line_without_traceback(
         args += ["--client-name", "kube-apiserver"]
     else:
         (cert_dir / "tls.crt").write_text("not a certificate\n")
-    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "m")
-    done = subprocess.run(
-        [sys.executable, "-m", "webhook", "serve", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=REPO,
-        env=env,
-    )
+    done = run_serve(args, tmp_path)
     assert done.returncode == (2 if setup == "client-name-without-ca" else 1)
     assert message in done.stderr
     assert "Traceback" not in done.stderr
@@ -427,15 +422,6 @@ def test_debug_shows_the_traceback_of_a_start_up_error(cert_dir: Path, tmp_path:
     (tmp_path / "p.yaml").write_text(BAD_POLICY)
     argv = ["--cert-dir", str(cert_dir), "--offline", "--port", "0", "--host", "127.0.0.1"]
     argv += ["--policy", str(tmp_path / "p.yaml"), "--debug"]
-    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "m")
-    done = subprocess.run(
-        [sys.executable, "-m", "webhook", "serve", *argv],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=REPO,
-        env=env,
-    )
+    done = run_serve(argv, tmp_path)
     assert done.returncode == 1
     assert "Traceback" in done.stderr and "spec.defaults.sharingMode" in done.stderr
