@@ -730,7 +730,7 @@ class Cluster:
         self.spawn(pid_name, argv)
         url = f"https://127.0.0.1:{port}"
         # Readiness over a TLS connection that presents the API server's client certificate.
-        self.wait_ready(pid_name, timeout=30, probe=lambda: self._https_ok(f"{url}/readyz"))
+        self.wait_ready(pid_name, timeout=90, probe=lambda: self._https_ok(f"{url}/readyz"))
         # The policy's exempt namespaces are never even sent (the webhook would pass them anyway).
         loaded = Policy.from_file(policy) if policy is not None else Policy.default()
         config = registration_from_manifests(

@@ -190,7 +190,7 @@ def gunicorn_webhook(
             match = re.search(r"Listening at: https://127\.0\.0\.1:(\d+)", log.read_text())
             return int(match.group(1)) if match else None
 
-        url = f"https://127.0.0.1:{k8s.wait_for('gunicorn to listen', port, timeout=30)}"
+        url = f"https://127.0.0.1:{k8s.wait_for('the webhook to listen', port, timeout=90)}"
 
         def get(path: str) -> str:
             import ssl
@@ -208,7 +208,7 @@ def gunicorn_webhook(
             except OSError:
                 return False
 
-        k8s.wait_for("/readyz", ready, timeout=30)
+        k8s.wait_for("/readyz", ready, timeout=90)
         yield url, get, log
     finally:
         if proc.poll() is None:
