@@ -55,15 +55,20 @@ class Stats:
         self.errors[reason] = self.errors.get(reason, 0) + 1
 
 
-async def read_response(reader: asyncio.StreamReader) -> int:
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """The status of one response, and whether the server closes the connection after it (it
+    does after 1,000 requests on one connection, so that clients spread over replicas)."""
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
-    length = 0
+    length, closing = 0, False
     for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
+        lower = line.lower()
+        if lower.startswith(b"content-length:"):
             length = int(line.split(b":", 1)[1])
+        elif lower.startswith(b"connection:") and b"close" in lower:
+            closing = True
     await reader.readexactly(length)
-    return status
+    return status, closing
 
 
 async def connection(
@@ -86,7 +91,7 @@ async def connection(
         for attempt in (1, 2):
             try:
                 writer.write(request)
-                status = await asyncio.wait_for(read_response(reader), 10)
+                status, closing = await asyncio.wait_for(read_response(reader), 10)
             except (OSError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
                 writer.close()
                 reader, writer = await connect()
@@ -108,6 +113,9 @@ async def connection(
                 stats.latencies.append(time.perf_counter() - due)
             else:
                 stats.fail(f"HTTP {status}")
+            if closing:
+                writer.close()
+                reader, writer = await connect()
             break
         due += period
     while due < end:

@@ -1,0 +1,88 @@
+"""CPU per review of the real server: one worker pinned to core 0, the load on core 1.
+
+    .venv/bin/python bench/cpu_per_review.py [--seconds 10] [--connections 16]
+
+Starts `dra-webhook serve --offline --workers 1 --threads 4`, pins the master and the worker (all
+threads) to CPU 0 and this process to CPU 1, then drives POST /mutate over HTTPS keep-alive in a
+closed loop, for the review of a 1-GPU pod and of a pod with 4 containers x 2 GPUs. Prints
+reviews/s and the worker's CPU time per review (utime + stime from /proc), the figure that does
+not depend on how busy the rest of the machine is. Loopback only; each run is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_server import BenchServer, review_body  # noqa: E402
+from soak import read_response  # noqa: E402
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def drive(server: BenchServer, body: bytes, seconds: float, connections: int) -> int:
+    request = server.request_bytes(body).replace(b"Connection: close\r\n", b"")
+    end = time.perf_counter() + seconds
+    done = 0
+
+    async def client() -> None:
+        nonlocal done
+
+        async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+            return await asyncio.open_connection(
+                "127.0.0.1", server.port, ssl=server.client_context, server_hostname="127.0.0.1"
+            )
+
+        reader, writer = await connect()
+        while time.perf_counter() < end:
+            writer.write(request)
+            status, closing = await asyncio.wait_for(read_response(reader), 30)
+            done += status == 200
+            if closing:
+                writer.close()
+                reader, writer = await connect()
+        writer.close()
+
+    await asyncio.gather(*(client() for _ in range(connections)))
+    return done
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {1})
+    with BenchServer(["--threads", "4"], workers=1) as server:
+        pids = server.pids()
+        for pid in pids:
+            subprocess.run(["taskset", "-acp", "0", str(pid)], capture_output=True, check=False)
+        worker = pids[1]
+        print(f"load average {os.getloadavg()[0]:.1f}; worker {worker} on CPU 0, load on CPU 1")
+        for label, body in (("1-GPU pod", review_body()), ("4 x 2-GPU pod", review_body(2, 4))):
+            asyncio.run(drive(server, body, 2, args.connections))  # warm-up
+            before = cpu_seconds(worker)
+            started = time.perf_counter()
+            count = asyncio.run(drive(server, body, args.seconds, args.connections))
+            wall = time.perf_counter() - started
+            cpu = cpu_seconds(worker) - before
+            print(
+                f"{label}: {count / wall:,.0f} reviews/s, worker CPU {cpu / count * 1000:.2f} ms "
+                f"per review ({count} reviews, {cpu:.1f} s CPU in {wall:.1f} s)"
+            )
+        print(f"RSS MiB: {server.rss_mib()}")
+
+
+if __name__ == "__main__":
+    main()
