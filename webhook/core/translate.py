@@ -16,9 +16,9 @@ import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final
 
-from webhook.core import cel, selectors, sharing
+from webhook.core import cel, dra, selectors, sharing
 from webhook.core.errors import TranslationError
 from webhook.core.names import is_dns_subdomain, short_hash, to_dns_label, unique_label
 from webhook.core.policy import MAX_DEVICES_PER_CLAIM, Policy, ResourceRule, SharingRules
@@ -33,12 +33,8 @@ MANAGED_BY: Final = "kubectl-dra"
 RESOURCE_API_VERSION: Final = "resource.k8s.io/v1"
 DEFAULT_CLAIM_NAME: Final = "gpu"
 
-ContainerKind = Literal["app", "init", "sidecar"]
-_LISTS: Final[dict[ContainerKind, str]] = {
-    "app": "containers",
-    "init": "initContainers",
-    "sidecar": "initContainers",
-}
+ContainerKind = dra.ContainerKind
+_LISTS: Final = dra.LIST_OF_KIND
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +99,7 @@ def translate(
         return _keep(pod, "no legacy GPU resources")
 
     rules = policy.rules_for(namespace or "", namespace_labels)
-    who = subject or _describe_pod(metadata, namespace)
+    who = subject or dra.describe_object(pod, kind="pod", namespace=namespace)
     if policy.mode == "Audit":
         try:
             would = _rewrite(pod, policy=policy, rules=rules, namespace=namespace, who=who)
@@ -133,14 +129,6 @@ def _keep(
     )
 
 
-def _describe_pod(metadata: Mapping[str, Any], namespace: str | None) -> str:
-    name = metadata.get("name") or (
-        metadata.get("generateName", "") + "*" if metadata.get("generateName") else ""
-    )
-    name = name or "(unnamed)"
-    return f'pod "{namespace}/{name}"' if namespace else f'pod "{name}"'
-
-
 def _summary(translation: Translation) -> str:
     record = json.loads(translation.pod["metadata"]["annotations"][REWRITTEN_ANNOTATION])
     parts = [f"{c['container']}: {c['count']} {c['resource']}" for c in record["containers"]]
@@ -152,21 +140,11 @@ def _summary(translation: Translation) -> str:
 
 
 def _containers(spec: Mapping[str, Any]) -> list[tuple[ContainerKind, int, dict[str, Any]]]:
-    found: list[tuple[ContainerKind, int, dict[str, Any]]] = []
-    for i, c in enumerate(spec.get("initContainers") or []):
-        found.append(("sidecar" if c.get("restartPolicy") == "Always" else "init", i, c))
-    for i, c in enumerate(spec.get("containers") or []):
-        found.append(("app", i, c))
-    return found
+    return [(ref.kind, ref.index, ref.container) for ref in dra.pod_containers(spec)]
 
 
 def _has_legacy_resource(spec: Mapping[str, Any], policy: Policy) -> bool:
-    for _, _, container in _containers(spec):
-        resources = container.get("resources") or {}
-        for section in ("limits", "requests"):
-            if any(policy.resource_rule(k) for k in resources.get(section) or {}):
-                return True
-    return False
+    return any(dra.legacy_resources(ref.container, policy) for ref in dra.pod_containers(spec))
 
 
 def _parse_count(value: Any) -> int | None:
