@@ -679,7 +679,7 @@ def test_second_pass_is_a_no_op() -> None:
         (
             make_pod(container("app", gpus=1), annotations={SKIP_ANNOTATION: "true"}),
             "ml",
-            DEFAULT,
+            make_policy(allowSkip=True),
             "annotation kubectl-dra.io/skip is true",
         ),
         (

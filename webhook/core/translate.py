@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from webhook.core import cel, dra, selectors, sharing
-from webhook.core.errors import TranslationError
+from webhook.core.errors import TranslationError, shown
 from webhook.core.names import is_dns_subdomain, short_hash, to_dns_label, unique_label
 from webhook.core.policy import MAX_DEVICES_PER_CLAIM, Policy, ResourceRule, SharingRules
 
@@ -90,16 +91,17 @@ def translate(
         return _keep(pod, "policy mode is Disabled")
     if namespace and namespace in policy.exempt_namespaces:
         return _keep(pod, f"namespace {namespace} is exempt")
-    if annotations.get(SKIP_ANNOTATION) == "true":
-        return _keep(pod, f"annotation {SKIP_ANNOTATION} is true")
-    if REWRITTEN_ANNOTATION in annotations:
-        return _keep(pod, "already rewritten")
     spec = pod.get("spec") or {}
+    # The rewritten annotation proves nothing (a pod author can write it): only a pod that no
+    # longer asks for a legacy resource is left alone.
     if not _has_legacy_resource(spec, policy):
-        return _keep(pod, "no legacy GPU resources")
+        reason = "already rewritten" if REWRITTEN_ANNOTATION in annotations else ""
+        return _keep(pod, reason or "no legacy GPU resources")
 
     rules = policy.rules_for(namespace or "", namespace_labels)
     who = subject or dra.describe_object(pod, kind="pod", namespace=namespace)
+    if annotations.get(SKIP_ANNOTATION) == "true":
+        return _skip(pod, policy=policy, rules=rules, namespace=namespace, who=who)
     if policy.mode == "Audit":
         try:
             would = _rewrite(pod, policy=policy, rules=rules, namespace=namespace, who=who)
@@ -115,6 +117,35 @@ def translate(
             audit={PREFIX + "would-rewrite": summary},
         )
     return _rewrite(pod, policy=policy, rules=rules, namespace=namespace, who=who)
+
+
+def _skip(
+    pod: Mapping[str, Any], *, policy: Policy, rules: SharingRules, namespace: str | None, who: str
+) -> Translation:
+    """A pod annotated skip: left alone where `allowSkip` is true, else denied (Audit: reported)."""
+    if rules.allow_skip:
+        reason = f"annotation {SKIP_ANNOTATION} is true"
+        if policy.mode != "Audit":
+            return _keep(pod, reason)
+        return _keep(
+            pod,
+            "audit",
+            warnings=(f"audit: {reason}; Enforce mode leaves this pod to the device plugin",),
+            audit={PREFIX + "skipped": "true"},
+        )
+    message = (
+        f"{who}: annotation {SKIP_ANNOTATION} is not allowed in namespace "
+        f"{namespace or '(none)'} (policy allowSkip: false); remove the annotation, or ask your "
+        "platform team to set allowSkip: true for this namespace"
+    )
+    if policy.mode == "Audit":
+        return _keep(
+            pod,
+            "audit",
+            warnings=(f"audit: Enforce mode would deny this pod: {message}",),
+            audit={PREFIX + "skipped": "refused"},
+        )
+    raise TranslationError(message)
 
 
 def _keep(
@@ -147,13 +178,26 @@ def _has_legacy_resource(spec: Mapping[str, Any], policy: Policy) -> bool:
     return any(dra.legacy_resources(ref.container, policy) for ref in dra.pod_containers(spec))
 
 
+# The largest count the API server accepts for an extended resource (a Quantity as int64).
+MAX_COUNT: Final = 2**63 - 1
+_ASCII_DIGITS: Final = re.compile(r"[0-9]{1,19}")
+
+
 def _parse_count(value: Any) -> int | None:
+    """A whole number of devices: a JSON integer or a string of ASCII digits; -1: too large.
+
+    `str.isdigit` would accept other scripts' digits ('٣'), which the API server refuses.
+    """
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
+        return None if value < 0 else (value if value <= MAX_COUNT else -1)
+    if isinstance(value, str):
+        if _ASCII_DIGITS.fullmatch(value):
+            count = int(value)
+            return count if count <= MAX_COUNT else -1
+        if value.isascii() and value.isdigit():
+            return -1  # 20 digits or more
     return None
 
 
@@ -175,7 +219,12 @@ def _collect_demands(spec: Mapping[str, Any], policy: Policy, who: str) -> list[
             if count is None:
                 raise TranslationError(
                     f'{who}, container "{name}": {field_base}.{section}["{resource}"] is '
-                    f"{json.dumps(raw)}; it must be a whole number of devices (0 or more)"
+                    f"{shown(raw)}; it must be a whole number of devices (0 or more)"
+                )
+            if count < 0 or (resource in requests and _parse_count(requests[resource]) == -1):
+                raise TranslationError(
+                    f'{who}, container "{name}": {field_base}.{section}["{resource}"] is '
+                    f"{shown(raw)}; larger than the API server accepts (at most {MAX_COUNT})"
                 )
             if (
                 resource in limits
@@ -184,7 +233,7 @@ def _collect_demands(spec: Mapping[str, Any], policy: Policy, who: str) -> list[
             ):
                 raise TranslationError(
                     f'{who}, container "{name}": {field_base}.requests["{resource}"] '
-                    f"({json.dumps(requests[resource])}) differs from the limit ({json.dumps(limits[resource])}); "
+                    f"({shown(requests[resource])}) differs from the limit ({shown(limits[resource])}); "
                     "GPUs cannot be overcommitted, so set them equal or keep only the limit"
                 )
             demands.append(Demand(kind, index, name, resource, count, *match))
@@ -234,7 +283,7 @@ def _rewrite(
             )
         if not is_dns_subdomain(shared_claim):
             raise TranslationError(
-                f"{who}: annotation {SHARED_CLAIM_ANNOTATION}={json.dumps(shared_claim)} is not a "
+                f"{who}: annotation {SHARED_CLAIM_ANNOTATION}={shown(shared_claim)} is not a "
                 "valid ResourceClaim name (lower-case letters, digits, '-' and '.')"
             )
 
@@ -430,13 +479,14 @@ def _resource_label(resource: str) -> str:
 
 
 def _check_limits(planned: list[PlannedRequest], rules: SharingRules, who: str) -> None:
+    """The policy's maxGPUsPerPod first (it is what the pod's author can act on), then DRA's."""
     total = sum(r.count for r in planned)
-    for request in planned:
-        if request.count > MAX_DEVICES_PER_CLAIM:
-            raise TranslationError(
-                f"{who}: request {request.name} asks for {request.count} {request.resource}; "
-                f"DRA allocates at most {MAX_DEVICES_PER_CLAIM} devices per request"
-            )
+    too_big = [r for r in planned if r.count > MAX_DEVICES_PER_CLAIM]
+    dra_limit = "".join(
+        f"; request {r.name} asks for {r.count} {r.resource}, and DRA allocates at most "
+        f"{MAX_DEVICES_PER_CLAIM} devices per request"
+        for r in too_big[:1]
+    )
     limit = min(rules.max_gpus_per_pod, MAX_DEVICES_PER_CLAIM)
     if total > limit:
         source = (
@@ -445,8 +495,8 @@ def _check_limits(planned: list[PlannedRequest], rules: SharingRules, who: str) 
             else f"DRA allocates at most {MAX_DEVICES_PER_CLAIM} devices per claim"
         )
         raise TranslationError(
-            f"{who} needs {total} GPU devices in all; {source}; ask for fewer, or split the work "
-            "across pods"
+            f"{who} needs {total} GPU devices in all; {source}{dra_limit}; ask for fewer, or "
+            "split the work across pods"
         )
 
 
