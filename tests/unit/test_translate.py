@@ -739,6 +739,7 @@ def test_rewritten_annotation_records_what_was_replaced() -> None:
         "policy": "builtin",
         "sharing": "Exclusive",
         "template": result.templates[0]["metadata"]["name"],
+        "version": 1,
     }
 
 
