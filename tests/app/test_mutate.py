@@ -286,3 +286,16 @@ def test_shared_claim_squatted_with_an_impossible_selector_is_refused(
         "annotation kubectl-dra.io/shared-claim names ResourceClaim ml/single-gpu, but "
         'ResourceClaim single-gpu request "gpu" asks for'
     )
+
+
+def test_update_in_disabled_mode_is_left_alone() -> None:
+    live = translate(
+        make_pod(container("app", gpus=1)), policy=Policy.default(), namespace="ml"
+    ).pod
+    reapplied = copy.deepcopy(live)
+    reapplied["spec"]["containers"][0]["resources"]["limits"] = {"nvidia.com/gpu": 1}
+    disabled = client_for(make_policy(mode="Disabled"))
+    response = post(disabled, make_review(reapplied, operation="UPDATE", old=live))
+    assert response["allowed"] is True and "patch" not in response
+    enforcing = post(client_for(), make_review(reapplied, operation="UPDATE", old=live))
+    assert "patch" in enforcing  # the same update is corrected where the policy is on
