@@ -89,6 +89,9 @@ def translate(
 
     `subject` names the object in messages (default: the pod's namespace/name).
     """
+    problem = dra.pod_shape_problem(pod)
+    if problem:
+        raise TranslationError(f"{subject or 'pod'}: {problem}")
     metadata = pod.get("metadata") or {}
     annotations = metadata.get("annotations") or {}
     if policy.mode == "Disabled":
@@ -264,11 +267,13 @@ def _rewrite(
     demands = _collect_demands(spec, policy, who)
     warnings: list[str] = []
 
+    by_container: dict[tuple[ContainerKind, int], list[str]] = {}
+    for demand in demands:
+        by_container.setdefault((demand.kind, demand.index), []).append(demand.resource)
     for kind, index, container in _containers(spec):
-        _strip_legacy(
-            container, [d.resource for d in demands if d.kind == kind and d.index == index]
-        )
+        _strip_legacy(container, by_container.get((kind, index), []))
     active = [d for d in demands if d.count > 0]
+    _check_largest(active, rules, who)
 
     shared_claim = annotations.get(SHARED_CLAIM_ANNOTATION)
     pod_sharing = rules.pod_sharing == "Always" or (
@@ -575,6 +580,28 @@ def _plan_requests(
 def _resource_label(resource: str) -> str:
     """`nvidia.com/gpu` -> `gpu`, `nvidia.com/mig-1g.10gb` -> `mig-1g-10gb`."""
     return to_dns_label(resource.split("/", 1)[-1])
+
+
+def _check_largest(demands: list[Demand], rules: SharingRules, who: str) -> None:
+    """Before planning: no way of sharing gives a pod fewer devices than its largest demand.
+
+    Denying here keeps planning proportional to the pod (counts are at most 32 past this).
+    """
+    largest = max(demands, key=lambda d: d.count, default=None)
+    if largest is not None and largest.count > min(rules.max_gpus_per_pod, MAX_DEVICES_PER_CLAIM):
+        _check_limits(
+            [
+                PlannedRequest(
+                    to_dns_label(largest.container),
+                    largest.resource,
+                    largest.rule,
+                    largest.profile,
+                    largest.count,
+                )
+            ],
+            rules,
+            who,
+        )
 
 
 def _check_limits(planned: list[PlannedRequest], rules: SharingRules, who: str) -> None:
