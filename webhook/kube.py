@@ -21,6 +21,7 @@ from webhook.errors import GatewayError
 GROUP, VERSION = "resource.k8s.io", "v1"
 DEFAULT_TIMEOUT = 2.0
 T = TypeVar("T")
+KINDS = {"resourceclaims": "ResourceClaim", "resourceclaimtemplates": "ResourceClaimTemplate"}
 
 
 def status_message(exc: ApiException) -> str:
@@ -112,7 +113,7 @@ class KubeGateway:
         namespace = obj["metadata"].get("namespace") or "default"
         try:
             self._call(
-                f"creating {plural} {namespace}/{obj['metadata'].get('name', '')}",
+                f"creating {KINDS[plural]} {namespace}/{obj['metadata'].get('name', '')}",
                 self._custom.create_namespaced_custom_object,
                 GROUP,
                 VERSION,
@@ -141,7 +142,7 @@ class KubeGateway:
     def _get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             found = self._call(
-                f"reading {plural} {namespace}/{name}",
+                f"reading {KINDS[plural]} {namespace}/{name}",
                 self._custom.get_namespaced_custom_object,
                 GROUP,
                 VERSION,

@@ -67,7 +67,7 @@ def test_each_gateway_call_gives_up_with_a_retryable_error(silent_api_server: Pa
     calls = [
         ("reading namespace ml", lambda: gateway.namespace_labels("ml")),
         ("reading ResourceClaim ml/team", lambda: gateway.get_claim("ml", "team")),
-        ("creating resourceclaimtemplates ml/gpu-1", lambda: gateway.create_template(template)),
+        ("creating ResourceClaimTemplate ml/gpu-1", lambda: gateway.create_template(template)),
     ]
     for what, call in calls:
         with pytest.raises(GatewayError) as caught:
