@@ -69,6 +69,7 @@ func run(cfg config) error {
 		kubeletplugin.KubeClient(client),
 		kubeletplugin.RegistrarDirectoryPath(cfg.registrarDir),
 	}
+	opts = append(opts, healthOptions()...)
 	if cfg.pluginDir != "" {
 		if err := os.MkdirAll(cfg.pluginDir, 0o750); err != nil {
 			return err
