@@ -54,6 +54,7 @@ REAL_NODE_LABEL = "kubectl-dra.io/real-node"
 APISERVER_KUBELET_USER = "kube-apiserver-kubelet-client"
 PROCESSES = ("node-containerd", "node-kubelet", "node-dra-plugin")
 CGROUP_MOUNTS = Path("/sys/fs/cgroup")
+SHIM_SOCKETS = Path("/run/containerd/s")
 UNIX_PATH_MAX = 107
 # Chains the kubelet's iptables canary creates even with makeIPTablesUtilChains off.
 KUBELET_CHAINS = (
@@ -194,7 +195,7 @@ def kubelet_config(
         "cgroupRoot": p.cgroup_root,
         "failCgroupV1": False,
         "failSwapOn": False,
-        "podLogsRootDirectory": str(p.pod_logs),
+        "podLogsDir": str(p.pod_logs),
         "makeIPTablesUtilChains": False,
         "resolvConf": "",
         # Our images exist only in this containerd: never garbage-collect them.
@@ -420,7 +421,7 @@ class RealNode:
         self._unmount_all()
         self._remove_cgroups()
         _delete_iptables_chains()
-        _remove_container_log_links(self.paths.root)
+        _remove_host_leftovers(self.paths.root)
         if name and api_up:
             self.cluster.kubectl("delete", "node", name, "--ignore-not-found", check=False)
         shutil.rmtree(self.paths.root, ignore_errors=True)
@@ -523,15 +524,19 @@ def _delete_iptables_chains() -> None:
         subprocess.run([iptables, "-t", table, "-X", chain], capture_output=True, timeout=30)
 
 
-def _remove_container_log_links(root: Path) -> None:
-    """The kubelet links /var/log/containers/*.log to its pod logs; drop the links to ours."""
+def _remove_host_leftovers(root: Path) -> None:
+    """Two host paths are fixed: the kubelet links /var/log/containers/*.log to its pod logs,
+    and runc shims make their sockets under /run/containerd/s.  Drop our links, then each
+    directory once empty (another node may still be using it)."""
     logs = Path("/var/log/containers")
-    if not logs.is_dir():
-        return
-    for link in logs.iterdir():
+    if logs.is_dir():
+        for link in logs.iterdir():
+            with contextlib.suppress(OSError):
+                if link.is_symlink() and str(link.readlink()).startswith(str(root)):
+                    link.unlink()
+    for empty in (logs, SHIM_SOCKETS, SHIM_SOCKETS.parent):
         with contextlib.suppress(OSError):
-            if link.is_symlink() and str(link.readlink()).startswith(str(root)):
-                link.unlink()
+            empty.rmdir()
 
 
 def apiserver_kubelet_rbac() -> dict[str, Any]:
