@@ -418,6 +418,7 @@ class RealNode:
             self.cluster._stop(proc_name, quiet=quiet, out=out)
         self._kill_containers()
         self._stop_leftovers()
+        self._remove_shim_sockets()
         self._unmount_all()
         self._remove_cgroups()
         _delete_iptables_chains()
@@ -474,6 +475,15 @@ class RealNode:
         deadline = time.monotonic() + 10
         while any(pid_alive(pid) for pid in victims) and time.monotonic() < deadline:
             time.sleep(0.05)
+
+    def _remove_shim_sockets(self) -> None:
+        """A shim killed by a crash leaves its socket in SHIM_SOCKETS, a directory containerd
+        fixes for root.  The name is sha256("<containerd socket>/<namespace>/<sandbox id>")."""
+        tasks = self.paths.containerd / "state" / "io.containerd.runtime.v2.task"
+        for task in tasks.glob("*/*"):
+            for suffix in ("", "/debug"):
+                path = f"{self.paths.containerd_sock}/{task.parent.name}/{task.name}{suffix}"
+                (SHIM_SOCKETS / hashlib.sha256(path.encode()).hexdigest()).unlink(missing_ok=True)
 
     def _unmount_all(self) -> None:
         mine = str(self.paths.root.resolve()) + "/"
