@@ -89,10 +89,28 @@ class NodePaths:
         self.root = cluster_root / "node"
         tag = hashlib.sha256(str(cluster_root.resolve()).encode()).hexdigest()[:8]
         self.cgroup_root = f"/kubectl-dra-{tag}"
+        self.containerd = self.root / "containerd"  # root/, state/, config.toml
+        self.kubelet = self.root / "kubelet"  # the kubelet's --root-dir
+        self.cdi = self.root / "cdi"  # CDI specs the plugin writes and containerd reads
+        self.cni = self.root / "cni"
+        self.pki = self.root / "pki"
+        self.run = self.root / "run"
+        self.runc = self.root / "runc"  # runc's state root (--root)
+        self.pod_logs = self.root / "pod-logs"
 
-    def __getattr__(self, name: str) -> Path:
-        # containerd/, kubelet/, cdi/, cni/, pki/, run/, runc/, pod-logs/ ...
-        return self.root / name.replace("_", "-")
+    @property
+    def all_dirs(self) -> list[Path]:
+        return [
+            self.root,
+            self.containerd,
+            self.kubelet,
+            self.cdi,
+            self.cni,
+            self.pki,
+            self.run,
+            self.runc,
+            self.pod_logs,
+        ]
 
     @property
     def containerd_sock(self) -> Path:
@@ -242,7 +260,7 @@ class RealNode:
         p.check_socket_paths()
         art = node_build.build(self.cluster.state.get("version"), out_stream=out)
         t0 = time.monotonic()
-        for d in (p.root, p.containerd, p.kubelet, p.cdi, p.cni, p.pki, p.run, p.runc, p.pod_logs):
+        for d in p.all_dirs:
             d.mkdir(parents=True, exist_ok=True)
         self.state_file.write_text(json.dumps({"name": name}) + "\n")
         try:

@@ -147,6 +147,10 @@ def scenario_docs(path: Path, namespace: str) -> list[dict[str, Any]]:
     return docs
 
 
+def run_scenario(k8s: E2ECluster, node: Node, scenario: str, namespace: str) -> None:
+    run_on_node(k8s, node, scenario_docs(seed_scenario(scenario), namespace), namespace)
+
+
 def example_policy() -> str:
     """examples/policy-example-driver.yaml, its namespace rules also naming our namespaces."""
     (configmap,) = load_yaml_docs(ROOT / "examples" / "policy-example-driver.yaml")
@@ -200,12 +204,16 @@ def test_scenario_containers_see_their_devices(
     scenario: str,
     form: str,
 ) -> None:
-    path = seed_scenario(scenario if form == "native" else f"legacy/{scenario}")
-    (original,) = [d["metadata"]["name"] for d in load_yaml_docs(path) if d["kind"] == "Namespace"]
+    name = scenario if form == "native" else f"legacy/{scenario}"
+    (original,) = [
+        d["metadata"]["name"]
+        for d in load_yaml_docs(seed_scenario(name))
+        if d["kind"] == "Namespace"
+    ]
     namespace = fresh_namespace(original + SUFFIX)
     if form == "legacy":
         webhooks.use(namespace, example_policy())
-    run_on_node(k8s, real_node, scenario_docs(path, namespace), namespace)
+    run_scenario(k8s, real_node, name, namespace)
 
     expected, same = SCENARIOS[scenario]
     views = {key: seen(k8s, namespace, *key) for key in expected}
@@ -318,9 +326,8 @@ def test_init_container_before_a_sidecar_reuses_its_devices(
 def test_deleting_pods_releases_their_devices(
     k8s: E2ECluster, real_node: Node, fresh_namespace: Any
 ) -> None:
-    path = seed_scenario("03-inter-pod-sharing.yaml")
     namespace = fresh_namespace("gpu1-release" + SUFFIX)
-    run_on_node(k8s, real_node, scenario_docs(path, namespace), namespace)
+    run_scenario(k8s, real_node, "03-inter-pod-sharing.yaml", namespace)
     claim = k8s.get_claim(namespace, "single-gpu")
     spec_file = real_node.cdi_spec(claim["metadata"]["uid"])
     assert spec_file.exists(), "the plugin prepared the shared claim"
@@ -343,9 +350,8 @@ def test_deleting_pods_releases_their_devices(
 def test_deleting_a_pod_removes_its_template_claim_and_cdi_spec(
     k8s: E2ECluster, real_node: Node, fresh_namespace: Any
 ) -> None:
-    path = seed_scenario("01-two-gpus-one-pod.yaml")
     namespace = fresh_namespace("gpu-release" + SUFFIX)
-    run_on_node(k8s, real_node, scenario_docs(path, namespace), namespace)
+    run_scenario(k8s, real_node, "01-two-gpus-one-pod.yaml", namespace)
     claim = claim_of(k8s, namespace, k8s.get_pod(namespace, "pod0"))
     spec_file = real_node.cdi_spec(claim["metadata"]["uid"])
     assert spec_file.exists()
