@@ -14,7 +14,7 @@ COPY kubectl_dra ./kubectl_dra
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --upgrade pip \
  && /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels . \
- && /opt/venv/bin/pip install /wheels/*.whl \
+ && /opt/venv/bin/pip install "$(ls /wheels/*.whl)[webhook]" \
  && /opt/venv/bin/pip uninstall -y pip setuptools wheel \
  && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} +
 

@@ -17,7 +17,7 @@ help:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[webhook,test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -26,6 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check webhook kubectl_dra tests bench hack
 	$(BIN)/ruff format --check webhook kubectl_dra tests bench hack
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 unit: $(STAMP)
 	$(BIN)/pytest -m "not e2e" -q

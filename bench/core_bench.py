@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from builders import container, make_pod, make_review
 from webhook.app import create_app
+from webhook.core.policy import Policy
+from webhook.core.translate import translate
 from webhook.gateway import MemoryGateway
-from webhook.policy import Policy
 from webhook.settings import Settings
-from webhook.translate import translate
 
 SHAPES: dict[str, dict[str, Any]] = {
     "1-GPU pod": make_pod(container("app", gpus=1, limits={"cpu": "4", "memory": "16Gi"})),

@@ -53,7 +53,7 @@ import k8s_build  # noqa: E402
 import node  # noqa: E402
 
 from webhook import certs  # noqa: E402
-from webhook.policy import Policy  # noqa: E402
+from webhook.core.policy import Policy  # noqa: E402
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 SERVICE_CIDR = "10.96.0.0/16"

@@ -40,8 +40,8 @@ from celpy import celtypes
 from celpy.celparser import CELParseError
 from celpy.evaluation import CELEvalError
 
-from kubectl_dra.quantity import parse_quantity
-from webhook.policy import MAX_CEL_LENGTH
+from webhook.core.policy import MAX_CEL_LENGTH
+from webhook.core.quantity import parse_quantity
 
 MAX_EXPRESSION_BYTES: Final = MAX_CEL_LENGTH
 DEVICE_FIELDS: Final = frozenset({"driver", "attributes", "capacity", "allowMultipleAllocations"})

@@ -19,8 +19,8 @@ import click
 from kubectl_dra.errors import DraError, NotFoundError
 from kubectl_dra.kube import ClusterReader
 from kubectl_dra.options import kube_options, output_option
-from webhook.errors import PolicyError
-from webhook.policy import Policy
+from webhook.core.errors import PolicyError
+from webhook.core.policy import Policy
 
 CONTEXT_SETTINGS: dict[str, Any] = {
     "help_option_names": ["-h", "--help"],

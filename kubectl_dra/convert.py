@@ -13,9 +13,9 @@ from typing import Any, Final
 
 from kubectl_dra.documents import Document, describe
 from kubectl_dra.errors import InputError
-from webhook.errors import TranslationError
-from webhook.policy import Policy
-from webhook.translate import check_shared_claim_fits, translate
+from webhook.core.errors import TranslationError
+from webhook.core.policy import Policy
+from webhook.core.translate import check_shared_claim_fits, translate
 
 # Where each kind keeps its pod template, by (API group, kind); () means the object is the pod.
 POD_TEMPLATE_PATHS: Final[dict[tuple[str, str], tuple[str, ...]]] = {

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
-
 from kubectl_dra.errors import InputError
+from webhook.core import yamlinput
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +45,9 @@ def _parse(text: str, source: str) -> Iterator[Any]:
         except json.JSONDecodeError:
             pass  # YAML is a superset of JSON; let the YAML parser report the error
     try:
-        yield from yaml.safe_load_all(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InputError(f"{source}: not valid YAML or JSON{where}: {problem}") from None
+        yield from yamlinput.load_all(text)
+    except yamlinput.YamlInputError as exc:
+        raise InputError(f"{source}: {exc}") from None
 
 
 def load_documents(paths: Iterable[str], *, stdin: TextIO | None = None) -> list[Document]:

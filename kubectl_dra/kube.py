@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import Any, Protocol, TypeVar
 
 from kubectl_dra.errors import KubeError, NotFoundError
+from webhook.core.status import status_message
 
 RESOURCE_GROUP = "resource.k8s.io"
 RESOURCE_VERSIONS = ("v1", "v1beta2", "v1beta1")
@@ -251,9 +252,7 @@ class KubeGateway:
 
 def _explain(exc: Any, what: str) -> KubeError:
     """An ApiException as a one-line message with a hint, naming what we tried."""
-    from webhook.kube import status_message  # imports the client: only on the error path
-
-    message = status_message(exc)
+    message = status_message(exc.body, exc.reason)
     status = exc.status
     if status == 403:
         return KubeError(

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final, Literal, TypeVar
 
-from kubectl_dra.quantity import BINARY_SUFFIXES, parse_quantity
-from webhook.translate import REWRITTEN_ANNOTATION
+from webhook.core.quantity import BINARY_SUFFIXES, parse_quantity
+from webhook.core.translate import REWRITTEN_ANNOTATION
 
 EXTENDED_RESOURCE_CLAIM_ANNOTATION: Final = "resource.kubernetes.io/extended-resource-claim"
 POD_CLAIM_NAME_ANNOTATION: Final = "resource.kubernetes.io/pod-claim-name"

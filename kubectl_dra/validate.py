@@ -32,8 +32,8 @@ from kubectl_dra import celcheck
 from kubectl_dra.convert import template_of, template_path
 from kubectl_dra.documents import Document
 from kubectl_dra.render import align_columns
-from webhook.names import is_dns_label, is_dns_subdomain
-from webhook.policy import MAX_DEVICES_PER_CLAIM
+from webhook.core.names import is_dns_label, is_dns_subdomain
+from webhook.core.policy import MAX_DEVICES_PER_CLAIM
 
 if TYPE_CHECKING:
     from kubectl_dra.kube import ClusterReader

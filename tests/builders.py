@@ -10,7 +10,7 @@ from typing import Any
 
 import kubernetes_validate
 
-from webhook.policy import Policy
+from webhook.core.policy import Policy
 
 SCHEMA_VERSION = "1.34"  # the first release with resource.k8s.io/v1; what we promise to emit
 

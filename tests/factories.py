@@ -14,7 +14,7 @@ from typing import Any
 
 from kubectl_dra.errors import NotFoundError
 from kubectl_dra.report import EXTENDED_RESOURCE_CLAIM_ANNOTATION, POD_CLAIM_NAME_ANNOTATION
-from webhook.translate import REWRITTEN_ANNOTATION
+from webhook.core.translate import REWRITTEN_ANNOTATION
 
 NVIDIA = "gpu.nvidia.com"
 A100 = "NVIDIA A100-SXM4-80GB"

@@ -16,12 +16,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from webhook import review
-from webhook.errors import GatewayError, TranslationError
+from webhook.core import review
+from webhook.core.errors import TranslationError
+from webhook.core.policy import Policy
+from webhook.core.review import AdmissionRequest
+from webhook.core.translate import (
+    Translation,
+    check_shared_claim_fits,
+    restore_rewritten,
+    translate,
+)
+from webhook.errors import GatewayError
 from webhook.gateway import ClusterGateway
-from webhook.policy import Policy
-from webhook.review import AdmissionRequest
-from webhook.translate import Translation, check_shared_claim_fits, restore_rewritten, translate
 
 log = logging.getLogger("webhook.admission")
 

@@ -10,8 +10,8 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from webhook.admission import Admission
+from webhook.core.policy import Policy
 from webhook.gateway import ClusterGateway
-from webhook.policy import Policy
 from webhook.reload import Reloadable
 from webhook.routes import ADMISSION, STATUS, blueprint
 from webhook.settings import Settings

@@ -21,6 +21,7 @@ import click
 import yaml
 
 from webhook import certs
+from webhook.core import yamlinput
 from webhook.errors import GatewayError
 from webhook.tls_objects import (
     WEBHOOK_CONFIG_KIND,
@@ -171,11 +172,11 @@ def _emit(documents: list[dict[str, Any]], output: str) -> None:
 def _read_manifests(path: str) -> list[Any]:
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text()
-        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        return [doc for doc in yamlinput.load_all(text) if doc is not None]
     except OSError as exc:
         raise click.ClickException(f"cannot read {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise click.ClickException(f"{path} is not valid YAML: {exc}") from None
+    except yamlinput.YamlInputError as exc:
+        raise click.ClickException(f"{path}: {exc}") from None
 
 
 @certs_group.command()

@@ -12,8 +12,9 @@ from pathlib import Path
 import click
 
 from webhook.certs_cli import certs_group
-from webhook.errors import GatewayError, PolicyError
-from webhook.policy import Policy
+from webhook.core.errors import PolicyError
+from webhook.core.policy import Policy
+from webhook.errors import GatewayError
 from webhook.settings import Settings
 
 

@@ -5,13 +5,13 @@ Objects go in and out as dicts; ApiException becomes GatewayError with the Statu
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from webhook.core.status import status_message as core_status_message
 from webhook.errors import GatewayError
 
 GROUP, VERSION = "resource.k8s.io", "v1"
@@ -19,11 +19,7 @@ GROUP, VERSION = "resource.k8s.io", "v1"
 
 def status_message(exc: ApiException) -> str:
     """The message of the Status the API server answered with, else the HTTP reason."""
-    try:
-        message = json.loads(exc.body or "{}").get("message")
-    except (ValueError, AttributeError):
-        message = None
-    return str(message or exc.reason)
+    return core_status_message(exc.body, exc.reason)
 
 
 def _reason(exc: ApiException) -> str:

@@ -32,8 +32,8 @@ from typing import Any, Protocol
 from cryptography import x509
 
 from webhook import metrics
-from webhook.errors import PolicyError
-from webhook.policy import Policy
+from webhook.core.errors import PolicyError
+from webhook.core.policy import Policy
 
 log = logging.getLogger("webhook.reload")
 

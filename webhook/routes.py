@@ -14,9 +14,10 @@ from typing import Any, Final
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from webhook import metrics, review
+from webhook import metrics
 from webhook.admission import Admission
-from webhook.errors import BadReviewError
+from webhook.core import review
+from webhook.core.errors import BadReviewError
 
 log = logging.getLogger("webhook.routes")
 blueprint = Blueprint("webhook", __name__)

@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 
 from builders import assert_valid, container, make_pod
 from kubectl_dra.cli import cli
-from webhook.translate import REWRITTEN_ANNOTATION
+from webhook.core.translate import REWRITTEN_ANNOTATION
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(p for p in (ROOT / "examples").rglob("*.yaml") if not p.name.startswith("policy"))
@@ -166,7 +166,7 @@ def test_json_input_and_lists_are_read(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("kind: Pod\nmetadata: {name: a}\nspec: [\n", "not valid YAML or JSON at line"),
+        ("kind: Pod\nmetadata: {name: a}\nspec: [\n", "not valid YAML at line"),
         ("- 1\n- 2\n", "document 1: not a Kubernetes object (no kind)"),
         (
             yaml.safe_dump(make_pod(container("app", gpus="1.5"))),

@@ -10,12 +10,12 @@ import pytest
 from flask.testing import FlaskClient
 
 from builders import container, make_pod, make_policy, make_review
-from webhook import review
 from webhook.app import create_app
+from webhook.core import review
+from webhook.core.policy import Policy
+from webhook.core.translate import SHARED_CLAIM_ANNOTATION, translate
 from webhook.gateway import MemoryGateway
-from webhook.policy import Policy
 from webhook.settings import Settings
-from webhook.translate import SHARED_CLAIM_ANNOTATION, translate
 
 
 def client_for(

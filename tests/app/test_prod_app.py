@@ -12,8 +12,8 @@ from prometheus_client import REGISTRY
 from reviews import gpu_review
 
 from webhook.app import create_app
+from webhook.core.policy import Policy
 from webhook.logs import JsonFormatter
-from webhook.policy import Policy
 from webhook.reload import PolicyReloader
 
 GOOD = "apiVersion: kubectl-dra.io/v1alpha1\nkind: GPUPolicy\nspec:\n  defaults:\n    maxGPUsPerPod: {n}\n"

@@ -23,7 +23,7 @@ from tls_support import REPO, Server, StartServer
 
 from builders import wait_for
 from webhook import certs
-from webhook.policy import Policy
+from webhook.core.policy import Policy
 
 
 def served_serial(server: Server) -> int:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from builders import assert_valid
-from webhook.policy import Policy
+from webhook.core.policy import Policy
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from webhook.errors import PolicyError
-from webhook.policy import Policy
+from webhook.core.errors import PolicyError
+from webhook.core.policy import Policy
 
 HEADER = "apiVersion: kubectl-dra.io/v1alpha1\nkind: GPUPolicy\n"
 
@@ -173,7 +173,7 @@ def test_every_problem_is_reported_at_once() -> None:
     ("text", "expected"),
     [
         ("", "empty document"),
-        ("spec: [", "not valid YAML (line 1"),
+        ("spec: [", "not valid YAML at line"),
         (
             "apiVersion: v1\nkind: GPUPolicy\nspec: {}",
             'apiVersion: "v1" must be kubectl-dra.io/v1alpha1',

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from webhook import certs
-from webhook.errors import PolicyError
+from webhook.core.errors import PolicyError
 from webhook.reload import CertReloader, PolicyReloader, Watcher, server_context
 
 GOOD = "apiVersion: kubectl-dra.io/v1alpha1\nkind: GPUPolicy\nspec:\n  defaults:\n    maxGPUsPerPod: {n}\n"

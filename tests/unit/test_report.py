@@ -34,7 +34,7 @@ from kubectl_dra.report import (
     index_devices,
     parse_quantity,
 )
-from webhook.translate import REWRITTEN_ANNOTATION
+from webhook.core.translate import REWRITTEN_ANNOTATION
 
 SLICES = [make_slice("node-0")]
 

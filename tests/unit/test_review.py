@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from builders import container, make_pod, make_review
-from webhook import review
-from webhook.errors import BadReviewError
+from webhook.core import review
+from webhook.core.errors import BadReviewError
 
 
 def test_parse_request_reads_the_fields_we_use() -> None:

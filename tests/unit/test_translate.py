@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from builders import assert_valid, container, make_pod, make_policy
-from webhook.errors import TranslationError
-from webhook.policy import Policy
-from webhook.translate import (
+from webhook.core.errors import TranslationError
+from webhook.core.policy import Policy
+from webhook.core.translate import (
     POD_SHARING_ANNOTATION,
     REWRITTEN_ANNOTATION,
     SHARED_CLAIM_ANNOTATION,

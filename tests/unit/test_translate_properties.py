@@ -10,8 +10,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from builders import assert_valid, make_pod, make_policy
-from webhook.errors import TranslationError
-from webhook.translate import translate
+from webhook.core.errors import TranslationError
+from webhook.core.translate import translate
 
 RESOURCES = ["nvidia.com/gpu", "nvidia.com/gpu.shared", "nvidia.com/mig-1g.10gb"]
 POLICY = make_policy(maxGPUsPerPod=32)

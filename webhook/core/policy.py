@@ -15,11 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
-
-from webhook import sharing
-from webhook.errors import PolicyError
-from webhook.names import is_dns_label, is_dns_subdomain, is_extended_resource_name
+from webhook.core import sharing, yamlinput
+from webhook.core.errors import PolicyError
+from webhook.core.names import is_dns_label, is_dns_subdomain, is_extended_resource_name
 
 API_VERSION: Final = "kubectl-dra.io/v1alpha1"
 KIND: Final = "GPUPolicy"
@@ -167,12 +165,9 @@ class Policy:
     @classmethod
     def from_yaml(cls, text: str, *, source: str = "policy") -> Policy:
         try:
-            document = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise PolicyError([f"not valid YAML{where}: {problem}"], source=source) from None
+            document = yamlinput.load(text)
+        except yamlinput.YamlInputError as exc:
+            raise PolicyError([str(exc)], source=source) from None
         return cls.from_mapping(document, source=source)
 
     @classmethod

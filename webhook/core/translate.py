@@ -22,10 +22,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from webhook import cel, selectors, sharing
-from webhook.errors import TranslationError
-from webhook.names import is_dns_subdomain, short_hash, to_dns_label, unique_label
-from webhook.policy import MAX_DEVICES_PER_CLAIM, Policy, ResourceRule, SharingRules
+from webhook.core import cel, selectors, sharing
+from webhook.core.errors import TranslationError
+from webhook.core.names import is_dns_subdomain, short_hash, to_dns_label, unique_label
+from webhook.core.policy import MAX_DEVICES_PER_CLAIM, Policy, ResourceRule, SharingRules
 
 PREFIX: Final = "kubectl-dra.io/"
 SKIP_ANNOTATION: Final = PREFIX + "skip"

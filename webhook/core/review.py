@@ -17,7 +17,7 @@ from typing import Any, Final
 import jsonpatch
 from jsonpointer import escape
 
-from webhook.errors import BadReviewError
+from webhook.core.errors import BadReviewError
 
 API_VERSION: Final = "admission.k8s.io/v1"
 KIND: Final = "AdmissionReview"

@@ -1,0 +1,14 @@
+"""Reading the API server's `Status` answer, shared by the webhook's gateway and the plugin."""
+
+from __future__ import annotations
+
+import json
+
+
+def status_message(body: str | None, reason: str | None) -> str:
+    """The message of the Status the API server answered with, else the HTTP reason."""
+    try:
+        message = json.loads(body or "{}").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message or reason)
