@@ -160,6 +160,10 @@ def build_plugin(version: str, out_stream=sys.stderr) -> Path:
         log=log,
     )
     binary.with_suffix(".tmp").replace(binary)
+    # Builds of earlier sources for this release are never used again.
+    for old in vdir.parent.glob(f"dra-example-plugin-{version}-*"):
+        if old != vdir:
+            shutil.rmtree(old, ignore_errors=True)
     print(f"  built dra-example-plugin in {time.monotonic() - t0:.0f}s", file=out_stream)
     return binary
 
