@@ -554,6 +554,9 @@ class Cluster:
             f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
             f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
             f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+            # The real node's name resolves to 127.0.0.1; its InternalIP is the host's own
+            # address, which nothing here may dial.
+            "--kubelet-preferred-address-types=Hostname",
             "--profiling=false",
             "--v=1",
         ]
