@@ -254,6 +254,8 @@ class RealNode:
         if self.is_running():
             print(f"real node {self.info()['name']} already running", file=out)
             return str(self.info()["name"])
+        if not self.cluster.is_running():
+            raise NodeError(f"no control plane runs in {self.cluster.paths.root}: start it first")
         self.down(quiet=True)
         name = node_name()
         p = self.paths
