@@ -8,7 +8,8 @@
 - two OCI image archives, made here because no registry is reachable: the pause image
   (build/pause/linux/pause.c from the k8s.io/kubernetes module, gcc -static) and busybox
   (Debian's busybox-static, one symlink per applet).
-- Debian packages: runc, the CNI `loopback` plugin, busybox-static (apt-get, idempotent).
+- Debian packages: runc, the CNI `loopback` plugin, busybox-static, gcc and libc6-dev
+  (apt-get, only what is missing).
 
 Everything lands in `$XDG_CACHE_HOME/kubectl-dra/node/` and is rebuilt only when missing (the
 plugin also when its sources change).
@@ -47,6 +48,9 @@ APT_PACKAGES = {
     "runc": Path("/usr/sbin/runc"),
     "containernetworking-plugins": Path("/usr/lib/cni/loopback"),
     "busybox-static": Path("/bin/busybox"),
+    # pause.c is compiled static: the compiler and glibc's static archive.
+    "gcc": Path("/usr/bin/gcc"),
+    "libc6-dev": Path("/usr/include/stdio.h"),
 }
 CNI_BIN_DIR = Path("/usr/lib/cni")
 BUSYBOX_IMAGE = "kubectl-dra.local/busybox:latest"
