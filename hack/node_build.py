@@ -316,19 +316,22 @@ def build(version: str | None = None, out_stream=sys.stderr) -> NodeArtifacts:
     version = version or k8s_build.selected_version()
     ensure_packages(out_stream)
     kubelet = k8s_build.build(version, out=out_stream) / "kubelet"
-    ctr_dir = build_containerd(out_stream)
-    pause = pause_archive(version, out_stream)
+    with k8s_build.cache_lock(node_cache(), out=out_stream):
+        ctr_dir = build_containerd(out_stream)
+        pause = pause_archive(version, out_stream)
+        plugin = build_plugin(version, out_stream)
+        busybox = busybox_archive(out_stream)
     return NodeArtifacts(
         kubelet=kubelet,
         containerd=ctr_dir / "containerd",
         shim_dir=ctr_dir,
         ctr=ctr_dir / "ctr",
-        plugin=build_plugin(version, out_stream),
+        plugin=plugin,
         runc=APT_PACKAGES["runc"],
         cni_bin_dir=CNI_BIN_DIR,
         pause_image=image_ref(pause),
         pause_archive=pause,
-        busybox_archive=busybox_archive(out_stream),
+        busybox_archive=busybox,
     )
 
 
