@@ -5,12 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help venv lint unit test e2e demo clean bench-webhook fuzz soak bench-slow-clients k8s-build cluster-up cluster-down cluster-status
+.PHONY: help venv lint unit test e2e demo clean bench-webhook fuzz soak bench-slow-clients k8s-build node-build cluster-up cluster-down cluster-status
 
 help:
 	@echo "make demo   - the main job: the GPU scenarios, legacy and native, on a local control plane"
 	@echo "make test   - lint, type-check and run the whole test suite"
-	@echo "make cluster-up / cluster-down / cluster-status - local control plane (hack/cluster.py)"
+	@echo "make cluster-up / cluster-down / cluster-status - local control plane and one real node (hack/cluster.py)"
 	@echo "make bench-webhook - reviews/s and latency of the real server over HTTPS (bench/)"
 	@echo "make fuzz / soak / bench-slow-clients - the resilience suites (docs/deploy.md)"
 	@echo "make e2e    - only the e2e tests (K8S_VERSION=1.34 or 1.34.4 selects another release)"
@@ -37,14 +37,19 @@ unit: $(STAMP)
 k8s-build: $(STAMP)
 	$(BIN)/python hack/k8s_build.py
 
-test: lint k8s-build
+# The real node's parts (containerd, the DRA plugin, images; apt-get runc, CNI, busybox-static
+# when missing): hack/node_build.py, cached in ~/.cache/kubectl-dra/node.
+node-build: k8s-build
+	$(BIN)/python hack/node_build.py
+
+test: lint node-build
 	$(BIN)/pytest -q
 
-e2e: k8s-build
+e2e: node-build
 	$(BIN)/pytest -m e2e -q
 
-cluster-up: k8s-build
-	$(BIN)/python hack/cluster.py up
+cluster-up: node-build
+	$(BIN)/python hack/cluster.py up --node
 
 cluster-down:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python hack/cluster.py down; else echo "no venv: nothing was started"; fi
@@ -70,7 +75,7 @@ soak: $(STAMP)
 bench-slow-clients: $(STAMP)
 	$(BIN)/python bench/slow_clients.py
 
-demo: k8s-build
+demo: node-build
 	$(BIN)/python hack/demo.py
 
 clean:
