@@ -1,4 +1,4 @@
-"""validate: every rule of issue 4 over dict manifests, and cluster checks over dict slices."""
+"""validate: every rule over dict manifests, and cluster checks over dict slices."""
 
 from __future__ import annotations
 
