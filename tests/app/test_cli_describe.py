@@ -164,6 +164,23 @@ def test_group_flags_apply_to_the_subcommand() -> None:
     assert "NAMESPACE" in run(sample_cluster(), "-A", "claims").stdout.splitlines()[0]
 
 
+def test_an_explicit_subcommand_flag_wins_over_the_groups_even_when_it_is_the_default() -> None:
+    # `-o table` is the default value, yet written out on the subcommand it must count.
+    result = run(sample_cluster(), "-o", "json", "claims", "-o", "table")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.split()[0] == "CLAIM"  # a table's header, not a JSON document
+    wide = run(sample_cluster(), "-o", "wide", "pods", "multi", "-o", "table")
+    assert "UUID" not in wide.stdout.splitlines()[0]  # only -o wide shows the UUID column
+
+
+def test_a_group_flag_given_in_the_environment_loses_to_the_command_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KUBECTL_DRA_DESCRIBE_OUTPUT", "json")
+    assert run(sample_cluster(), "claims", "-o", "table").stdout.split()[0] == "CLAIM"
+    assert json.loads(run(sample_cluster(), "claims").stdout)["kind"] == "ClaimReportList"
+
+
 def test_node_view_shows_holders() -> None:
     result = run(sample_cluster(), "node", "node-1")
     assert result.exit_code == 0, result.stderr
