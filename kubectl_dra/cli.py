@@ -34,7 +34,14 @@ class DraGroup(click.Group):
         except (DraError, PolicyError) as exc:
             if ctx.meta.get("kubectl_dra.debug"):
                 raise
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(one_line(exc)) from None
+
+
+def one_line(exc: Exception) -> str:
+    """The message of a user's mistake on one line (a policy lists each problem after `;`)."""
+    if isinstance(exc, PolicyError):
+        return f"{exc.source}: {'; '.join(exc.problems)}"
+    return " ".join(str(exc).split())
 
 
 @click.group(cls=DraGroup, context_settings=CONTEXT_SETTINGS)

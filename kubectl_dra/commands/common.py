@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from kubectl_dra.documents import decode
+from webhook.core.errors import PolicyError
 from webhook.core.policy import Policy
 
 if TYPE_CHECKING:
@@ -23,7 +25,14 @@ filename_option = click.option(
 
 
 def load_policy(path: Path | None) -> Policy:
-    return Policy.from_file(path) if path else Policy.default()
+    """The --policy file (decoded here, so a non-UTF-8 file is a one-line error), or the default."""
+    if path is None:
+        return Policy.default()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PolicyError([f"cannot read: {exc.strerror}"], source=str(path)) from None
+    return Policy.from_yaml(decode(data, str(path)), source=str(path))
 
 
 def cluster_reader(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from kubectl_dra import celcheck
-from kubectl_dra.convert import template_of, template_path
+from kubectl_dra.convert import template_of, template_path, template_problems
 from kubectl_dra.documents import Document
 from kubectl_dra.validate.claims import Request, claim_spec_rules, device_class_rules
 from kubectl_dra.validate.cluster import ClusterCheck, ClusterSnapshot
@@ -55,7 +55,7 @@ def _kind(kind: str) -> Callable[[Mapping[str, Any]], bool]:
 
 
 def _has_pod_template(obj: Mapping[str, Any]) -> bool:
-    return obj.get("kind") not in DEFINITIONS and template_of(dict(obj)) is not None
+    return obj.get("kind") not in DEFINITIONS and template_path(dict(obj)) is not None
 
 
 def _sound_dra_object(report: Report, obj: Mapping[str, Any]) -> bool:
@@ -99,7 +99,10 @@ def check_claim_template(report: Report, obj: Mapping[str, Any], run: Run) -> No
 
 
 def check_pod_template(report: Report, obj: Mapping[str, Any], run: Run) -> None:
-    template = template_of(dict(obj))
+    problems = template_problems(dict(obj))
+    for field_path, message in problems:
+        report.error(field_path, message)
+    template = None if problems else template_of(dict(obj))
     if template is None:
         return
     pod_rules(
