@@ -93,24 +93,27 @@ def _check_depth(value: Any) -> None:
             stack.extend((v, depth + 1) for v in node)
 
 
+def loads_bounded(text: str) -> Any:
+    """json.loads with the YAML loader's bounds; json.JSONDecodeError for a syntax error,
+    ValueError (one line) for JSON that is too deep, has huge integers, NaN or Infinity."""
+    try:
+        value = json.loads(text, parse_int=_bounded_int, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError(f"nested more than {yamlinput.MAX_DEPTH} levels deep") from None
+    _check_depth(value)
+    return value
+
+
 def _parse(text: str, source: str) -> Iterator[Any]:
     stripped = text.lstrip()
     if stripped.startswith(("{", "[")):
         try:
-            value = json.loads(text, parse_int=_bounded_int, parse_constant=_no_constant)
+            value = loads_bounded(text)
         except json.JSONDecodeError:
             pass  # YAML is a superset of JSON; let the YAML parser report the error
-        except RecursionError:
-            raise InputError(
-                f"{source}: not valid JSON: nested more than {yamlinput.MAX_DEPTH} levels deep"
-            ) from None
         except ValueError as exc:
             raise InputError(f"{source}: not valid JSON: {exc}") from None
         else:
-            try:
-                _check_depth(value)
-            except ValueError as exc:
-                raise InputError(f"{source}: not valid JSON: {exc}") from None
             yield value
             return
     try:

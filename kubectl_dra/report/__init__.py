@@ -38,7 +38,8 @@ from kubectl_dra.report.nodes import (
     build_namespace_usage,
     build_node_reports,
 )
-from kubectl_dra.report.pods import build_pod_reports, read_rewritten, uses_dra
+from kubectl_dra.report.pods import build_pod_reports, uses_dra
+from kubectl_dra.report.rewritten import UnreadableAnnotation, parse_rewritten, read_rewritten
 from kubectl_dra.report.rows import (
     EXTENDED_RESOURCE_CLAIM_ANNOTATION,
     POD_CLAIM_NAME_ANNOTATION,
@@ -74,6 +75,7 @@ __all__ = [
     "RequestRow",
     "Rewritten",
     "Sharing",
+    "UnreadableAnnotation",
     "attribute",
     "build_claim_reports",
     "build_cluster_report",
@@ -84,6 +86,7 @@ __all__ = [
     "format_bytes",
     "index_devices",
     "parse_quantity",
+    "parse_rewritten",
     "read_rewritten",
     "uses_dra",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -17,6 +16,7 @@ from kubectl_dra.report.devices import (
     owner_pod,
     reserved_pods,
 )
+from kubectl_dra.report.rewritten import read_rewritten, rewritten_originals
 from kubectl_dra.report.rows import (
     EXTENDED_RESOURCE_CLAIM_ANNOTATION,
     POD_CLAIM_NAME_ANNOTATION,
@@ -26,7 +26,6 @@ from kubectl_dra.report.rows import (
     PodClaim,
     PodReport,
     RequestRow,
-    Rewritten,
     State,
     T,
 )
@@ -38,47 +37,6 @@ from webhook.core.translate import REWRITTEN_ANNOTATION
 def _pod_containers(pod: Obj) -> list[Mapping[str, Any]]:
     spec = pod.get("spec") or {}
     return [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
-
-
-def read_rewritten(pod: Obj) -> Rewritten | None:
-    """The `kubectl-dra.io/rewritten` record of a pod, if our webhook rewrote it."""
-    raw = annotations_of(pod).get(REWRITTEN_ANNOTATION)
-    if raw is None:
-        return None
-    try:
-        record = json.loads(raw)
-        containers = tuple(_legacy(c) for c in record.get("containers", []))
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        return Rewritten(None, None, None, None, None, (), error=f"unreadable annotation: {exc}")
-    return Rewritten(
-        policy=record.get("policy"),
-        sharing=record.get("sharing"),
-        claim=record.get("claim"),
-        template=record.get("template"),
-        resource_claim=record.get("resourceClaim"),
-        containers=containers,
-    )
-
-
-def _legacy(record: Mapping[str, Any]) -> LegacyRequest:
-    return LegacyRequest(str(record["container"]), str(record["resource"]), int(record["count"]))
-
-
-def _rewritten_originals(pod: Obj, pod_claim: str) -> dict[str | None, list[LegacyRequest]]:
-    """Request name (None: every request) -> the legacy requests it replaced."""
-    try:
-        record = json.loads(annotations_of(pod).get(REWRITTEN_ANNOTATION, "{}"))
-        if record.get("claim") != pod_claim:
-            return {}
-        originals: dict[str | None, list[LegacyRequest]] = defaultdict(list)
-        for c in record.get("containers", []):
-            if not c.get("count"):
-                continue
-            for request in c.get("requests") or [None]:
-                originals[request].append(_legacy(c))
-        return originals
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return {}
 
 
 def _container_uses(pod: Obj, pod_claim: str) -> dict[str | None, list[str]]:
@@ -191,7 +149,7 @@ class _PodIndex:
                     claim_name=claim_name,
                     state=state,
                     containers=_container_uses(pod, pod_claim),
-                    originals=_rewritten_originals(pod, pod_claim),
+                    originals=rewritten_originals(pod, pod_claim),
                 )
             )
         extended = status.get("extendedResourceClaimStatus") or {}

@@ -16,6 +16,7 @@ from factories import FakeKube, column, make_pod, sample_cluster
 from kubectl_dra.cli import cli
 from kubectl_dra.errors import KubeError
 from kubectl_dra.kube import _explain
+from webhook.core.translate import REWRITTEN_ANNOTATION
 
 
 def run(fake: Any, *args: str) -> Result:
@@ -313,3 +314,92 @@ def test_wide_cluster_view_has_one_line_per_node_and_model() -> None:
     nodes = result.stdout.split("\n\n")[0]
     assert nodes.splitlines()[0].split() == ["NODE", "MODEL", "TOTAL", "ALLOCATED", "FREE"]
     assert column(nodes, "MODEL") == ["NVIDIA A100-SXM4-80GB", "NVIDIA H100 80GB HBM3"]
+
+
+# --- hostile data written by pod authors ------------------------------------------------------
+
+ESC = "\x1b"
+GOOD_RECORD = {
+    "claim": "gpu",
+    "containers": [{"container": "train", "resource": "nvidia.com/gpu", "count": 1}],
+}
+HOSTILE_ANNOTATIONS = {
+    "count-infinite": '{"claim": "gpu", "containers": [{"container": "a", "resource": "r", "count": 1e999}]}',
+    "count-nan": '{"claim": "gpu", "containers": [{"container": "a", "resource": "r", "count": NaN}]}',
+    "count-5000-digits": '{"containers": [{"container": "a", "resource": "r", "count": '
+    + "9" * 5000
+    + "}]}",
+    "count-beyond-int64": '{"containers": [{"container": "a", "resource": "r", "count": '
+    + str(2**64)
+    + "}]}",
+    "deep-json": "[" * 100_000 + "]" * 100_000,
+    "containers-not-a-list": '{"containers": 5}',
+    "container-not-an-object": '{"containers": ["a"]}',
+    "not-json": "{not json",
+    "a-json-string": '"text"',
+    "claim-not-a-string": '{"claim": {"x": 1}}',
+}
+
+
+def _hostile_cluster(annotation: str) -> FakeKube:
+    """The sample cluster plus one pod carrying `annotation` as its rewritten record."""
+    fake = sample_cluster()
+    fake.pods.append(make_pod("hostile", annotations={REWRITTEN_ANNOTATION: annotation}))
+    return fake
+
+
+@pytest.mark.parametrize("annotation", HOSTILE_ANNOTATIONS.values(), ids=HOSTILE_ANNOTATIONS)
+def test_a_hostile_annotation_is_shown_as_unreadable_and_the_rest_stays(annotation: str) -> None:
+    result = run(_hostile_cluster(annotation), "pods", "-o", "wide")
+    assert result.exit_code == 0, result.stderr
+    pods = cells(result, "POD")
+    # every pod of the sample cluster that uses DRA is still listed, and the hostile one too
+    assert {"multi", "share-a", "legacy", "rewritten", "hostile"} <= set(pods)
+    original = cells(result, "ORIGINAL")
+    assert original[pods.index("hostile")] == "(unreadable annotation)"
+    assert original[pods.index("rewritten")] == "train nvidia.com/gpu=1"
+
+    document = json.loads(run(_hostile_cluster(annotation), "pods", "-o", "json").stdout)
+    [hostile] = [p for p in document["items"] if p["name"] == "hostile"]
+    assert hostile["rewritten"]["error"].startswith("unreadable annotation")
+
+
+def test_terminal_escapes_in_author_data_are_shown_escaped_in_tables() -> None:
+    record = {
+        "claim": "gpu",
+        "containers": [
+            {"container": f"{ESC}[2J{ESC}]0;pwned\a", "resource": "nvidia.com/gpu", "count": 1}
+        ],
+    }
+    fake = sample_cluster()
+    fake.pods.append(
+        make_pod(
+            f"evil{ESC}[31m",
+            resource_claims=[{"name": "gpu", "resourceClaimName": "team-gpu"}],
+            containers={f"c\u202e{ESC}[0m": [{"name": "gpu"}]},
+            annotations={REWRITTEN_ANNOTATION: json.dumps(record)},
+        )
+    )
+    result = run(fake, "pods", "-o", "wide")
+    assert result.exit_code == 0, result.stderr
+    for control in (ESC, "\a", "\u202e"):
+        assert control not in result.stdout
+    assert "evil\\x1b[31m" in result.stdout
+    assert "\\x1b[2J\\x1b]0;pwned\\x07" in result.stdout
+    assert "c\\u202e\\x1b[0m" in result.stdout
+    # json stays data: the same characters, escaped the way JSON escapes them
+    document = run(fake, "pods", "-o", "json").stdout
+    assert ESC not in document
+    names = [p["name"] for p in json.loads(document)["items"]]
+    assert f"evil{ESC}[31m" in names
+    assert ESC not in run(fake, "pods", "-o", "yaml").stdout
+
+
+def test_a_huge_annotation_value_is_cut_in_the_table() -> None:
+    record = dict(GOOD_RECORD)
+    record["containers"] = [{"container": "x" * 5000, "resource": "nvidia.com/gpu", "count": 1}]
+    result = run(_hostile_cluster(json.dumps(record)), "pods", "-o", "wide")
+    assert result.exit_code == 0, result.stderr
+    widest = max(len(line) for line in result.stdout.splitlines())
+    assert "x" * 5000 not in result.stdout
+    assert widest < 5000
