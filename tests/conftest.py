@@ -1,1 +1,1 @@
-"""Shared fixtures. Builders live in tests/builders.py (importable as `builders`)."""
+"""Shared fixtures. tests/ is a package: builders are imported as `tests.builders`."""

@@ -1,4 +1,4 @@
-"""`kubectl dra describe` through click's CliRunner with an injected FakeKube (no cluster)."""
+"""`kubectl dra describe` through click's CliRunner with an injected FakeCluster (no cluster)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import yaml
 from click.testing import CliRunner, Result
 from kubernetes.client.exceptions import ApiException
 
-from factories import FakeKube, column, make_pod, sample_cluster
 from kubectl_dra.cli import cli
 from kubectl_dra.errors import KubeError
 from kubectl_dra.kube import _explain
+from tests.builders import FakeCluster, cluster_pod, column, sample_cluster
 from webhook.core.translate import REWRITTEN_ANNOTATION
 
 
@@ -131,7 +131,7 @@ def test_pods_view_makes_a_constant_number_of_calls() -> None:
 def test_garbage_collector_runs_again_after_describe() -> None:
     assert gc.isenabled()
     assert run(sample_cluster(), "pods").exit_code == 0
-    assert run(FakeKube(error=KubeError("boom")), "pods").exit_code == 1
+    assert run(FakeCluster(error=KubeError("boom")), "pods").exit_code == 1
     assert gc.isenabled()
 
 
@@ -192,7 +192,7 @@ def test_node_view_shows_holders() -> None:
 
 
 def test_empty_namespace_says_no_resources_found_on_stderr() -> None:
-    result = run(FakeKube(namespace="empty"), "pods")
+    result = run(FakeCluster(namespace="empty"), "pods")
     assert result.exit_code == 0
     assert result.stdout == ""
     assert result.stderr == "No resources found in empty namespace.\n"
@@ -221,7 +221,7 @@ def test_forbidden_names_verb_resource_and_rbac_hint() -> None:
         ApiException(status=403, reason="Forbidden", body=body),
         "list resourceclaims in namespace ns",
     )
-    result = run(FakeKube(error=error), "claims")
+    result = run(FakeCluster(error=error), "claims")
     assert result.exit_code == 1
     assert result.stdout == ""
     assert result.stderr.startswith("Error: cannot list resourceclaims in namespace ns: forbidden")
@@ -237,7 +237,7 @@ def test_dra_api_not_served_says_which_version_is_needed() -> None:
         }
     )
     error = _explain(ApiException(status=404, reason="Not Found", body=body), "list resourceslices")
-    result = run(FakeKube(error=error), "nodes")
+    result = run(FakeCluster(error=error), "nodes")
     assert result.exit_code == 1
     assert "DRA API (resource.k8s.io/v1) is not served" in result.stderr
     assert "Kubernetes 1.34+ is required" in result.stderr
@@ -279,7 +279,7 @@ def test_flag_misuse_is_a_usage_error(args: tuple[str, ...]) -> None:
 
 
 def test_named_pod_without_dra_is_still_shown() -> None:
-    result = run(FakeKube(pods=[make_pod("web")]), "pod", "web")
+    result = run(FakeCluster(pods=[cluster_pod("web")]), "pod", "web")
     assert result.exit_code == 0
     assert cells(result, "POD") == ["web"]
     assert cells(result, "CLAIM") == ["-"]
@@ -341,10 +341,10 @@ HOSTILE_ANNOTATIONS = {
 }
 
 
-def _hostile_cluster(annotation: str) -> FakeKube:
+def _hostile_cluster(annotation: str) -> FakeCluster:
     """The sample cluster plus one pod carrying `annotation` as its rewritten record."""
     fake = sample_cluster()
-    fake.pods.append(make_pod("hostile", annotations={REWRITTEN_ANNOTATION: annotation}))
+    fake.pods.append(cluster_pod("hostile", annotations={REWRITTEN_ANNOTATION: annotation}))
     return fake
 
 
@@ -373,7 +373,7 @@ def test_terminal_escapes_in_author_data_are_shown_escaped_in_tables() -> None:
     }
     fake = sample_cluster()
     fake.pods.append(
-        make_pod(
+        cluster_pod(
             f"evil{ESC}[31m",
             resource_claims=[{"name": "gpu", "resourceClaimName": "team-gpu"}],
             containers={f"c\u202e{ESC}[0m": [{"name": "gpu"}]},

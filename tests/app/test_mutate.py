@@ -9,7 +9,7 @@ import jsonpatch
 import pytest
 from flask.testing import FlaskClient
 
-from builders import container, make_pod, make_policy, make_review
+from tests.builders import container, make_pod, make_policy, make_review
 from webhook.app import create_app
 from webhook.core import review
 from webhook.core.policy import Policy

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from e2e_support import E2ECluster, devices_of, load_yaml_docs, seed_scenario
 
 from kubectl_dra.cli import cli
 from kubectl_dra.kube import KubeGateway
+from tests.e2e.e2e_support import E2ECluster, devices_of, load_yaml_docs, seed_scenario
 
 pytestmark = pytest.mark.e2e
 

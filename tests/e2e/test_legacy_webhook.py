@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_support import (
+
+from tests.e2e.e2e_support import (
     POLICY_LABEL,
     REWRITTEN,
     E2ECluster,
