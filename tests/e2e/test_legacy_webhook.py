@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client
 
 from tests.e2e.e2e_support import (
     POLICY_LABEL,
@@ -313,8 +314,19 @@ def gpu_class_with_extended_resource(k8s: E2ECluster) -> Iterator[None]:
         got = k8s.custom.get_cluster_custom_object(
             "resource.k8s.io", "v1", "deviceclasses", "gpu.nvidia.com"
         )
-        if got["spec"].get("extendedResourceName") != "nvidia.com/gpu":
-            pytest.skip("DeviceClass.spec.extendedResourceName is not served by this release")
+        # The field exists from 1.34 behind DRAExtendedResource, which hack/cluster.py turns on
+        # whenever the release still has it as a gate (GA and always on from 1.37): every
+        # release the harness runs must serve it, so a dropped field is a failure, not a skip.
+        version = client.VersionApi(k8s.api).get_code()
+        minor = int("".join(ch for ch in version.minor if ch.isdigit()))
+        assert (int(version.major), minor) >= (1, 34), (
+            f"DRA v1 needs 1.34+, got {version.git_version}"
+        )
+        assert got["spec"].get("extendedResourceName") == "nvidia.com/gpu", (
+            f"{version.git_version} should serve DeviceClass.spec.extendedResourceName "
+            "(KEP-5004, on by feature gate from 1.34, GA in 1.37) but dropped it: "
+            "check the --feature-gates hack/cluster.py passes"
+        )
         yield
     finally:
         k8s.custom.patch_cluster_custom_object(
