@@ -137,7 +137,8 @@ def align_columns(rows: Sequence[Sequence[str]], *, gap: str) -> str:
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     """kubectl's layout: upper-case headers, columns padded to the widest cell plus 3 spaces."""
     return align_columns(
-        [list(headers), *([short_cell(safe_cell(cell)) or NONE for cell in row] for row in rows)], gap="   "
+        [list(headers), *([short_cell(safe_cell(cell)) or NONE for cell in row] for row in rows)],
+        gap="   ",
     )
 
 

@@ -39,7 +39,7 @@ from kubectl_dra.report.nodes import (
     build_node_reports,
 )
 from kubectl_dra.report.pods import build_pod_reports, uses_dra
-from kubectl_dra.report.rewritten import UnreadableAnnotation, parse_rewritten, read_rewritten
+from kubectl_dra.report.rewritten import read_rewritten
 from kubectl_dra.report.rows import (
     EXTENDED_RESOURCE_CLAIM_ANNOTATION,
     POD_CLAIM_NAME_ANNOTATION,
@@ -75,7 +75,6 @@ __all__ = [
     "RequestRow",
     "Rewritten",
     "Sharing",
-    "UnreadableAnnotation",
     "attribute",
     "build_claim_reports",
     "build_cluster_report",
@@ -86,7 +85,6 @@ __all__ = [
     "format_bytes",
     "index_devices",
     "parse_quantity",
-    "parse_rewritten",
     "read_rewritten",
     "uses_dra",
 ]

@@ -320,7 +320,10 @@ def test_wide_cluster_view_has_one_line_per_node_and_model() -> None:
 
 ESC = "\x1b"
 GOOD_RECORD = {
+    "policy": "0123456789ab",
+    "sharing": "Exclusive",
     "claim": "gpu",
+    "template": "kubectl-dra-aaaa",
     "containers": [{"container": "train", "resource": "nvidia.com/gpu", "count": 1}],
 }
 HOSTILE_ANNOTATIONS = {
@@ -366,7 +369,7 @@ def test_a_hostile_annotation_is_shown_as_unreadable_and_the_rest_stays(annotati
 
 def test_terminal_escapes_in_author_data_are_shown_escaped_in_tables() -> None:
     record = {
-        "claim": "gpu",
+        **GOOD_RECORD,
         "containers": [
             {"container": f"{ESC}[2J{ESC}]0;pwned\a", "resource": "nvidia.com/gpu", "count": 1}
         ],
@@ -402,4 +405,5 @@ def test_a_huge_annotation_value_is_cut_in_the_table() -> None:
     assert result.exit_code == 0, result.stderr
     widest = max(len(line) for line in result.stdout.splitlines())
     assert "x" * 5000 not in result.stdout
+    assert "x" * 197 + "..." in result.stdout  # cut to 200 characters, and said so
     assert widest < 5000

@@ -251,3 +251,61 @@ def test_update_of_an_untouched_pod_gets_no_patch() -> None:
     pod = make_pod(container("app", gpus=1))
     response = post(client_for(), make_review(pod, operation="UPDATE", old=pod))
     assert response["allowed"] and "patch" not in response
+
+
+# --- objects found under our names are checked, never trusted --------------------------------
+
+
+def test_template_squatted_under_our_name_is_refused(gateway: MemoryGateway) -> None:
+    pod = make_pod(container("app", gpus=1))
+    (template,) = translate(pod, policy=Policy.default(), namespace="ml").templates
+    squat = copy.deepcopy(template)
+    squat["spec"]["spec"]["devices"]["requests"][0]["exactly"]["selectors"] = [
+        {"cel": {"expression": "false"}}
+    ]
+    key = ("ml", template["metadata"]["name"])
+    gateway.templates[key] = squat
+    response = post(client_for(gateway=gateway), make_review(pod))
+    assert response["allowed"] is False
+    message = response["status"]["message"]
+    assert message.startswith(f"ResourceClaimTemplate ml/{key[1]} already exists, but request")
+    assert gateway.templates[key] == squat
+
+
+def test_template_found_with_our_spec_is_used(gateway: MemoryGateway) -> None:
+    pod = make_pod(container("app", gpus=1))
+    (template,) = translate(pod, policy=Policy.default(), namespace="ml").templates
+    gateway.templates[("ml", template["metadata"]["name"])] = copy.deepcopy(template)
+    response = post(client_for(gateway=gateway), make_review(pod))
+    assert response["allowed"] is True and "patch" in response
+    assert gateway.calls == 2  # the refused create, then the read
+
+
+def test_shared_claim_squatted_with_an_impossible_selector_is_refused(
+    gateway: MemoryGateway,
+) -> None:
+    (claim,) = translate(shared_pod(1), policy=SHARING, namespace="ml").shared_claims
+    squat = copy.deepcopy(claim)
+    squat["spec"]["devices"]["requests"][0]["exactly"]["selectors"] = [
+        {"cel": {"expression": "false"}}
+    ]
+    gateway.claims[("ml", "single-gpu")] = squat
+    response = post(client_for(SHARING, gateway), make_review(shared_pod(1)))
+    assert response["allowed"] is False
+    assert response["status"]["message"].startswith(
+        "annotation kubectl-dra.io/shared-claim names ResourceClaim ml/single-gpu, but "
+        'ResourceClaim single-gpu request "gpu" asks for'
+    )
+
+
+def test_update_in_disabled_mode_is_left_alone() -> None:
+    live = translate(
+        make_pod(container("app", gpus=1)), policy=Policy.default(), namespace="ml"
+    ).pod
+    reapplied = copy.deepcopy(live)
+    reapplied["spec"]["containers"][0]["resources"]["limits"] = {"nvidia.com/gpu": 1}
+    disabled = client_for(make_policy(mode="Disabled"))
+    response = post(disabled, make_review(reapplied, operation="UPDATE", old=live))
+    assert response["allowed"] is True and "patch" not in response
+    enforcing = post(client_for(), make_review(reapplied, operation="UPDATE", old=live))
+    assert "patch" in enforcing  # the same update is corrected where the policy is on

@@ -195,7 +195,7 @@ def translate_node_constraints(
         # An empty term would match no node at all: drop the affinity it emptied instead.
         emptied = not terms[0].get("matchExpressions") and not terms[0].get("matchFields")
         if drop and translated and emptied:
-            _remove_required_affinity(spec)
+            remove_required_affinity(spec)
     elif len(terms) > 1:
         # Terms are ORed: the CEL becomes an OR of each term's device part. The labels stay,
         # because a term's node-level and device-level parts cannot be separated.
@@ -242,7 +242,7 @@ def _translate_term(
     return selectors
 
 
-def _remove_required_affinity(spec: dict[str, Any]) -> None:
+def remove_required_affinity(spec: dict[str, Any]) -> None:
     """Drop a required node affinity left without terms, and any parents it leaves empty."""
     affinity = spec["affinity"]
     node_affinity = affinity["nodeAffinity"]
