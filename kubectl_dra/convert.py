@@ -11,9 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from kubectl_dra.documents import Document, describe
+from kubectl_dra.documents import Document
 from kubectl_dra.errors import InputError
 from kubectl_dra.shapes import pod_template_problems, type_name
+from webhook.core.dra import describe_object
 from webhook.core.errors import TranslationError
 from webhook.core.policy import Policy
 from webhook.core.translate import check_shared_claim_fits, translate
@@ -91,7 +92,9 @@ def convert_documents(
             out.append(obj)
             continue
         own_namespace = (obj.get("metadata") or {}).get("namespace")
-        subject = describe(obj) if obj.get("kind") == "Pod" else f"{describe(obj)} (pod template)"
+        subject = describe_object(obj)
+        if obj.get("kind") != "Pod":
+            subject += " (pod template)"
         try:
             result = translate(
                 {"metadata": template.get("metadata") or {}, "spec": template.get("spec") or {}},

@@ -58,18 +58,6 @@ def readable_name(obj: Any) -> str:
     return " ".join(p for p in parts if p)
 
 
-def describe(obj: dict[str, Any]) -> str:
-    """`Deployment "ns/name"`, as kubectl names objects in messages."""
-    metadata = obj.get("metadata") or {}
-    name = metadata.get("name") or metadata.get("generateName") or "(unnamed)"
-    namespace = metadata.get("namespace")
-    return (
-        f'{obj.get("kind", "object")} "{namespace}/{name}"'
-        if namespace
-        else f'{obj.get("kind", "object")} "{name}"'
-    )
-
-
 def _bounded_int(text: str) -> int:
     if len(text.lstrip("-")) > MAX_INT_DIGITS:
         raise ValueError(f"an integer of {len(text):,} digits")

@@ -18,6 +18,7 @@ from kubectl_dra.report.rows import (
     Sharing,
     State,
 )
+from webhook.core.dra import newest_generation_devices, request_device_count
 from webhook.core.quantity import BINARY_SUFFIXES, parse_quantity
 
 # --- indexes ---------------------------------------------------------------------------------
@@ -83,23 +84,12 @@ def _device_from_spec(driver: str, pool: str, node: str | None, spec: Obj) -> De
 
 def index_devices(slices: Iterable[Obj]) -> dict[DeviceKey, Device]:
     """Every published device by (driver, pool, device), from each pool's newest generation."""
-    slices = list(slices)
-    newest: dict[tuple[str, str], int] = {}
-    for s in slices:
-        spec = s.get("spec") or {}
-        pool = spec.get("pool") or {}
-        key = (spec.get("driver", ""), pool.get("name", ""))
-        newest[key] = max(newest.get(key, 0), int(pool.get("generation") or 0))
     devices: dict[DeviceKey, Device] = {}
-    for s in slices:
-        spec = s.get("spec") or {}
-        pool = spec.get("pool") or {}
-        driver, pool_name = spec.get("driver", ""), pool.get("name", "")
-        if int(pool.get("generation") or 0) < newest[(driver, pool_name)]:
-            continue
-        for raw in spec.get("devices") or []:
-            device = _device_from_spec(driver, pool_name, spec.get("nodeName"), raw)
-            devices[device.key] = device
+    for published in newest_generation_devices(slices):
+        device = _device_from_spec(
+            published.driver, published.pool, published.node, published.device
+        )
+        devices[device.key] = device
     return devices
 
 
@@ -171,16 +161,12 @@ def spec_requests(claim: Obj) -> list[RequestRow]:
         device_class = exact.get("deviceClassName") or " | ".join(
             a.get("deviceClassName", "") for a in alternatives
         )
-        count = (
-            exact.get("count", 1)
-            if exact.get("allocationMode", "ExactCount") == "ExactCount"
-            else None
-        )
         rows.append(
             RequestRow(
                 request=request.get("name", ""),
                 device_class=device_class or None,
-                count=count if exact else None,
+                # firstAvailable: its largest alternative, the most it can be given
+                count=request_device_count(request),
                 driver=None,
                 pool=None,
                 device=None,

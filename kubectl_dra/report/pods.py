@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 from kubectl_dra.report.devices import (
     annotations_of,
@@ -29,20 +28,17 @@ from kubectl_dra.report.rows import (
     State,
     T,
 )
+from webhook.core.dra import pod_containers
 from webhook.core.translate import REWRITTEN_ANNOTATION
 
 # --- pods view -------------------------------------------------------------------------------
 
 
-def _pod_containers(pod: Obj) -> list[Mapping[str, Any]]:
-    spec = pod.get("spec") or {}
-    return [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
-
-
 def _container_uses(pod: Obj, pod_claim: str) -> dict[str | None, list[str]]:
     """Request name (None: the whole claim) -> containers of the pod using it."""
     uses: dict[str | None, list[str]] = defaultdict(list)
-    for container in _pod_containers(pod):
+    for ref in pod_containers(pod.get("spec") or {}):
+        container = ref.container
         for ref in (container.get("resources") or {}).get("claims") or []:
             if ref.get("name") == pod_claim:
                 uses[ref.get("request")].append(container.get("name", ""))

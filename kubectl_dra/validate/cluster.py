@@ -16,6 +16,7 @@ from kubectl_dra.validate.findings import (
     name_of,
     plural,
 )
+from webhook.core.dra import newest_generation_devices
 
 if TYPE_CHECKING:
     from kubectl_dra.kube import ClusterReader
@@ -54,12 +55,6 @@ class _Device:
 
 def _devices(snapshot: ClusterSnapshot) -> list[_Device]:
     """Every device of the newest generation of each pool, with the node it sits on."""
-    newest: dict[tuple[str, str], int] = {}
-    for slice_ in snapshot.resource_slices:
-        spec = as_dict(slice_.get("spec"))
-        pool = as_dict(spec.get("pool"))
-        key = (str(spec.get("driver")), str(pool.get("name")))
-        newest[key] = max(newest.get(key, 0), int(pool.get("generation") or 0))
     allocated: set[str] = set()
     for claim in snapshot.resource_claims:
         allocation = as_dict(as_dict(claim.get("status")).get("allocation"))
@@ -67,18 +62,10 @@ def _devices(snapshot: ClusterSnapshot) -> list[_Device]:
             result = as_dict(result)
             allocated.add(f"{result.get('driver')}/{result.get('pool')}/{result.get('device')}")
     devices: list[_Device] = []
-    for slice_ in snapshot.resource_slices:
-        spec = as_dict(slice_.get("spec"))
-        pool = as_dict(spec.get("pool"))
-        driver, pool_name = str(spec.get("driver")), str(pool.get("name"))
-        if int(pool.get("generation") or 0) < newest[(driver, pool_name)]:
-            continue
-        for raw in as_list(spec.get("devices")):
-            device = as_dict(raw)
-            ref = f"{driver}/{pool_name}/{device.get('name')}"
-            node = str(device.get("nodeName") or spec.get("nodeName") or "")
-            value = celcheck.device_value(device, driver=driver)
-            devices.append(_Device(node, ref, value, ref not in allocated))
+    for published in newest_generation_devices(snapshot.resource_slices):
+        ref = "/".join(published.key)
+        value = celcheck.device_value(published.device, driver=published.driver)
+        devices.append(_Device(published.node or "", ref, value, ref not in allocated))
     return devices
 
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from webhook.core.dra import object_name, object_ref
 from webhook.core.policy import MAX_DEVICES_PER_CLAIM
 
 Severity = Literal["error", "warning", "info"]
@@ -21,7 +22,6 @@ MAX_TOLERATIONS: Final = 16
 MAX_ALLOCATED: Final = MAX_DEVICES_PER_CLAIM  # devices one claim can ever get
 MAX_PARAMETERS_BYTES: Final = 10 * 1024
 ALLOCATION_MODES: Final = ("ExactCount", "All")
-LEGACY_PREFIXES: Final = ("nvidia.com/gpu", "nvidia.com/mig-")
 NVIDIA_DRIVER: Final = "gpu.nvidia.com"
 SHARING_GATES: Final = {"TimeSlicing": "TimeSlicingSettings", "MPS": "MPSSupport"}
 
@@ -51,14 +51,7 @@ def metadata_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def name_of(obj: Mapping[str, Any]) -> str:
-    return str(metadata_of(obj).get("name") or metadata_of(obj).get("generateName") or "(unnamed)")
-
-
-def object_ref(obj: Mapping[str, Any]) -> str:
-    """`Kind/namespace/name`, or `Kind/name` when no namespace is set (cluster-scoped or -n)."""
-    namespace = metadata_of(obj).get("namespace")
-    kind = str(obj.get("kind") or "Object")
-    return f"{kind}/{namespace}/{name_of(obj)}" if namespace else f"{kind}/{name_of(obj)}"
+    return object_name(obj)
 
 
 def as_list(value: Any) -> list[Any]:

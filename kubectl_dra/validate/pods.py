@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from kubectl_dra.validate.claims import unique_label
 from kubectl_dra.validate.findings import (
-    LEGACY_PREFIXES,
     Report,
     as_dict,
     as_list,
@@ -16,7 +15,9 @@ from kubectl_dra.validate.findings import (
     name_of,
 )
 from kubectl_dra.validate.schema import check_structure, join_path
+from webhook.core.dra import legacy_resources, pod_containers
 from webhook.core.names import is_dns_subdomain
+from webhook.core.policy import Policy
 
 # --- rule 3 and 6: pods -----------------------------------------------------------------------
 
@@ -55,10 +56,14 @@ def claim_sources(
     return found
 
 
-def _containers(spec: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    for group in ("initContainers", "containers", "ephemeralContainers"):
-        for i, container in enumerate(as_list(spec.get(group))):
-            yield f"{group}[{i}]", as_dict(container)
+# validate has no --policy: the built-in policy says which resources are the legacy ones.
+LEGACY_POLICY: Final = Policy.default()
+
+
+def _legacy_requests(container: Mapping[str, Any]) -> list[str]:
+    """`2 nvidia.com/gpu` for each extended resource the (default) policy translates."""
+    found = legacy_resources(container, LEGACY_POLICY)
+    return [f"{value} {name}" for name, value in found.items()]
 
 
 def pod_rules(
@@ -111,11 +116,11 @@ def pod_rules(
             f"{base}.resources.claims",
             "pod-level resources cannot carry claims; list them under each container's resources.claims",
         )
-    for container_path, container in _containers(spec):
+    for ref in pod_containers(spec, ephemeral=True):
+        container, container_path = ref.container, ref.path
         resources_ = as_dict(container.get("resources"))
         path = f"{base}.{container_path}.resources"
-        amounts = {**as_dict(resources_.get("requests")), **as_dict(resources_.get("limits"))}
-        legacy = [f"{v} {k}" for k, v in amounts.items() if str(k).startswith(LEGACY_PREFIXES)]
+        legacy = _legacy_requests(container)
         if legacy:
             source = "-" if where == "stdin" else where
             report.info(
