@@ -396,3 +396,19 @@ def test_parse_quantity(text: str, value: Decimal | None) -> None:
 )
 def test_format_bytes(text: str, shown: str) -> None:
     assert format_bytes(text) == shown
+
+
+def test_a_pending_first_available_request_counts_its_largest_alternative() -> None:
+    """One alternative is allocated, so the most the request can hold is the largest: 4."""
+    claim = cluster_claim("fa")
+    claim["spec"]["devices"]["requests"] = [
+        {
+            "name": "gpu",
+            "firstAvailable": [
+                {"name": "big", "deviceClassName": "a", "count": 4},
+                {"name": "small", "deviceClassName": "b", "count": 2},
+            ],
+        }
+    ]
+    [report] = build_claim_reports([claim], SLICES)
+    assert [(r.request, r.device_class, r.count) for r in report.requests] == [("gpu", "a | b", 4)]
