@@ -33,7 +33,11 @@ attribute is an error (which stops allocation in the scheduler), not `false`.
 from __future__ import annotations
 
 from kubectl_dra.celcheck.errors import CelError, CelTooExpensive, Problem, Severity
-from kubectl_dra.celcheck.evaluation import CelEvaluationError, device_value
+from kubectl_dra.celcheck.evaluation import (
+    CelEvaluationError,
+    CelEvaluationTooExpensive,
+    device_value,
+)
 from kubectl_dra.celcheck.static import KNOWN_FUNCTIONS, Checked, check, evaluate
 from kubectl_dra.celcheck.syntax import Node, parse, to_node
 from kubectl_dra.celcheck.values import FUNCTIONS, Quantity, Semver
@@ -43,6 +47,7 @@ __all__ = [
     "KNOWN_FUNCTIONS",
     "CelError",
     "CelEvaluationError",
+    "CelEvaluationTooExpensive",
     "CelTooExpensive",
     "Checked",
     "Node",

@@ -9,7 +9,10 @@ of a selector when the object is written and refuses one above its limit, we bou
   nested binds can grow the tree exponentially; the expansion stops at MAX_TREE_NODES;
 - cost: an estimate of the evaluation steps on the largest device the API accepts (a
   comprehension costs its body once per element, string functions the length they build),
-  refused above MAX_COST, the API server's limit for one device selector.
+  refused above MAX_COST, the API server's limit for one device selector;
+- evaluation (with --cluster): steps actually taken on one device, stopped at
+  MAX_EVALUATION_STEPS; the selector is then reported as too expensive and not run on the
+  remaining devices.
 
 Literals cel-go refuses are findings too: integers outside int64 (uint64 for `u` literals),
 doubles outside float64, and `\\u`/`\\U` escapes naming a surrogate or no code point at all.
@@ -31,6 +34,9 @@ if TYPE_CHECKING:
     from kubectl_dra.celcheck.syntax import Node
 
 MAX_COST: Final = 1_000_000  # the API server's cost limit for one device selector
+# celpy evaluates far slower than cel-go (about 0.1 ms per tree node visited), so evaluation
+# has its own bound: node visits per device, about 0.3 s, far above what real selectors take.
+MAX_EVALUATION_STEPS: Final = 2_500
 MAX_TREE_NODES: Final = 100_000  # celpy tree nodes after cel.bind expansion (~7 per token)
 MAX_TREE_DEPTH: Final = 1_000  # celpy tree levels (~10 per level of parentheses)
 # The largest values a device may hold (resource.k8s.io/v1 limits): at most 32 attributes and

@@ -6,10 +6,10 @@ from collections.abc import Callable, Mapping
 from fractions import Fraction
 from typing import Any, Final
 
-import celpy
 from celpy import celtypes
-from celpy.evaluation import CELEvalError
+from celpy.evaluation import CELEvalError, Evaluator
 
+from kubectl_dra.celcheck.budget import MAX_EVALUATION_STEPS
 from kubectl_dra.celcheck.syntax import Tree, environment
 from kubectl_dra.celcheck.values import FUNCTIONS, Quantity, Semver
 
@@ -83,14 +83,59 @@ class CelEvaluationError(Exception):
 _EXPRESSION_FAILURES: Final = (TypeError, ValueError, ArithmeticError, LookupError)
 
 
-def compile_program(tree: Tree) -> celpy.Runner:
-    return environment().program(tree, functions=FUNCTIONS)
+class CelEvaluationTooExpensive(CelEvaluationError):
+    """The selector used up its step budget on one device; evaluating it further is pointless."""
 
 
-def run(program: celpy.Runner, device: celtypes.MapType) -> bool:
+class _Steps:
+    """The steps one evaluation may still take, shared by the evaluators of its comprehensions."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+
+class _BudgetedEvaluator(Evaluator):
+    """celpy's evaluator, counting every tree node it visits against a step budget."""
+
+    def __init__(self, ast: Tree, activation: Any, steps: _Steps) -> None:
+        super().__init__(ast, activation=activation)
+        self.steps = steps
+
+    def visit(self, tree: Tree) -> Any:
+        self.steps.left -= 1
+        if self.steps.left < 0:
+            raise CelEvaluationTooExpensive(
+                f"the expression is too expensive: it took more than {MAX_EVALUATION_STEPS:,} "
+                "evaluation steps on one device"
+            )
+        return super().visit(tree)
+
+    def sub_evaluator(self, ast: Tree) -> Evaluator:
+        return _BudgetedEvaluator(ast, self.activation, self.steps)
+
+
+class Program:
+    """A checked selector, ready to run on devices within MAX_EVALUATION_STEPS each."""
+
+    def __init__(self, tree: Tree) -> None:
+        self.runner = environment().program(tree, functions=FUNCTIONS)
+
+    def evaluate(self, variables: Mapping[str, Any]) -> Any:
+        steps = _Steps(MAX_EVALUATION_STEPS)
+        evaluator = _BudgetedEvaluator(self.runner.ast, self.runner.new_activation(), steps)
+        return evaluator.evaluate(dict(variables))
+
+
+def compile_program(tree: Tree) -> Program:
+    return Program(tree)
+
+
+def run(program: Program, device: celtypes.MapType) -> bool:
     """True/False for one device; raises CelEvaluationError like the scheduler would."""
     try:
         result = program.evaluate({"device": device})
+    except CelEvaluationTooExpensive:
+        raise
     except CELEvalError as exc:
         raise CelEvaluationError(_eval_message(exc)) from None
     except RecursionError:

@@ -6,12 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-import celpy
 from celpy import celtypes
 
 from kubectl_dra.celcheck.budget import check_cost, literal_problems
 from kubectl_dra.celcheck.errors import CelTooExpensive, Problem
-from kubectl_dra.celcheck.evaluation import compile_program, run
+from kubectl_dra.celcheck.evaluation import Program, compile_program, run
 from kubectl_dra.celcheck.guards import attribute_read, string_literal, unguarded_reads
 from kubectl_dra.celcheck.syntax import DEVICE_FIELDS, Node, Tree, parse, to_node
 from kubectl_dra.celcheck.values import Quantity, Semver
@@ -108,7 +107,7 @@ class Checked:
     expression: str
     tree: Tree
     problems: tuple[Problem, ...]
-    program: celpy.Runner = field(repr=False, compare=False)
+    program: Program = field(repr=False, compare=False)
 
     def evaluate(self, device: celtypes.MapType) -> bool:
         """True/False for one device; raises CelEvaluationError like the scheduler would."""

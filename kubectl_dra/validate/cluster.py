@@ -82,6 +82,11 @@ def _matches(
             try:
                 if selector.evaluate(device.value):
                     kept.append(device)
+            except celcheck.CelEvaluationTooExpensive as exc:
+                # One device used up the budget: the others would too, so stop here.
+                errors.append(f"{label} on {device.ref}: {exc}")
+                kept = []
+                break
             except celcheck.CelEvaluationError as exc:
                 errors.append(f"{label} fails on {device.ref}: {exc}")
         steps.append((label, len(remaining), len(kept)))

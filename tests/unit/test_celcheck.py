@@ -305,8 +305,8 @@ def test_expressions_beyond_the_budget_are_refused_as_too_expensive(expression: 
 def test_expressions_within_the_budget_still_check_and_evaluate() -> None:
     # 3 levels of binds: the expansion copies x0 four times, far below the bound
     assert evaluate(_doubling_binds(3).replace("> 0", "== 8")) is True
-    # 20**3 = 8,000 steps
-    assert evaluate(_nested_all(3, 20)) is True
+    # 10**2 = 100 iterations: within the static cost and the evaluation step budget
+    assert evaluate(_nested_all(2, 10)) is True
 
 
 @pytest.mark.parametrize(
@@ -342,4 +342,11 @@ def test_a_bug_in_evaluation_is_not_reported_as_a_selector_failure(
 
     monkeypatch.setattr(checked.program, "evaluate", broken)
     with pytest.raises(AttributeError):
+        checked.evaluate(celcheck.device_value(H100, driver="gpu.nvidia.com"))
+
+
+def test_evaluation_stops_at_its_step_budget_with_a_too_expensive_error() -> None:
+    # 30**3 = 27,000 iterations: under the static cost limit, far over the evaluation budget
+    checked = celcheck.check(_nested_all(3, 30))
+    with pytest.raises(celcheck.CelEvaluationTooExpensive, match="too expensive"):
         checked.evaluate(celcheck.device_value(H100, driver="gpu.nvidia.com"))

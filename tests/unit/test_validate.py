@@ -668,3 +668,18 @@ def test_the_snapshot_takes_four_list_calls() -> None:
     reader = validate_cluster()
     ClusterSnapshot.from_reader(reader)
     assert reader.requests == 4
+
+
+def test_a_selector_too_expensive_to_run_is_an_error_and_the_run_goes_on() -> None:
+    items = "[" + ", ".join(str(i) for i in range(30)) + "]"
+    costly = f"{items}.all(a, {items}.all(b, {items}.all(c, true)))"  # 27,000 iterations
+    expensive = make_claim(request(selectors=[selector(costly)]), name="costly")
+    cheap = make_claim(name="cheap")
+    found = run(expensive, cheap, cluster=snapshot())
+    costly_errors = [f.message for f in errors(found) if f.object == "ResourceClaim/ml/costly"]
+    assert any("too expensive" in m for m in costly_errors)
+    # the other claim was still checked against the cluster: 8 devices on 2 nodes
+    assert any(
+        f.object == "ResourceClaim/ml/cheap" and "8 devices match on 2 nodes" in f.message
+        for f in found
+    )
