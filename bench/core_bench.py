@@ -4,7 +4,7 @@ create_app in-process (Flask test client, no network), for three pod shapes.
     .venv/bin/python bench/core_bench.py [--seconds 2]
 
 Prints one line per shape and the ratio of review cost to translation cost. Single-threaded,
-so the numbers are per core. Aim (issue 2): >= 5,000 pods/s in the core.
+so the numbers are per core. Aim: >= 5,000 pods/s in the core.
 """
 
 from __future__ import annotations

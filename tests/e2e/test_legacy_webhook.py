@@ -1,4 +1,4 @@
-"""Legacy `nvidia.com/gpu` pods through our webhook on the real control plane (issue 3, 1 and 3-10).
+"""Legacy `nvidia.com/gpu` pods through our webhook on the real control plane.
 
 Each test puts its namespace under a policy (WebhookPool.use) and then checks what the real
 components did with the rewritten pod: the controller-manager made the claim from our
@@ -34,7 +34,7 @@ MANAGED_BY = "app.kubernetes.io/managed-by=kubectl-dra"
 
 
 def policy(**defaults: Any) -> str:
-    """A GPUPolicy (issue 2 format) with these `spec.defaults` overrides."""
+    """A GPUPolicy with these `spec.defaults` overrides."""
     return yaml.safe_dump(
         {
             "apiVersion": "kubectl-dra.io/v1alpha1",
@@ -341,7 +341,7 @@ def gpu_class_with_extended_resource(k8s: E2ECluster) -> Iterator[None]:
 def test_rewritten_pod_gets_only_our_claim_when_a_class_maps_the_extended_resource(
     k8s: E2ECluster, webhooks: WebhookPool, namespace: str, gpu_class_with_extended_resource: None
 ) -> None:
-    webhooks.use(namespace)
+    webhooks.use(namespace, policy(allowSkip=True))  # the control pod below opts out
     # Control: a pod our webhook skips is served by the scheduler's KEP-5004 claim, so the
     # mapping is live and would add a second claim to a pod that still asked for nvidia.com/gpu.
     skipped = legacy_pod("skipped")
