@@ -303,3 +303,22 @@ def test_non_utf8_policy_file_is_a_policy_error(tmp_path: Path) -> None:
     path.write_bytes(b"spec:\n  mode: \xff\xfe\n")
     with pytest.raises(PolicyError, match="not UTF-8"):
         Policy.from_file(path)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        HEADER + "spec:\n  mode: " + "9" * 5000 + "\n",
+        HEADER + "spec:\n  defaults: " + "[" * 5000 + "]" * 5000,
+        HEADER + "spec: {? [a, b] : c}",
+        HEADER + "spec:\n  mode: 2001-01-01\n",
+        HEADER + "spec:\n  defaults:\n    maxGPUsPerPod: .nan\n",
+        "\x00",
+    ],
+    ids=["huge-int", "deep", "unhashable-key", "date", "nan", "control-char"],
+)
+def test_any_bad_policy_text_raises_only_policy_error(text: str) -> None:
+    """What a hot reload reports: it catches PolicyError, so nothing else may escape."""
+    with pytest.raises(PolicyError) as err:
+        Policy.from_yaml(text)
+    assert err.value.problems and "\n" not in err.value.problems[0]

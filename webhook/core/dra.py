@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias, TypedDict
 
+from webhook.core.errors import shown
 from webhook.core.policy import Policy
 
 ContainerKind = Literal["app", "init", "sidecar", "ephemeral"]
@@ -290,3 +291,106 @@ def object_ref(obj: Mapping[str, Any]) -> str:
     own_kind = obj.get("kind")
     kind = own_kind if isinstance(own_kind, str) and own_kind else "Object"
     return f"{kind}/{namespaced_name(obj)}"
+
+
+# --- the shape of a pod -----------------------------------------------------------------------
+
+_STRING_MAPS: Final = ("annotations", "labels")
+
+
+def pod_shape_problem(pod: Mapping[str, Any]) -> str | None:
+    """The first field of `pod` whose type the API server would refuse, as `path: problem`.
+
+    Checks only what the rewrite reads, in one pass over the containers: objects where objects
+    belong, lists where lists belong, string labels and annotations, and container names that
+    are strings and unique (the API server refuses duplicates; they would also make the
+    rewrite's request names collide). None when the pod can be read.
+    """
+    metadata = pod.get("metadata", {})
+    if not isinstance(metadata, Mapping):
+        return f"metadata: expected an object, got {shown(metadata)}"
+    for key in _STRING_MAPS:
+        problem = _string_map(metadata.get(key), f"metadata.{key}")
+        if problem:
+            return problem
+    spec = pod.get("spec", {})
+    if not isinstance(spec, Mapping):
+        return f"spec: expected an object, got {shown(spec)}"
+    for key in ("affinity",):
+        if key in spec and spec[key] is not None and not isinstance(spec[key], Mapping):
+            return f"spec.{key}: expected an object, got {shown(spec[key])}"
+    problem = _string_map(spec.get("nodeSelector"), "spec.nodeSelector")
+    if problem:
+        return problem
+    for key in ("resourceClaims", "tolerations", "schedulingGates"):
+        problem = _list_of_objects(spec.get(key), f"spec.{key}")
+        if problem:
+            return problem
+    names: set[str] = set()
+    for list_name in ("initContainers", "containers", "ephemeralContainers"):
+        problem = _list_of_objects(spec.get(list_name), f"spec.{list_name}")
+        if problem:
+            return problem
+        for index, container in enumerate(spec.get(list_name) or []):
+            problem = _container_problem(container, f"spec.{list_name}[{index}]", names)
+            if problem:
+                return problem
+    return None
+
+
+def _container_problem(container: Mapping[str, Any], path: str, names: set[str]) -> str | None:
+    name = container.get("name")
+    if not isinstance(name, str):
+        return f"{path}.name: expected a string, got {shown(name)}"
+    if name in names:
+        return f"{path}.name: {shown(name)} is used by another container; names must be unique"
+    names.add(name)
+    resources = container.get("resources")
+    if resources is None:
+        return None
+    if not isinstance(resources, Mapping):
+        return f"{path}.resources: expected an object, got {shown(resources)}"
+    for section in ("limits", "requests"):
+        values = resources.get(section)
+        if values is not None and not isinstance(values, Mapping):
+            return f"{path}.resources.{section}: expected an object, got {shown(values)}"
+    return _list_of_objects(resources.get("claims"), f"{path}.resources.claims")
+
+
+def _string_map(value: Any, path: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        return f"{path}: expected an object of strings, got {shown(value)}"
+    for key, item in value.items():
+        if not isinstance(item, str):
+            return f"{path}[{shown(key)}]: expected a string, got {shown(item)}"
+    return None
+
+
+def _list_of_objects(value: Any, path: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        return f"{path}: expected a list, got {shown(value)}"
+    for index, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            return f"{path}[{index}]: expected an object, got {shown(item)}"
+    return None
+
+
+def nesting_problem(value: Any, limit: int) -> str | None:
+    """None if `value` (decoded JSON) nests at most `limit` levels; walked without recursion."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return f"nested more than {limit} levels deep"
+        stack.extend((child, depth + 1) for child in children)
+    return None

@@ -7,6 +7,10 @@ raises TranslationError with a message for its author. No Flask, click or API ca
 Device-plugin semantics are preserved: the count comes from the limit; a plain init container
 reuses the devices of the app containers (the device plugin gave a pod max(largest init, sum of
 app) devices); a sidecar has devices of its own; ephemeral containers are never touched.
+
+Longer than 500 lines: reading demands, planning requests and building the claim share the
+Demand and PlannedRequest types; request planning (`_plan_requests`) is the part to move into a
+module of its own, once its init-container rules settle.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from webhook.core import existing as existing_objects
 from webhook.core.errors import TranslationError, shown
 from webhook.core.names import is_dns_subdomain, short_hash, to_dns_label, unique_label
 from webhook.core.policy import MAX_DEVICES_PER_CLAIM, Policy, ResourceRule, SharingRules
-from webhook.core.record import ContainerRecord, NodeRequirement, RecordError, RewrittenRecord
+from webhook.core.record import ContainerRecord, RecordError, RewrittenRecord
 
 PREFIX: Final = "kubectl-dra.io/"
 SKIP_ANNOTATION: Final = PREFIX + "skip"
@@ -89,6 +93,9 @@ def translate(
 
     `subject` names the object in messages (default: the pod's namespace/name).
     """
+    problem = dra.pod_shape_problem(pod)
+    if problem:
+        raise TranslationError(f"{subject or 'pod'}: {problem}")
     metadata = pod.get("metadata") or {}
     annotations = metadata.get("annotations") or {}
     if policy.mode == "Disabled":
@@ -264,11 +271,13 @@ def _rewrite(
     demands = _collect_demands(spec, policy, who)
     warnings: list[str] = []
 
+    by_container: dict[tuple[ContainerKind, int], list[str]] = {}
+    for demand in demands:
+        by_container.setdefault((demand.kind, demand.index), []).append(demand.resource)
     for kind, index, container in _containers(spec):
-        _strip_legacy(
-            container, [d.resource for d in demands if d.kind == kind and d.index == index]
-        )
+        _strip_legacy(container, by_container.get((kind, index), []))
     active = [d for d in demands if d.count > 0]
+    _check_largest(active, rules, who)
 
     shared_claim = annotations.get(SHARED_CLAIM_ANNOTATION)
     pod_sharing = rules.pod_sharing == "Always" or (
@@ -295,7 +304,7 @@ def _rewrite(
 
     targets: dict[str, str] = {}  # claim, template or resourceClaim
     container_requests: dict[tuple[ContainerKind, int, str], tuple[str, ...]] = {}
-    dropped = _NodeTerms.of(spec)
+    dropped = selectors.NodeTerms.of(spec)
     templates: tuple[dict[str, Any], ...] = ()
     claims: tuple[dict[str, Any], ...] = ()
     if active:
@@ -309,7 +318,7 @@ def _rewrite(
             domain=sharing.NVIDIA_DRIVER,
         )
         warnings += node.warnings
-        dropped = dropped.minus(_NodeTerms.of(spec))
+        dropped = dropped.minus(selectors.NodeTerms.of(spec))
         claim_spec = _claim_spec(planned, rules, node.selectors)
         claim_name = unique_label(
             DEFAULT_CLAIM_NAME, {c.get("name") for c in spec.get("resourceClaims") or []}
@@ -402,91 +411,8 @@ def restore_rewritten(
         record = RewrittenRecord.from_annotation(annotations[REWRITTEN_ANNOTATION])
     except RecordError:
         return result  # not a record we wrote: no label terms to take back
-    _take_back_node_terms(spec, old_spec, record)
+    selectors.take_back_node_terms(spec, old_spec, record.node_selector, record.node_affinity)
     return result
-
-
-def _take_back_node_terms(
-    spec: dict[str, Any], old_spec: Mapping[str, Any], record: RewrittenRecord
-) -> None:
-    node_selector, old_selector = spec.get("nodeSelector"), old_spec.get("nodeSelector") or {}
-    if isinstance(node_selector, dict):
-        for key, value in record.node_selector:
-            if node_selector.get(key) == value and old_selector.get(key) != value:
-                del node_selector[key]
-        if not node_selector and "nodeSelector" not in old_spec:
-            del spec["nodeSelector"]
-    term, old_term = _single_required_term(spec), _single_required_term(old_spec)
-    expressions = (term or {}).get("matchExpressions")
-    if term is None or not isinstance(expressions, list) or not record.node_affinity:
-        return
-    old_expressions = (old_term or {}).get("matchExpressions") or []
-    translated = set(record.node_affinity)
-    kept = [e for e in expressions if e in old_expressions or _requirement(e) not in translated]
-    if len(kept) == len(expressions):
-        return
-    if kept:
-        term["matchExpressions"] = kept
-        return
-    del term["matchExpressions"]
-    if not term.get("matchFields") and old_term is None:
-        selectors.remove_required_affinity(spec)
-
-
-def _single_required_term(spec: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The one term of a required node affinity (translation only drops labels from one)."""
-    affinity = spec.get("affinity")
-    node_affinity = affinity.get("nodeAffinity") if isinstance(affinity, dict) else None
-    required = (
-        node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
-        if isinstance(node_affinity, dict)
-        else None
-    )
-    terms = required.get("nodeSelectorTerms") if isinstance(required, dict) else None
-    if isinstance(terms, list) and len(terms) == 1 and isinstance(terms[0], dict):
-        return terms[0]
-    return None
-
-
-def _requirement(expression: Any) -> NodeRequirement | None:
-    if not isinstance(expression, Mapping):
-        return None
-    values = expression.get("values") or ()
-    return NodeRequirement(
-        str(expression.get("key")),
-        str(expression.get("operator")),
-        tuple(str(v) for v in values) if isinstance(values, list) else (),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class _NodeTerms:
-    """The GPU-label terms of a pod's node constraints (what translation may take off)."""
-
-    node_selector: tuple[tuple[str, str], ...] = ()
-    node_affinity: tuple[NodeRequirement, ...] = ()
-
-    @classmethod
-    def of(cls, spec: Mapping[str, Any]) -> _NodeTerms:
-        node_selector = spec.get("nodeSelector")
-        labels = node_selector if isinstance(node_selector, Mapping) else {}
-        term = _single_required_term(spec) or {}
-        expressions = term.get("matchExpressions")
-        return cls(
-            tuple(sorted((k, str(v)) for k, v in labels.items() if k in selectors.DEVICE_LABELS)),
-            tuple(
-                r
-                for e in (expressions if isinstance(expressions, list) else [])
-                if (r := _requirement(e)) is not None and r.key in selectors.DEVICE_LABELS
-            ),
-        )
-
-    def minus(self, other: _NodeTerms) -> _NodeTerms:
-        """The terms of self that `other` no longer has: what the translation dropped."""
-        return _NodeTerms(
-            tuple(t for t in self.node_selector if t not in other.node_selector),
-            tuple(r for r in self.node_affinity if r not in other.node_affinity),
-        )
 
 
 def _strip_legacy(container: dict[str, Any], legacy: list[str]) -> None:
@@ -575,6 +501,28 @@ def _plan_requests(
 def _resource_label(resource: str) -> str:
     """`nvidia.com/gpu` -> `gpu`, `nvidia.com/mig-1g.10gb` -> `mig-1g-10gb`."""
     return to_dns_label(resource.split("/", 1)[-1])
+
+
+def _check_largest(demands: list[Demand], rules: SharingRules, who: str) -> None:
+    """Before planning: no way of sharing gives a pod fewer devices than its largest demand.
+
+    Denying here keeps planning proportional to the pod (counts are at most 32 past this).
+    """
+    largest = max(demands, key=lambda d: d.count, default=None)
+    if largest is not None and largest.count > min(rules.max_gpus_per_pod, MAX_DEVICES_PER_CLAIM):
+        _check_limits(
+            [
+                PlannedRequest(
+                    to_dns_label(largest.container),
+                    largest.resource,
+                    largest.rule,
+                    largest.profile,
+                    largest.count,
+                )
+            ],
+            rules,
+            who,
+        )
 
 
 def _check_limits(planned: list[PlannedRequest], rules: SharingRules, who: str) -> None:
@@ -692,5 +640,4 @@ def check_shared_claim_fits(
     The rules are in webhook.core.existing.shared_claim_difference.
     """
     difference = existing_objects.shared_claim_difference(existing, wanted, max_devices=max_devices)
-    name = (existing.get("metadata") or {}).get("name", "")
-    return f"ResourceClaim {shown(name).strip(chr(34))} {difference}" if difference else None
+    return f"ResourceClaim {dra.object_name(existing)} {difference}" if difference else None
