@@ -19,10 +19,9 @@ from pathlib import Path
 from types import TracebackType
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from builders import container, make_pod, make_review  # noqa: E402
+from tests.builders import container, make_pod, make_review  # noqa: E402
 from webhook import certs  # noqa: E402
 
 

@@ -32,12 +32,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
 from bench_server import BenchServer, review_body  # noqa: E402
-from reviews import BAD_POLICY, POLICY  # noqa: E402
 
+from tests.reviews import BAD_POLICY, POLICY  # noqa: E402
 from webhook import certs  # noqa: E402
 
 

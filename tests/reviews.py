@@ -7,7 +7,7 @@ import base64
 import json
 from typing import Any
 
-from builders import container, make_pod, make_review
+from tests.builders import container, make_pod, make_review
 
 # A policy file with a chosen maxGPUsPerPod, and an edit of it the server must reject.
 POLICY = """\

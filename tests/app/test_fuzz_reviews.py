@@ -26,7 +26,7 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from builders import make_policy
+from tests.builders import make_policy
 from webhook.app import create_app
 from webhook.gateway import MemoryGateway
 from webhook.settings import Settings

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from builders import container, make_pod, make_review
+from tests.builders import container, make_pod, make_review
 from webhook.app import create_app
 from webhook.core.policy import Policy
 from webhook.errors import GatewayError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from builders import container, make_pod, make_review
+from tests.builders import container, make_pod, make_review
 from webhook import metrics
 from webhook.app import create_app
 from webhook.core.policy import Policy

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-import builders
+from tests import builders
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "hack"))

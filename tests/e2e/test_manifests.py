@@ -31,9 +31,16 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_support import POLICY_LABEL, REWRITTEN, ROOT, E2ECluster, cluster_mod, legacy_pod
 
-from builders import make_review
+from tests.builders import make_review
+from tests.e2e.e2e_support import (
+    POLICY_LABEL,
+    REWRITTEN,
+    ROOT,
+    E2ECluster,
+    cluster_mod,
+    legacy_pod,
+)
 from webhook import certs
 
 pytestmark = pytest.mark.e2e

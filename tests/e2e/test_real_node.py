@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_support import (
+
+from tests.e2e.e2e_support import (
     ROOT,
     E2ECluster,
     WebhookPool,

@@ -17,10 +17,10 @@ from pathlib import Path
 import h2.connection
 import h2.events
 import pytest
-from reviews import gpu_review
-from tls_support import Server, StartServer
 
-from builders import wait_for
+from tests.builders import wait_for
+from tests.reviews import gpu_review
+from tests.tls.tls_support import Server, StartServer
 from webhook import certs
 
 HEAD = "POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from builders import assert_valid, container, make_pod, make_policy
+from tests.builders import assert_valid, container, make_pod, make_policy
 from webhook.core.errors import TranslationError
 from webhook.core.policy import Policy
 from webhook.core.translate import (

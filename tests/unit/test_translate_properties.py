@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from builders import assert_valid, make_pod, make_policy
+from tests.builders import assert_valid, make_pod, make_policy
 from webhook.core.errors import TranslationError
 from webhook.core.translate import translate
 

@@ -1,0 +1,1 @@
+"""One module per `kubectl dra` command group; cli.py registers each with one line."""
