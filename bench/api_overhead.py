@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What our webhook costs at pod creation, measured through the real API server.
 
-Two ratios (issue 3), medians over `--rounds`, `--pods` sequential creates each:
+Two ratios, medians over `--rounds`, `--pods` sequential creates each:
 
   legacy/converted  N legacy 1-GPU pods with the webhook registered (admission calls us, we
                     rewrite; the template exists after the first pod) vs N pods that are already

@@ -60,7 +60,7 @@ COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-schedul
 SERVICE_CIDR = "10.96.0.0/16"
 ADMIN_USER = "kubectl-dra-admin"
 # Feature gates we want on when the built release still has them as a (non-GA) gate:
-# DRAExtendedResource is alpha in 1.34 (KEP-5004, issue 3 test 9); later it is on or locked.
+# DRAExtendedResource is alpha in 1.34 (KEP-5004); later it is on or locked.
 WANTED_GATES = ("DRAExtendedResource",)
 
 
