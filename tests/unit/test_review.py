@@ -40,6 +40,14 @@ def test_parse_request_reads_the_fields_we_use() -> None:
         (lambda r: r["request"].pop("uid"), "request.uid is missing"),
         (lambda r: r["request"].update(object="pod"), "request.object is missing or not an object"),
         (lambda r: r["request"].pop("operation"), "request.operation is missing"),
+        (
+            lambda r: r["request"].update(kind={"kind": "Job"}, object={"metadata": ["x"]}),
+            "request.object.metadata: expected an object",
+        ),
+        (
+            lambda r: r["request"].update(kind={"kind": "Job"}, oldObject={"metadata": "x"}),
+            "request.oldObject.metadata: expected an object",
+        ),
     ],
 )
 def test_broken_reviews_are_rejected_with_a_reason(mutate: Any, reason: str) -> None:

@@ -82,11 +82,18 @@ def parse_request(body: Any) -> AdmissionRequest:
     kind = request.get("kind") or {}
     kind_name = kind.get("kind", "") if isinstance(kind, Mapping) else ""
     old = request.get("oldObject")
-    if kind_name in ("Pod", ""):
-        for field, value in (("object", obj), ("oldObject", old)):
-            problem = dra.pod_shape_problem(value) if isinstance(value, Mapping) else None
-            if problem:
-                raise BadReviewError(f"request.{field}.{problem}")
+    for field, value in (("object", obj), ("oldObject", old)):
+        if not isinstance(value, Mapping):
+            continue
+        if kind_name in ("Pod", ""):
+            problem = dra.pod_shape_problem(value)
+        elif not isinstance(value.get("metadata", {}), Mapping):
+            # The API server sends object metadata as an object, whatever the kind.
+            problem = "metadata: expected an object"
+        else:
+            problem = None
+        if problem:
+            raise BadReviewError(f"request.{field}.{problem}")
     return AdmissionRequest(
         uid=uid,
         kind=kind_name if isinstance(kind_name, str) else "",
