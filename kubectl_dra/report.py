@@ -35,6 +35,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final, Literal, TypeVar
 
+from webhook.core.capacity import (
+    Capacity,
+    PublishedDevice,
+    attribute,
+    count_units,
+    current_slices,
+    group_units,
+)
 from webhook.core.quantity import BINARY_SUFFIXES, parse_quantity
 from webhook.core.translate import REWRITTEN_ANNOTATION
 
@@ -190,15 +198,20 @@ class NodeDevice:
 @dataclass(frozen=True, slots=True)
 class NodeReport:
     node: str
-    models: tuple[ModelCount, ...]
+    models: tuple[ModelCount, ...]  # published devices by model (a GPU and its MIG slices apart)
     devices: tuple[NodeDevice, ...]
+    # Physical units (webhook/core/capacity.py): a GPU and the MIG devices carved from it are
+    # one. None only for reports built by hand; then the model counts are summed.
+    capacity: Capacity | None = None
 
     @property
     def total(self) -> int:
-        return sum(m.total for m in self.models)
+        return self.capacity.total if self.capacity else sum(m.total for m in self.models)
 
     @property
     def allocated(self) -> int:
+        if self.capacity:
+            return self.capacity.allocated
         return sum(m.allocated for m in self.models)
 
     @property
@@ -234,17 +247,6 @@ def _meta(obj: Obj) -> Mapping[str, Any]:
 
 def _annotations(obj: Obj) -> Mapping[str, str]:
     return _meta(obj).get("annotations") or {}
-
-
-def attribute(attributes: Obj, driver: str, name: str) -> str | None:
-    """An attribute's value as text; unqualified names belong to the driver's own domain."""
-    for key in (name, f"{driver}/{name}"):
-        value = attributes.get(key)
-        if isinstance(value, Mapping):
-            for kind in ("string", "version", "int", "bool"):
-                if kind in value:
-                    return str(value[kind])
-    return None
 
 
 def format_bytes(text: str) -> str:
@@ -288,20 +290,10 @@ def _device_from_spec(driver: str, pool: str, node: str | None, spec: Obj) -> De
 
 def index_devices(slices: Iterable[Obj]) -> dict[DeviceKey, Device]:
     """Every published device by (driver, pool, device), from each pool's newest generation."""
-    slices = list(slices)
-    newest: dict[tuple[str, str], int] = {}
-    for s in slices:
-        spec = s.get("spec") or {}
-        pool = spec.get("pool") or {}
-        key = (spec.get("driver", ""), pool.get("name", ""))
-        newest[key] = max(newest.get(key, 0), int(pool.get("generation") or 0))
     devices: dict[DeviceKey, Device] = {}
-    for s in slices:
+    for s in current_slices(slices):
         spec = s.get("spec") or {}
-        pool = spec.get("pool") or {}
-        driver, pool_name = spec.get("driver", ""), pool.get("name", "")
-        if int(pool.get("generation") or 0) < newest[(driver, pool_name)]:
-            continue
+        driver, pool_name = spec.get("driver", ""), (spec.get("pool") or {}).get("name", "")
         for raw in spec.get("devices") or []:
             device = _device_from_spec(driver, pool_name, spec.get("nodeName"), raw)
             devices[device.key] = device
@@ -780,8 +772,12 @@ def build_node_reports(
 
     Devices not bound to one node (network-attached pools) are listed under node "-".
     """
+    slices = list(slices)
     devices = index_devices(slices)
     holders = _holders(claims)
+    units_by_node: dict[str, list[PublishedDevice]] = defaultdict(list)
+    for unit in group_units(slices):
+        units_by_node[unit.node or "-"].append(unit)
     by_node: dict[str, list[NodeDevice]] = defaultdict(list)
     for key, device in devices.items():
         held = holders.get(key, [])
@@ -800,7 +796,11 @@ def build_node_reports(
     reports = []
     for node, node_devices in sorted(by_node.items()):
         node_devices.sort(key=lambda d: (d.device.driver, _natural(d.device.name)))
-        reports.append(NodeReport(node, _count_models(node_devices), tuple(node_devices)))
+        allocated = {d.device.key for d in node_devices if d.allocated}
+        capacity = count_units(units_by_node[node], allocated)
+        reports.append(
+            NodeReport(node, _count_models(node_devices), tuple(node_devices), capacity)
+        )
     return reports
 
 
@@ -822,7 +822,7 @@ def build_cluster_report(slices: Iterable[Obj], claims: Iterable[Obj]) -> Cluste
             counts[0] += m.total
             counts[1] += m.allocated
     return ClusterReport(
-        nodes=tuple(NodeReport(n.node, n.models, ()) for n in nodes),
+        nodes=tuple(NodeReport(n.node, n.models, (), n.capacity) for n in nodes),
         totals=tuple(ModelCount(m, t, a) for m, (t, a) in sorted(totals.items())),
     )
 
