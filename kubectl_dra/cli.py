@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import click
 
+from kubectl_dra.commands.audit import audit as audit_command
 from kubectl_dra.errors import DraError, NotFoundError
 from kubectl_dra.kube import ClusterReader
 from kubectl_dra.options import kube_options, output_option
@@ -479,6 +480,9 @@ def validate(
     click.echo(summarize(findings, documents=documents), err=True)
     if has_errors(findings):
         ctx.exit(1)
+
+
+cli.add_command(audit_command)
 
 
 def main() -> None:

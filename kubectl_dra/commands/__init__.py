@@ -1,0 +1,1 @@
+"""Click commands of `kubectl dra`, one module per command group."""
