@@ -54,6 +54,9 @@ class WorkloadAudit:
     reason: str  # unchanged: why; denied: the webhook's message; rewritten: a summary
     sharing: str | None
     requests: tuple[ClaimRequest, ...]
+    # rewritten: the ResourceClaimTemplate (or shared ResourceClaim) the pods would reference;
+    # its name is a hash of the claim's spec, so it equals the webhook's only for the same claim.
+    claim_source: str | None = None
 
     def total(self, resource: str) -> int:
         return self.demand.get(resource, 0) * self.replicas
@@ -169,6 +172,7 @@ def decide(
         reason: str,
         sharing: str | None = None,
         requests: tuple[ClaimRequest, ...] = (),
+        claim_source: str | None = None,
     ) -> WorkloadAudit:
         return WorkloadAudit(
             workload.namespace,
@@ -181,6 +185,7 @@ def decide(
             reason,
             sharing,
             requests,
+            claim_source,
         )
 
     if exempt and exempt.startswith("no kubectl-dra webhook"):
@@ -203,7 +208,8 @@ def decide(
     requests = _requests_of(claims[0]) if claims else ()
     record = json.loads(result.pod["metadata"]["annotations"][REWRITTEN_ANNOTATION])
     summary = ", ".join(f"{r.count} {r.device_class}" for r in requests) or "no devices"
-    return row("rewritten", f"claim of {summary}", str(record.get("sharing")), requests)
+    source = record.get("template") or record.get("resourceClaim")
+    return row("rewritten", f"claim of {summary}", str(record.get("sharing")), requests, source)
 
 
 def decide_all(
