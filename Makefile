@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help venv lint unit test e2e demo clean bench-webhook k8s-build cluster-up cluster-down cluster-status
+.PHONY: help venv lint unit test e2e demo clean bench-webhook k8s-build tools-build plugin cluster-up cluster-down cluster-status
 
 help:
 	@echo "make demo   - the main job: the GPU scenarios, legacy and native, on a local control plane"
@@ -36,10 +36,15 @@ unit: $(STAMP)
 k8s-build: $(STAMP)
 	$(BIN)/python hack/k8s_build.py
 
-test: lint k8s-build
+# helm and promtool for the chart tests, built from the Go module proxy like the control plane
+# (cached in ~/.cache/kubectl-dra/tools/; cold times in hack/README.md).
+tools-build: $(STAMP)
+	$(BIN)/python hack/go_tools.py
+
+test: lint k8s-build tools-build
 	$(BIN)/pytest -q
 
-e2e: k8s-build
+e2e: k8s-build tools-build
 	$(BIN)/pytest -m e2e -q
 
 cluster-up: k8s-build
