@@ -13,6 +13,7 @@ help:
 	@echo "make cluster-up / cluster-down / cluster-status - local control plane (hack/cluster.py)"
 	@echo "make bench-webhook - reviews/s and latency of the real server over HTTPS (bench/)"
 	@echo "make e2e    - only the e2e tests (K8S_VERSION=1.34 or 1.34.4 selects another release)"
+	@echo "make plugin - the single-file plugin dist/kubectl-dra and its krew archive (plugins/dra.yaml)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,10 +42,21 @@ k8s-build: $(STAMP)
 tools-build: $(STAMP)
 	$(BIN)/python hack/go_tools.py
 
-test: lint k8s-build tools-build
+# The single-file plugin (a PEX zipapp of the plain install) that tests run through kubectl.
+PLUGIN_SOURCES := pyproject.toml hack/build_plugin.py $(shell find kubectl_dra webhook/core -name '*.py' -o -name '*.json')
+dist/kubectl-dra: $(STAMP) $(PLUGIN_SOURCES)
+	$(BIN)/pip install --quiet 'pex>=2.20'
+	$(BIN)/python hack/build_plugin.py --no-manifest
+
+# Also writes the archive's sha256 into the krew manifest plugins/dra.yaml (a release step).
+plugin: $(STAMP)
+	$(BIN)/pip install --quiet 'pex>=2.20'
+	$(BIN)/python hack/build_plugin.py
+
+test: lint k8s-build tools-build dist/kubectl-dra
 	$(BIN)/pytest -q
 
-e2e: k8s-build tools-build
+e2e: k8s-build tools-build dist/kubectl-dra
 	$(BIN)/pytest -m e2e -q
 
 cluster-up: k8s-build
