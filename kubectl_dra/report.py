@@ -798,9 +798,7 @@ def build_node_reports(
         node_devices.sort(key=lambda d: (d.device.driver, _natural(d.device.name)))
         allocated = {d.device.key for d in node_devices if d.allocated}
         capacity = count_units(units_by_node[node], allocated)
-        reports.append(
-            NodeReport(node, _count_models(node_devices), tuple(node_devices), capacity)
-        )
+        reports.append(NodeReport(node, _count_models(node_devices), tuple(node_devices), capacity))
     return reports
 
 
