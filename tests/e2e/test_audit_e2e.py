@@ -68,9 +68,10 @@ def workloads() -> list[dict[str, Any]]:
         {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "nightly"},
          "spec": {"schedule": "0 3 * * *", "jobTemplate": {
              "spec": {"template": template(pod_spec(20, restartPolicy="Never"))}}}},
-        # denied: request differs from limit
+        # denied: shared claims are not allowed by the policy
         {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "orphan"},
-         "spec": {"replicas": 1, "selector": selector, "template": template(pod_spec(2, requests=1))}},
+         "spec": {"replicas": 1, "selector": selector,
+                  "template": template(pod_spec(2), **{"kubectl-dra.io/shared-claim": "team"})}},
         # unchanged: skip annotation
         {"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "kept"},
          "spec": {"replicas": 1, "selector": {"app": "x"},
@@ -167,7 +168,10 @@ def dry_run(
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {**pod_template.get("metadata", {}), "generateName": f"{name}-"},
+        "metadata": {
+            **{k: v for k, v in pod_template.get("metadata", {}).items() if k != "name"},
+            "generateName": f"{name}-",
+        },
         "spec": pod_template["spec"],
     }
     proc = k8s.kubectl(
