@@ -16,8 +16,6 @@ unless --keep; KUBECTL_DRA_REUSE_CLUSTER=1 reuses a populated one.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -28,13 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from describe_bench import (
     MEASURE,
     MEASURE_KUBECTL,
-    ROOT,
-    WORKERS,
-    cluster_mod,
+    bench_args,
+    bench_cluster,
     fakegpu,
     measure,
     parallel,
-    populate,
 )
 
 DEPLOYMENTS, JOBS, CRONJOBS, BARE_PODS = 100, 400, 400, 1000
@@ -58,9 +54,10 @@ def legacy_template(i: int) -> dict[str, Any]:
     return {"metadata": {"labels": {"app": f"legacy-{i}"}}, "spec": spec}
 
 
-def populate_legacy(api: Any, nodes: list[str]) -> None:
+def populate_legacy(api: Any, node_count: int) -> None:
     from kubernetes import client
 
+    nodes = [n.name for n in fakegpu.scale_nodes(node_count)]
     core, apps, batch = client.CoreV1Api(api), client.AppsV1Api(api), client.BatchV1Api(api)
     core.create_namespace({"metadata": {"name": NAMESPACE}})
     deadline = time.monotonic() + 60
@@ -108,24 +105,8 @@ def populate_legacy(api: Any, nodes: list[str]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--nodes", type=int, default=1000)
-    parser.add_argument("--claims", type=int, default=4000)
-    parser.add_argument("--keep", action="store_true", help="leave the cluster running")
-    args = parser.parse_args()
-
-    reuse = os.environ.get("KUBECTL_DRA_REUSE_CLUSTER") == "1"
-    cl = cluster_mod.Cluster(ROOT / ".cluster" / "bench")
-    if not (reuse and cl.is_running()):
-        print("starting the control plane in .cluster/bench ...", file=sys.stderr)
-        cl.up(fixtures=False)
-        reuse = False
-    try:
-        if not reuse:
-            with cl.api_client() as api:
-                api.configuration.connection_pool_maxsize = WORKERS
-                populate(api, nodes=args.nodes, claims=args.claims)
-                populate_legacy(api, [n.name for n in fakegpu.scale_nodes(args.nodes)])
+    args = bench_args(__doc__ or "")
+    with bench_cluster(args, populate_legacy) as cl:
         kubeconfig = str(cl.kubeconfig)
         audit = measure("audit -A -o json", MEASURE, kubeconfig, "audit", "-A", "-o", "json")
         table = measure("audit -A", MEASURE, kubeconfig, "audit", "-A")
@@ -140,9 +121,6 @@ def main() -> int:
             "-o",
             "json",
         )
-    finally:
-        if not args.keep and not reuse:
-            cl.down(quiet=True)
 
     print(
         f"cluster: {args.nodes} nodes x 8 GPUs, {args.claims} pods with allocated claims; legacy: "
