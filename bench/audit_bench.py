@@ -45,7 +45,7 @@ def legacy_template(i: int) -> dict[str, Any]:
             {
                 "name": "train",
                 "image": "nvidia/cuda",
-                "resources": {"limits": {"nvidia.com/gpu": 1 + i % 2}},
+                "resources": {"limits": {"nvidia.com/gpu": str(1 + i % 2)}},
             }
         ],
     }
