@@ -55,6 +55,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
       kubectl dra describe pod train-0       # which GPU my pod got, and who else holds it
       kubectl dra validate -f claim.yaml     # check claims and selectors before applying
       kubectl dra convert -f legacy.yaml     # preview the nvidia.com/gpu -> DRA rewrite
+      kubectl dra audit -A                   # what the webhook would do to running GPU workloads
 
     \b
     Shell completion (bash; zsh_source and fish_source likewise):
