@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from kubectl_dra import celcheck
@@ -33,7 +34,7 @@ class _Entry:
     value: Any = None  # the CEL `device` map, made on first use
 
 
-@dataclass(slots=True)
+@dataclass
 class DeviceMatcher:
     entries: list[_Entry]
     classes: dict[str, Obj]
@@ -58,7 +59,7 @@ class DeviceMatcher:
         named = {str((c.get("metadata") or {}).get("name", "")): c for c in classes}
         return cls(entries=entries, classes=named)
 
-    @property
+    @cached_property
     def devices(self) -> list[PublishedDevice]:
         return [e.device for e in self.entries]
 

@@ -246,14 +246,8 @@ def findings(
                 f"{what}: {need.needed} {unit} needed, {need.free} free of {need.matching} matching (by {_names(list(need.workloads))})",
             )
         )
-    free_units = count_units(
-        [
-            x
-            for x in matcher.devices
-            if x.unit not in {y.unit for y in matcher.devices if y.key in held}
-        ],
-        (),
-    ).total
+    held_units = {d.unit for d in matcher.devices if d.key in held}
+    free_units = count_units([x for x in matcher.devices if x.unit not in held_units], ()).total
     total_units = sum(d.units_needed for d in demand)
     if (
         any(d.partition for d in demand)
