@@ -23,6 +23,7 @@ import re
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -44,10 +45,26 @@ def version() -> str:
     return match.group(1)
 
 
+def project_wheel(folder: Path) -> Path:
+    """The project's wheel, built in place by the venv's pip. (PEX's own pip copies the whole
+    source folder first, local clusters and venv included, which takes many minutes.)"""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(folder), str(ROOT)],
+        check=True,
+    )  # fmt: skip
+    [wheel] = folder.glob("kubectl_dra-*.whl")
+    return wheel
+
+
 def build_pex(out: Path) -> Path:
     target = out / "kubectl-dra"
+    with tempfile.TemporaryDirectory() as tmp:
+        return _build_pex(project_wheel(Path(tmp)), target)
+
+
+def _build_pex(wheel: Path, target: Path) -> Path:
     cmd = [
-        sys.executable, "-m", "pex", str(ROOT), "-c", "kubectl-dra", "-o", str(target),
+        sys.executable, "-m", "pex", str(wheel), "-c", "kubectl-dra", "-o", str(target),
         "--python-shebang", "/usr/bin/env python3", "--interpreter-constraint", "CPython>=3.11",
         *(arg for p in PLATFORMS for arg in ("--platform", p)),
     ]  # fmt: skip
