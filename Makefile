@@ -42,11 +42,12 @@ k8s-build: $(STAMP)
 tools-build: $(STAMP)
 	$(BIN)/python hack/go_tools.py
 
-# The single-file plugin (a PEX zipapp of the plain install) that tests run through kubectl.
+# The single-file plugin (a PEX zipapp of the plain install) that tests run through kubectl,
+# with this machine's wheels only; `make plugin` builds the multi-platform release file.
 PLUGIN_SOURCES := pyproject.toml hack/build_plugin.py $(shell find kubectl_dra webhook/core -name '*.py' -o -name '*.json')
 dist/kubectl-dra: $(STAMP) $(PLUGIN_SOURCES)
 	$(BIN)/pip install --quiet 'pex>=2.20'
-	$(BIN)/python hack/build_plugin.py --no-manifest
+	$(BIN)/python hack/build_plugin.py --no-manifest --this-platform
 
 # Also writes the archive's sha256 into the krew manifest plugins/dra.yaml (a release step).
 plugin: $(STAMP)
