@@ -4,7 +4,11 @@ create_app in-process (Flask test client, no network), for three pod shapes.
     .venv/bin/python bench/core_bench.py [--seconds 2]
 
 Prints one line per shape and the ratio of review cost to translation cost. Single-threaded,
-so the numbers are per core. Aim (issue 2): >= 5,000 pods/s in the core.
+so the numbers are per core. Aim: >= 5,000 pods/s in the core.
+
+Then the time per review of a pod with 10, 1,000 and 10,000 containers (each asking for one GPU,
+under podSharing: Always so the rewrite goes all the way): it must grow linearly, so the
+last column (time per container) stays flat.
 """
 
 from __future__ import annotations
@@ -67,6 +71,32 @@ def main() -> None:
 
         reviews = rate(review, args.seconds)
         print(f"{name:<18}{core:>14,.0f}{reviews:>12,.0f}{core / reviews:>17.1f}x")
+    print()
+    scaling()
+
+
+def scaling() -> None:
+    """Time per review against the number of containers (podSharing: Always, one GPU each)."""
+    policy = Policy.from_mapping(
+        {
+            "apiVersion": "kubectl-dra.io/v1alpha1",
+            "kind": "GPUPolicy",
+            "spec": {"defaults": {"podSharing": "Always"}},
+        }
+    )
+    settings = Settings(max_review_bytes=64 * 1024 * 1024)
+    client = create_app(settings, policy=policy, gateway=MemoryGateway()).test_client()
+    print(f"{'containers':>10}{'ms/review':>12}{'us/container':>14}")
+    for n in (10, 1_000, 10_000):
+        body = make_review(make_pod(*(container(f"c{i}", gpus=1) for i in range(n))))
+        rounds = []
+        for _ in range(3):
+            start = time.perf_counter()
+            response = client.post("/mutate", json=body)
+            rounds.append(time.perf_counter() - start)
+            assert response.status_code == 200 and response.get_json()["response"]["allowed"]
+        best = min(rounds)
+        print(f"{n:>10,}{best * 1000:>12.1f}{best / n * 1e6:>14.1f}")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ and pod that uses the same claim).
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from webhook.core.capacity import (
     group_units,
 )
 from webhook.core.quantity import BINARY_SUFFIXES, parse_quantity
+from webhook.core.record import ContainerRecord, RecordError, RewrittenRecord
 from webhook.core.translate import REWRITTEN_ANNOTATION
 
 EXTENDED_RESOURCE_CLAIM_ANNOTATION: Final = "resource.kubernetes.io/extended-resource-claim"
@@ -508,39 +508,38 @@ def read_rewritten(pod: Obj) -> Rewritten | None:
     if raw is None:
         return None
     try:
-        record = json.loads(raw)
-        containers = tuple(_legacy(c) for c in record.get("containers", []))
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        record = RewrittenRecord.from_annotation(raw)
+    except RecordError as exc:
         return Rewritten(None, None, None, None, None, (), error=f"unreadable annotation: {exc}")
     return Rewritten(
-        policy=record.get("policy"),
-        sharing=record.get("sharing"),
-        claim=record.get("claim"),
-        template=record.get("template"),
-        resource_claim=record.get("resourceClaim"),
-        containers=containers,
+        policy=record.policy,
+        sharing=record.sharing,
+        claim=record.claim,
+        template=record.template,
+        resource_claim=record.resource_claim,
+        containers=tuple(_legacy(c) for c in record.containers),
     )
 
 
-def _legacy(record: Mapping[str, Any]) -> LegacyRequest:
-    return LegacyRequest(str(record["container"]), str(record["resource"]), int(record["count"]))
+def _legacy(record: ContainerRecord) -> LegacyRequest:
+    return LegacyRequest(record.container, record.resource, record.count)
 
 
 def _rewritten_originals(pod: Obj, pod_claim: str) -> dict[str | None, list[LegacyRequest]]:
     """Request name (None: every request) -> the legacy requests it replaced."""
     try:
-        record = json.loads(_annotations(pod).get(REWRITTEN_ANNOTATION, "{}"))
-        if record.get("claim") != pod_claim:
-            return {}
-        originals: dict[str | None, list[LegacyRequest]] = defaultdict(list)
-        for c in record.get("containers", []):
-            if not c.get("count"):
-                continue
-            for request in c.get("requests") or [None]:
-                originals[request].append(_legacy(c))
-        return originals
-    except (ValueError, TypeError, KeyError, AttributeError):
+        record = RewrittenRecord.from_annotation(_annotations(pod).get(REWRITTEN_ANNOTATION, "{}"))
+    except RecordError:
         return {}
+    if record.claim != pod_claim:
+        return {}
+    originals: dict[str | None, list[LegacyRequest]] = defaultdict(list)
+    for c in record.containers:
+        if not c.count:
+            continue
+        for request in c.requests or [None]:
+            originals[request].append(_legacy(c))
+    return originals
 
 
 def _container_uses(pod: Obj, pod_claim: str) -> dict[str | None, list[str]]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from webhook.core import review
 from webhook.core.errors import TranslationError
+from webhook.core.existing import template_difference
 from webhook.core.policy import Policy
 from webhook.core.review import AdmissionRequest
 from webhook.core.translate import (
@@ -93,9 +94,12 @@ class Admission:
         if request.kind not in ("Pod", ""):
             return Outcome(review.build_allowed(request.uid), "unchanged")
         if request.operation == "UPDATE" and request.old_object:
+            policy = self._policy()
+            if policy.mode == "Disabled":
+                return Outcome(review.build_allowed(request.uid), "unchanged")
             # A re-applied legacy manifest would put back fields we removed, which the API
-            # server forbids changing; keep the live values instead.
-            restored = restore_rewritten(request.old_object, request.object, policy=self._policy())
+            # server forbids changing; take those back, and only those.
+            restored = restore_rewritten(request.old_object, request.object, policy=policy)
             response = review.build_patched(request.uid, old=request.object, new=restored)
             return Outcome(response, "patched" if "patch" in response["response"] else "unchanged")
         if request.operation != "CREATE":
@@ -149,7 +153,7 @@ class Admission:
                     continue
                 existing = self._gateway.get_claim(namespace, name)  # lost a race: check the winner
             if existing is not None:
-                misfit = check_shared_claim_fits(existing, claim)
+                misfit = check_shared_claim_fits(existing, claim, max_devices=result.max_devices)
                 if misfit:
                     raise TranslationError(
                         f"annotation kubectl-dra.io/shared-claim names ResourceClaim {namespace}/{name}, "
@@ -162,11 +166,27 @@ class Admission:
             if key in self._seen:
                 continue
             try:
-                self._gateway.create_template(template)
+                made = self._gateway.create_template(template)
+                existing = None if made else self._gateway.get_template(*key)
             except GatewayError as exc:
                 raise GatewayError(
                     f"could not create ResourceClaimTemplate {key[0]}/{key[1]} for this pod: {exc}"
                 ) from exc
+            if not made:
+                # Its name is a hash of the spec, but anyone may have created an object of that
+                # name: use it only if it is what this pod needs.
+                if existing is None:
+                    raise GatewayError(
+                        f"ResourceClaimTemplate {key[0]}/{key[1]} was deleted while the webhook "
+                        "checked it; retry"
+                    )
+                difference = template_difference(existing, template)
+                if difference:
+                    raise TranslationError(
+                        f"ResourceClaimTemplate {key[0]}/{key[1]} already exists, but {difference}; "
+                        "the webhook did not make it for this pod (delete it, or ask your platform "
+                        "team who did)"
+                    )
             self._seen.add(key)
-            created += 1
+            created += int(made)
         return created

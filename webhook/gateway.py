@@ -14,8 +14,11 @@ from webhook.errors import GatewayError
 
 
 class ClusterGateway(Protocol):
-    def create_template(self, template: Mapping[str, Any]) -> None:
-        """Create a ResourceClaimTemplate; an existing one of that name is fine."""
+    def create_template(self, template: Mapping[str, Any]) -> bool:
+        """Create a ResourceClaimTemplate; False if one of that name already exists."""
+
+    def get_template(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A ResourceClaimTemplate, or None if there is none of that name."""
 
     def get_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A ResourceClaim, or None if there is none of that name."""
@@ -41,11 +44,19 @@ class MemoryGateway:
         metadata = obj["metadata"]
         return metadata.get("namespace", ""), metadata["name"]
 
-    def create_template(self, template: Mapping[str, Any]) -> None:
+    def create_template(self, template: Mapping[str, Any]) -> bool:
         self.calls += 1
         if self.refuse:
             raise GatewayError(self.refuse)
-        self.templates.setdefault(self._key(template), copy.deepcopy(dict(template)))
+        key = self._key(template)
+        if key in self.templates:
+            return False
+        self.templates[key] = copy.deepcopy(dict(template))
+        return True
+
+    def get_template(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls += 1
+        return self.templates.get((namespace, name))
 
     def get_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
         self.calls += 1

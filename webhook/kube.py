@@ -93,16 +93,22 @@ class KubeGateway:
             raise GatewayError(_reason(exc)) from None
         return True
 
-    def create_template(self, template: Mapping[str, Any]) -> None:
-        self._create("resourceclaimtemplates", template)
+    def create_template(self, template: Mapping[str, Any]) -> bool:
+        return self._create("resourceclaimtemplates", template)
 
     def create_claim(self, claim: Mapping[str, Any]) -> bool:
         return self._create("resourceclaims", claim)
 
+    def get_template(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get("resourceclaimtemplates", namespace, name)
+
     def get_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get("resourceclaims", namespace, name)
+
+    def _get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             found = self._custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, "resourceclaims", name
+                GROUP, VERSION, namespace, plural, name
             )
         except ApiException as exc:
             if exc.status == 404:

@@ -40,16 +40,13 @@ def _invalid(reason: str, status: int, started: float) -> ResponseReturnValue:
 @blueprint.post("/mutate")
 def mutate() -> ResponseReturnValue:
     started = time.perf_counter()
-    body = request.get_json(silent=True)
-    if body is None:
-        if not request.is_json:
-            return _invalid("expected Content-Type: application/json", 400, started)
-        return _invalid("body is not valid JSON", 400, started)
+    if not request.is_json:
+        return _invalid("expected Content-Type: application/json", 400, started)
     try:
-        parsed = review.parse_request(body)
+        parsed = review.parse_request(review.decode_body(request.get_data(cache=False)))
     except BadReviewError as exc:
         return _invalid(str(exc), exc.status, started)
-    metadata = parsed.object.get("metadata", {})
+    metadata = parsed.object.get("metadata") or {}
     fields: dict[str, Any] = {
         "uid": parsed.uid,
         "namespace": parsed.namespace,

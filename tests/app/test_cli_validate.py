@@ -82,7 +82,7 @@ def test_usage_errors_exit_2(args: list[str]) -> None:
 @pytest.mark.parametrize(
     ("stdin", "needle"),
     [
-        ("kind: [unclosed", "not valid YAML or JSON at line 1"),
+        ("kind: [unclosed", "not valid YAML at line"),
         ("just: a mapping\n", "not a Kubernetes object (no kind)"),
     ],
 )

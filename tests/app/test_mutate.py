@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import jsonpatch
@@ -241,3 +242,158 @@ def test_update_of_an_untouched_pod_gets_no_patch() -> None:
     pod = make_pod(container("app", gpus=1))
     response = post(client_for(), make_review(pod, operation="UPDATE", old=pod))
     assert response["allowed"] and "patch" not in response
+
+
+# --- objects found under our names are checked, never trusted --------------------------------
+
+
+def test_template_squatted_under_our_name_is_refused(gateway: MemoryGateway) -> None:
+    pod = make_pod(container("app", gpus=1))
+    (template,) = translate(pod, policy=Policy.default(), namespace="ml").templates
+    squat = copy.deepcopy(template)
+    squat["spec"]["spec"]["devices"]["requests"][0]["exactly"]["selectors"] = [
+        {"cel": {"expression": "false"}}
+    ]
+    key = ("ml", template["metadata"]["name"])
+    gateway.templates[key] = squat
+    response = post(client_for(gateway=gateway), make_review(pod))
+    assert response["allowed"] is False
+    message = response["status"]["message"]
+    assert message.startswith(f"ResourceClaimTemplate ml/{key[1]} already exists, but request")
+    assert gateway.templates[key] == squat
+
+
+def test_template_found_with_our_spec_is_used(gateway: MemoryGateway) -> None:
+    pod = make_pod(container("app", gpus=1))
+    (template,) = translate(pod, policy=Policy.default(), namespace="ml").templates
+    gateway.templates[("ml", template["metadata"]["name"])] = copy.deepcopy(template)
+    response = post(client_for(gateway=gateway), make_review(pod))
+    assert response["allowed"] is True and "patch" in response
+    assert gateway.calls == 2  # the refused create, then the read
+
+
+def test_shared_claim_squatted_with_an_impossible_selector_is_refused(
+    gateway: MemoryGateway,
+) -> None:
+    (claim,) = translate(shared_pod(1), policy=SHARING, namespace="ml").shared_claims
+    squat = copy.deepcopy(claim)
+    squat["spec"]["devices"]["requests"][0]["exactly"]["selectors"] = [
+        {"cel": {"expression": "false"}}
+    ]
+    gateway.claims[("ml", "single-gpu")] = squat
+    response = post(client_for(SHARING, gateway), make_review(shared_pod(1)))
+    assert response["allowed"] is False
+    assert response["status"]["message"].startswith(
+        "annotation kubectl-dra.io/shared-claim names ResourceClaim ml/single-gpu, but "
+        'ResourceClaim single-gpu request "gpu" asks for'
+    )
+
+
+def test_update_in_disabled_mode_is_left_alone() -> None:
+    live = translate(
+        make_pod(container("app", gpus=1)), policy=Policy.default(), namespace="ml"
+    ).pod
+    reapplied = copy.deepcopy(live)
+    reapplied["spec"]["containers"][0]["resources"]["limits"] = {"nvidia.com/gpu": 1}
+    disabled = client_for(make_policy(mode="Disabled"))
+    response = post(disabled, make_review(reapplied, operation="UPDATE", old=live))
+    assert response["allowed"] is True and "patch" not in response
+    enforcing = post(client_for(), make_review(reapplied, operation="UPDATE", old=live))
+    assert "patch" in enforcing  # the same update is corrected where the policy is on
+
+
+# --- malformed reviews are 400 with the reason, never 500 -------------------------------------
+
+
+def _review_with(**changes: Any) -> dict[str, Any]:
+    """A CREATE review of a legacy pod, with pod fields replaced (dotted paths)."""
+    body = make_review(make_pod(container("app", gpus=1), container("side")))
+    for path, value in changes.items():
+        target = body["request"]["object"]
+        *parents, last = path.split("__")
+        for key in parents:
+            target = target[int(key)] if isinstance(target, list) else target[key]
+        if isinstance(target, list):
+            target[int(last)] = value
+        else:
+            target[last] = value
+    return body
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"metadata": ["x"]}, "request.object.metadata: expected an object, got a list"),
+        (
+            {"metadata__annotations": {"a": 1}},
+            'request.object.metadata.annotations["a"]: expected a string',
+        ),
+        ({"spec": "x"}, 'request.object.spec: expected an object, got "x"'),
+        (
+            {"spec__containers": {"a": 1}},
+            "request.object.spec.containers: expected a list, got an object",
+        ),
+        (
+            {"spec__containers__1": 7},
+            "request.object.spec.containers[1]: expected an object, got 7",
+        ),
+        (
+            {"spec__containers__0__resources": []},
+            "request.object.spec.containers[0].resources: expected an object",
+        ),
+        (
+            {"spec__containers__0__resources": {"limits": "8"}},
+            "request.object.spec.containers[0].resources.limits: expected an object",
+        ),
+        (
+            {"spec__containers__1__name": "app"},
+            'request.object.spec.containers[1].name: "app" is used by another container',
+        ),
+        (
+            {"spec__containers__1__name": None},
+            "request.object.spec.containers[1].name: expected a string",
+        ),
+        (
+            {"spec__nodeSelector": {"a": ["b"]}},
+            'request.object.spec.nodeSelector["a"]: expected a string',
+        ),
+        (
+            {"spec__initContainers": [[]]},
+            "request.object.spec.initContainers[0]: expected an object",
+        ),
+    ],
+    ids=lambda v: str(v)[:40] if isinstance(v, dict) else None,
+)
+def test_malformed_pod_in_a_review_is_400_with_the_field(
+    changes: dict[str, Any], reason: str
+) -> None:
+    resp = client_for().post("/mutate", json=_review_with(**changes))
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+    assert resp.get_json()["error"].startswith(reason)
+
+
+def test_malformed_old_object_is_400() -> None:
+    pod = make_pod(container("app"))
+    body = make_review(pod, operation="UPDATE", old={**pod, "spec": {"containers": "x"}})
+    resp = client_for().post("/mutate", json=body)
+    assert resp.status_code == 400
+    assert resp.get_json()["error"].startswith("request.oldObject.spec.containers: expected a list")
+
+
+@pytest.mark.parametrize("depth", [150, 100_000])
+def test_absurdly_nested_review_is_400(depth: int) -> None:
+    body = make_review(make_pod(container("app", gpus=1)))
+    raw = json.dumps(body).encode()
+    nested = b"[" * depth + b"]" * depth
+    data = raw[:-1] + b', "extra": ' + nested + b"}"
+    resp = client_for(max_review_bytes=10 * 1024 * 1024).post(
+        "/mutate", data=data, content_type="application/json"
+    )
+    assert resp.status_code == 400
+    assert "nested more than 100 levels deep" in resp.get_json()["error"]
+
+
+def test_non_utf8_body_is_400() -> None:
+    resp = client_for().post("/mutate", data=b'{"a": "\xff"}', content_type="application/json")
+    assert resp.status_code == 400
+    assert "not UTF-8 JSON" in resp.get_json()["error"]

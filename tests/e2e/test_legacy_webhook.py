@@ -7,6 +7,7 @@ template, the scheduler allocated devices and bound the pod.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -25,6 +26,9 @@ from e2e_support import (
     reserved_uids,
     seed_scenario,
 )
+
+from webhook.core.policy import Policy
+from webhook.core.translate import translate
 
 pytestmark = pytest.mark.e2e
 
@@ -328,7 +332,7 @@ def gpu_class_with_extended_resource(k8s: E2ECluster) -> Iterator[None]:
 def test_rewritten_pod_gets_only_our_claim_when_a_class_maps_the_extended_resource(
     k8s: E2ECluster, webhooks: WebhookPool, namespace: str, gpu_class_with_extended_resource: None
 ) -> None:
-    webhooks.use(namespace)
+    webhooks.use(namespace, policy(allowSkip=True))
     # Control: a pod our webhook skips is served by the scheduler's KEP-5004 claim, so the
     # mapping is live and would add a second claim to a pod that still asked for nvidia.com/gpu.
     skipped = legacy_pod("skipped")
@@ -424,3 +428,80 @@ def test_reapplying_an_unchanged_legacy_pod_is_a_no_op(
     assert "nvidia.com/gpu" not in json.dumps(after["spec"]["containers"])
     assert after["spec"].get("nodeSelector") == before["spec"].get("nodeSelector")
     assert after["spec"]["resourceClaims"] == before["spec"]["resourceClaims"]
+
+
+# Objects under our names, and updates by controllers -----------------------------------------
+
+
+def _squat(template_or_claim: dict[str, Any]) -> dict[str, Any]:
+    """The same object with a selector no device matches: a pod pointed at it never runs."""
+    squat = copy.deepcopy(template_or_claim)
+    squat["metadata"].pop("labels", None)
+    spec = squat["spec"]["spec"] if squat["kind"] == "ResourceClaimTemplate" else squat["spec"]
+    spec["devices"]["requests"][0]["exactly"]["selectors"] = [{"cel": {"expression": "false"}}]
+    return squat
+
+
+def test_squatted_shared_claim_is_refused_naming_it(
+    k8s: E2ECluster, webhooks: WebhookPool, namespace: str
+) -> None:
+    text = policy(sharedClaims="Allowed")
+    webhooks.use(namespace, text)
+    pod = legacy_pod("joiner")
+    pod["metadata"]["annotations"] = {"kubectl-dra.io/shared-claim": "team-gpus"}
+    (claim,) = translate(pod, policy=Policy.from_yaml(text), namespace=namespace).shared_claims
+    create(k8s, namespace, _squat(claim))
+
+    proc = k8s.kubectl("create", "-n", namespace, "-f", "-", check=False, input=json.dumps(pod))
+    assert proc.returncode != 0
+    assert f"names ResourceClaim {namespace}/team-gpus, but" in proc.stderr, proc.stderr
+    assert 'request \\"gpu\\" asks for' in proc.stderr or 'request "gpu" asks for' in proc.stderr
+    assert k8s.list_pods(namespace) == []
+
+
+def test_squatted_template_is_refused_and_one_made_by_another_replica_is_used(
+    k8s: E2ECluster, webhooks: WebhookPool, namespace: str
+) -> None:
+    webhooks.use(namespace)
+    (template,) = translate(legacy_pod("a"), policy=Policy.default(), namespace=namespace).templates
+    name = template["metadata"]["name"]
+    create(k8s, namespace, _squat(template))
+    proc = k8s.kubectl(
+        "create", "-n", namespace, "-f", "-", check=False, input=json.dumps(legacy_pod("a"))
+    )
+    assert proc.returncode != 0
+    assert f"ResourceClaimTemplate {namespace}/{name} already exists, but" in proc.stderr
+    assert k8s.list_pods(namespace) == []
+
+    # The real API's copy of a template our webhook made compares equal to what we would write:
+    # a second webhook process (another policy, same shape) finds it and uses it.
+    k8s.kubectl("delete", "resourceclaimtemplate", "-n", namespace, name)
+    create(k8s, namespace, legacy_pod("a"))
+    webhooks.use(namespace, policy(maxGPUsPerPod=8))
+    create(k8s, namespace, legacy_pod("b"))
+    refs = [k8s.get_pod(namespace, p)["spec"]["resourceClaims"] for p in ("a", "b")]
+    assert refs[0] == refs[1] == [{"name": "gpu", "resourceClaimTemplateName": name}]
+
+
+def test_controller_update_of_a_gated_rewritten_pod_keeps_its_node_selector(
+    k8s: E2ECluster, webhooks: WebhookPool, namespace: str
+) -> None:
+    """As Kueue admits a workload: set a nodeSelector and remove the scheduling gate at once."""
+    webhooks.use(namespace)
+    pod = legacy_pod(
+        "gated",
+        nodeSelector={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"},
+        schedulingGates=[{"name": "example.com/admission"}],
+    )
+    create(k8s, namespace, pod)
+    live = k8s.get_pod(namespace, "gated")
+    assert "nodeSelector" not in live["spec"], "the GPU label became a CEL selector"
+
+    admit = [
+        {"op": "add", "path": "/spec/nodeSelector", "value": {"example.com/pool": "a100"}},
+        {"op": "remove", "path": "/spec/schedulingGates"},
+    ]
+    k8s.kubectl("patch", "pod", "gated", "-n", namespace, "--type=json", "-p", json.dumps(admit))
+    after = k8s.get_pod(namespace, "gated")
+    assert after["spec"].get("nodeSelector") == {"example.com/pool": "a100"}
+    assert not after["spec"].get("schedulingGates")

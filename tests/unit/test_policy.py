@@ -195,3 +195,130 @@ def test_configmap_without_policy_key() -> None:
 def test_unreadable_file_is_a_policy_error(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="cannot read"):
         Policy.from_file(tmp_path / "missing.yaml")
+
+
+# --- selectors parsed at load; every bad input is a PolicyError -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("selector", "problem"),
+    [
+        ('device.attributes["gpu.nvidia.com"].productName ==', "line 1, column"),
+        ("a &&\n (b", "line 2, column"),
+        ("device.capacity['x'].memory > 9223372036854775808", "does not fit in 64 bits (int64)"),
+        ('device.attributes["x"].y == "\\ud800"', "lone UTF-16 surrogate"),
+    ],
+    ids=["truncated", "unclosed", "int64", "surrogate"],
+)
+def test_selector_that_cel_refuses_is_reported_at_load(selector: str, problem: str) -> None:
+    document = {
+        "apiVersion": "kubectl-dra.io/v1alpha1",
+        "kind": "GPUPolicy",
+        "spec": {
+            "resources": [
+                {
+                    "name": "nvidia.com/gpu",
+                    "deviceClassName": "gpu.nvidia.com",
+                    "selector": selector,
+                }
+            ]
+        },
+    }
+    with pytest.raises(PolicyError) as err:
+        Policy.from_mapping(document)
+    (found,) = err.value.problems
+    assert found.startswith("spec.resources[0].selector: not a valid CEL expression: ")
+    assert problem in found
+
+
+def test_valid_selector_loads() -> None:
+    policy = load(
+        "resources:\n- name: nvidia.com/gpu\n  deviceClassName: gpu.nvidia.com\n"
+        '  selector: device.attributes["gpu.nvidia.com"].productName == "H100" && 1 < 9223372036854775807\n'
+    )
+    assert policy.resources[0].selector is not None
+
+
+def test_allow_skip_must_be_a_boolean() -> None:
+    assert problems("defaults:\n  allowSkip: 'yes'\n") == [
+        'spec.defaults.allowSkip: "yes" must be true or false'
+    ]
+    assert load("defaults:\n  allowSkip: true\n").rules_for("x").allow_skip is True
+    assert Policy.default().rules_for("x").allow_skip is False
+
+
+def _nested(depth: int) -> object:
+    value: object = "x"
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {
+            "apiVersion": "kubectl-dra.io/v1alpha1",
+            "kind": "GPUPolicy",
+            "spec": {"defaults": _nested(5000)},
+        },
+        {"apiVersion": "kubectl-dra.io/v1alpha1", "kind": "GPUPolicy", "spec": {"mode": 10**5000}},
+        {
+            "apiVersion": "kubectl-dra.io/v1alpha1",
+            "kind": "GPUPolicy",
+            "spec": {1: "x", "mode": "Enforce"},
+        },
+        {
+            "apiVersion": "kubectl-dra.io/v1alpha1",
+            "kind": "GPUPolicy",
+            "spec": {"exemptNamespaces": [["a"]]},
+        },
+        {"apiVersion": ["x"], "kind": {"a": 1}, "spec": []},
+        {"kind": "ConfigMap", "metadata": ["x"], "data": {"policy.yaml": 10**5000}},
+        {"kind": "ConfigMap", "metadata": {"name": "p"}, "data": {"policy.yaml": ["x"]}},
+        [1, 2],
+        "text",
+    ],
+    ids=[
+        "deep",
+        "huge-int",
+        "int-key",
+        "list-name",
+        "wrong-shapes",
+        "configmap-huge",
+        "configmap-list",
+        "list",
+        "text",
+    ],
+)
+def test_any_bad_document_raises_only_policy_error(document: object) -> None:
+    with pytest.raises(PolicyError) as err:
+        Policy.from_mapping(document)
+    assert err.value.problems
+    assert len(str(err.value)) < 2000
+
+
+def test_non_utf8_policy_file_is_a_policy_error(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_bytes(b"spec:\n  mode: \xff\xfe\n")
+    with pytest.raises(PolicyError, match="not UTF-8"):
+        Policy.from_file(path)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        HEADER + "spec:\n  mode: " + "9" * 5000 + "\n",
+        HEADER + "spec:\n  defaults: " + "[" * 5000 + "]" * 5000,
+        HEADER + "spec: {? [a, b] : c}",
+        HEADER + "spec:\n  mode: 2001-01-01\n",
+        HEADER + "spec:\n  defaults:\n    maxGPUsPerPod: .nan\n",
+        "\x00",
+    ],
+    ids=["huge-int", "deep", "unhashable-key", "date", "nan", "control-char"],
+)
+def test_any_bad_policy_text_raises_only_policy_error(text: str) -> None:
+    """What a hot reload reports: it catches PolicyError, so nothing else may escape."""
+    with pytest.raises(PolicyError) as err:
+        Policy.from_yaml(text)
+    assert err.value.problems and "\n" not in err.value.problems[0]

@@ -679,7 +679,7 @@ def test_second_pass_is_a_no_op() -> None:
         (
             make_pod(container("app", gpus=1), annotations={SKIP_ANNOTATION: "true"}),
             "ml",
-            DEFAULT,
+            make_policy(allowSkip=True),
             "annotation kubectl-dra.io/skip is true",
         ),
         (
@@ -739,6 +739,7 @@ def test_rewritten_annotation_records_what_was_replaced() -> None:
         "policy": "builtin",
         "sharing": "Exclusive",
         "template": result.templates[0]["metadata"]["name"],
+        "version": 1,
     }
 
 
@@ -804,3 +805,63 @@ def test_update_keeps_legitimate_changes_of_a_rewritten_pod() -> None:
     changed["spec"]["containers"][0]["image"] = "nvidia/cuda:13"
     changed["metadata"]["labels"] = {"team": "a"}
     assert restore_rewritten(live, changed, policy=DEFAULT) == changed
+
+
+def test_update_by_a_controller_of_a_gated_pod_keeps_its_node_selector() -> None:
+    """Kueue admits a gated pod by setting a nodeSelector and removing its scheduling gate."""
+    manifest = make_pod(
+        container("app", gpus=1),
+        nodeSelector={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"},
+        schedulingGates=[{"name": "kueue.x-k8s.io/admission"}],
+    )
+    live = run(manifest).pod
+    assert "nodeSelector" not in live["spec"]  # translated into CEL
+    admitted = copy.deepcopy(live)
+    admitted["spec"]["nodeSelector"] = {
+        "cloud.provider/node-pool": "a100",
+        "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",  # not the translated value
+    }
+    del admitted["spec"]["schedulingGates"]
+    assert restore_rewritten(live, admitted, policy=DEFAULT) == admitted
+
+
+def test_reapplied_affinity_terms_are_taken_back_and_other_terms_kept() -> None:
+    product = {
+        "key": "nvidia.com/gpu.product",
+        "operator": "In",
+        "values": ["NVIDIA-A100-SXM4-80GB"],
+    }
+    pool = {"key": "pool", "operator": "In", "values": ["a"]}
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [product, pool]}]
+            }
+        }
+    }
+    manifest = make_pod(container("app", gpus=1), affinity=affinity)
+    live = run(manifest).pod
+    terms = live["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert terms["nodeSelectorTerms"] == [{"matchExpressions": [pool]}]
+    assert restore_rewritten(live, reapply(live, manifest), policy=DEFAULT) == live
+
+
+def test_reapplied_affinity_that_was_removed_whole_is_removed_again() -> None:
+    product = {
+        "key": "nvidia.com/gpu.product",
+        "operator": "In",
+        "values": ["NVIDIA-A100-SXM4-80GB"],
+    }
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [product]}]
+            }
+        }
+    }
+    manifest = make_pod(container("app", gpus=1), affinity=affinity)
+    live = run(manifest).pod
+    assert "affinity" not in live["spec"]
+    assert restore_rewritten(live, reapply(live, manifest), policy=DEFAULT) == live

@@ -6,6 +6,7 @@ Values a pod author wrote (label values) only ever enter an expression as litera
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 
@@ -61,3 +62,46 @@ def any_of(parts: Iterable[str]) -> str:
     if len(parts) == 1:
         return parts[0]
     return " || ".join(f"({p})" for p in parts)
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+UINT64_MAX = 2**64 - 1
+_LONE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def check_expression(text: str) -> str | None:
+    """Why the API server would refuse `text` as a CEL expression, or None if it parses.
+
+    Parses with cel-python (a pure-Python CEL grammar, already a dependency) and then refuses
+    what cel-go refuses but that grammar accepts: integer literals outside int64 (uint64 for
+    `123u`) and escapes of lone UTF-16 surrogates. Problems name the line and column.
+    """
+    # Imported here: about a second to load and build the grammar, paid when a policy with
+    # selectors is loaded, not by every importer of this module.
+    from celpy.celparser import CELParseError, CELParser
+
+    try:
+        tree = CELParser().parse(text)
+    except CELParseError as exc:
+        line, column = getattr(exc, "line", None), getattr(exc, "column", None)
+        source = text.splitlines()[line - 1] if line and line <= len(text.splitlines()) else ""
+        near = source[max(0, (column or 1) - 11) : (column or 1) + 10].strip()
+        return f"line {line}, column {column}: syntax error near {near!r}"
+    except RecursionError:
+        return "nested too deeply to parse"
+    for token in tree.scan_values(lambda _: True):
+        kind, value = getattr(token, "type", ""), str(token)
+        where = f"line {token.line}, column {token.column}"
+        if kind == "INT_LIT" and not INT64_MIN <= int(value, 0) <= INT64_MAX:
+            return f"{where}: integer {value} does not fit in 64 bits (int64)"
+        if kind == "UINT_LIT" and not 0 <= int(value[:-1], 0) <= UINT64_MAX:
+            return f"{where}: integer {value} does not fit in 64 bits (uint64)"
+        if (
+            kind == "STRING_LIT"
+            and not value.lower().startswith("r")
+            and _LONE_SURROGATE.search(value)
+        ):
+            return (
+                f"{where}: string {value[:40]} escapes a lone UTF-16 surrogate, which CEL refuses"
+            )
+    return None

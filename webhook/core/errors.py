@@ -31,3 +31,35 @@ class PolicyError(WebhookError):
         self.problems = problems
         self.source = source
         super().__init__(f"{source} is invalid:\n  " + "\n  ".join(problems))
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """Someone else's value as it appears in a message: JSON for scalars, cut to `limit`.
+
+    Never raises: integers too long to print, odd types and huge strings all get a short form.
+    """
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        text = (
+            "null"
+            if value is None
+            else str(value).lower()
+            if isinstance(value, bool)
+            else repr(value)
+        )
+    elif isinstance(value, int):
+        text = (
+            str(value) if value.bit_length() <= 256 else f"an integer of {value.bit_length()} bits"
+        )
+    elif isinstance(value, str):
+        text = (
+            '"'
+            + value[: limit + 2].encode("unicode_escape").decode("ascii").replace('"', '\\"')
+            + '"'
+        )
+    elif isinstance(value, dict):
+        text = "an object"
+    elif isinstance(value, list):
+        text = "a list"
+    else:
+        text = f"a {type(value).__name__}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from webhook.core import sharing, yamlinput
-from webhook.core.errors import PolicyError
+from webhook.core import cel, sharing, yamlinput
+from webhook.core.errors import PolicyError, shown
 from webhook.core.names import is_dns_label, is_dns_subdomain, is_extended_resource_name
 
 API_VERSION: Final = "kubectl-dra.io/v1alpha1"
@@ -53,6 +53,8 @@ class SharingRules:
     shared_claims: str = "Disabled"
     max_gpus_per_pod: int = 16
     node_selectors: str = "Translate"
+    # Off by default: under Enforce, an opt-out any pod author can write is no policy at all.
+    allow_skip: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,21 +148,37 @@ class Policy:
         if isinstance(document, Mapping) and document.get("kind") == "ConfigMap":
             return cls.from_configmap(document, source=source)
         problems: list[str] = []
-        policy = _parse_policy(document, problems)
+        try:
+            policy = _parse_policy(document, problems)
+        except (RecursionError, ValueError, TypeError, AttributeError) as exc:
+            # The parser checks shapes as it goes; this is the net under it, so that every
+            # rejected edit is reported as a PolicyError, whatever went wrong.
+            raise PolicyError(
+                [f"cannot be read ({type(exc).__name__}: {shown(str(exc), 120)})"], source=source
+            ) from None
         if problems or policy is None:
             raise PolicyError(problems, source=source)
         return policy
 
     @classmethod
     def from_configmap(cls, configmap: Mapping[str, Any], *, source: str = "ConfigMap") -> Policy:
-        name = (configmap.get("metadata") or {}).get("name", "")
-        where = f"ConfigMap {name!r}" if name else source
+        metadata = configmap.get("metadata")
+        name = metadata.get("name") if isinstance(metadata, Mapping) else None
+        where = f"ConfigMap {shown(name)}" if isinstance(name, str) and name else source
         data = configmap.get("data")
         if not isinstance(data, Mapping) or CONFIGMAP_KEY not in data:
             raise PolicyError(
                 [f"data.{CONFIGMAP_KEY}: missing; put the GPUPolicy there"], source=where
             )
-        return cls.from_yaml(str(data[CONFIGMAP_KEY]), source=f"{where} data.{CONFIGMAP_KEY}")
+        text = data[CONFIGMAP_KEY]
+        if not isinstance(text, str):
+            raise PolicyError(
+                [
+                    f"data.{CONFIGMAP_KEY}: must be a string holding the GPUPolicy YAML, not {shown(text)}"
+                ],
+                source=where,
+            )
+        return cls.from_yaml(text, source=f"{where} data.{CONFIGMAP_KEY}")
 
     @classmethod
     def from_yaml(cls, text: str, *, source: str = "policy") -> Policy:
@@ -174,9 +192,14 @@ class Policy:
     def from_file(cls, path: str | Path) -> Policy:
         path = Path(path)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise PolicyError([f"cannot read: {exc.strerror}"], source=str(path)) from None
+        except UnicodeDecodeError as exc:
+            raise PolicyError(
+                [f"not UTF-8 text (byte {exc.start}); save the policy as UTF-8 YAML"],
+                source=str(path),
+            ) from None
         return cls.from_yaml(text, source=str(path))
 
 
@@ -192,6 +215,7 @@ _RULE_KEYS = (
     "sharedClaims",
     "maxGPUsPerPod",
     "nodeSelectors",
+    "allowSkip",
 )
 _RESOURCE_KEYS = ("name", "deviceClassName", "selector", "sharing")
 
@@ -200,7 +224,7 @@ def _one_of(value: Any, allowed: Iterable[str], path: str, problems: list[str]) 
     allowed = tuple(allowed)
     if value in allowed:
         return str(value)
-    problems.append(f"{path}: {json.dumps(value)} is not one of {', '.join(allowed)}")
+    problems.append(f"{path}: {shown(value)} is not one of {', '.join(allowed)}")
     return None
 
 
@@ -231,11 +255,9 @@ def _parse_policy(document: Any, problems: list[str]) -> Policy | None:
     if not _check_keys(document, _TOP_KEYS, "(top level)", problems):
         return None
     if document.get("apiVersion") != API_VERSION:
-        problems.append(
-            f"apiVersion: {json.dumps(document.get('apiVersion'))} must be {API_VERSION}"
-        )
+        problems.append(f"apiVersion: {shown(document.get('apiVersion'))} must be {API_VERSION}")
     if document.get("kind") != KIND:
-        problems.append(f"kind: {json.dumps(document.get('kind'))} must be {KIND}")
+        problems.append(f"kind: {shown(document.get('kind'))} must be {KIND}")
     spec = document.get("spec") or {}
     if not _check_keys(spec, _SPEC_KEYS, "spec", problems):
         return None
@@ -276,7 +298,7 @@ def _parse_names(value: Any, path: str, problems: list[str]) -> list[str]:
         if is_dns_label(name):
             names.append(name)
         else:
-            problems.append(f"{path}[{i}]: {json.dumps(name)} is not a valid namespace name")
+            problems.append(f"{path}[{i}]: {shown(name)} is not a valid namespace name")
     return names
 
 
@@ -296,7 +318,7 @@ def _parse_resources(value: Any, problems: list[str]) -> tuple[ResourceRule, ...
         plain = name[:-1] + "x" if isinstance(name, str) and name.endswith("*") else name
         if not is_extended_resource_name(plain):
             problems.append(
-                f"{path}.name: {json.dumps(name)} is not an extended resource name "
+                f"{path}.name: {shown(name)} is not an extended resource name "
                 "such as nvidia.com/gpu (a trailing * matches by prefix)"
             )
             continue
@@ -306,7 +328,7 @@ def _parse_resources(value: Any, problems: list[str]) -> tuple[ResourceRule, ...
         device_class = item.get("deviceClassName")
         if not is_dns_subdomain(device_class):
             problems.append(
-                f"{path}.deviceClassName: {json.dumps(device_class)} is not a valid "
+                f"{path}.deviceClassName: {shown(device_class)} is not a valid "
                 "DeviceClass name (a DNS subdomain such as gpu.nvidia.com)"
             )
             continue
@@ -316,6 +338,11 @@ def _parse_resources(value: Any, problems: list[str]) -> tuple[ResourceRule, ...
             selector = None
         elif isinstance(selector, str) and len(selector.encode()) > MAX_CEL_LENGTH:
             problems.append(f"{path}.selector: longer than the API limit of {MAX_CEL_LENGTH} bytes")
+            selector = None
+        elif isinstance(selector, str) and (problem := cel.check_expression(selector)):
+            # Found now rather than by every pod of this resource being denied later.
+            problems.append(f"{path}.selector: not a valid CEL expression: {problem}")
+            selector = None
         rule_sharing = item.get("sharing")
         if rule_sharing is not None:
             rule_sharing = _one_of(rule_sharing, SHARING_MODES, f"{path}.sharing", problems)
@@ -354,7 +381,7 @@ def _parse_rules(
             or not 0 <= limit <= MAX_DEVICES_PER_CLAIM
         ):
             problems.append(
-                f"{path}.maxGPUsPerPod: {json.dumps(limit)} must be a whole number from 0 to "
+                f"{path}.maxGPUsPerPod: {shown(limit)} must be a whole number from 0 to "
                 f"{MAX_DEVICES_PER_CLAIM} (DRA allocates at most {MAX_DEVICES_PER_CLAIM} devices per claim)"
             )
         else:
@@ -362,6 +389,11 @@ def _parse_rules(
     if "nodeSelectors" in raw:
         value = _one_of(raw["nodeSelectors"], NODE_SELECTORS, f"{path}.nodeSelectors", problems)
         result = _replace(result, node_selectors=value)
+    if "allowSkip" in raw:
+        if isinstance(raw["allowSkip"], bool):
+            result = _replace(result, allow_skip=raw["allowSkip"])
+        else:
+            problems.append(f"{path}.allowSkip: {shown(raw['allowSkip'])} must be true or false")
     return result
 
 
@@ -383,13 +415,13 @@ def _parse_mps(raw: Any, base: MPSSettings, path: str, problems: list[str]) -> M
         or not 0 <= percentage <= 100
     ):
         problems.append(
-            f"{path}.defaultActiveThreadPercentage: {json.dumps(percentage)} must be a whole number from 0 to 100"
+            f"{path}.defaultActiveThreadPercentage: {shown(percentage)} must be a whole number from 0 to 100"
         )
         percentage = base.default_active_thread_percentage
     limit = raw.get("defaultPinnedDeviceMemoryLimit", base.default_pinned_device_memory_limit)
     if limit is not None and (not isinstance(limit, str) or not _QUANTITY.match(limit)):
         problems.append(
-            f"{path}.defaultPinnedDeviceMemoryLimit: {json.dumps(limit)} must be a quantity such as 10Gi"
+            f"{path}.defaultPinnedDeviceMemoryLimit: {shown(limit)} must be a quantity such as 10Gi"
         )
         limit = base.default_pinned_device_memory_limit
     return MPSSettings(percentage, limit)

@@ -17,12 +17,32 @@ from typing import Any, Final
 import jsonpatch
 from jsonpointer import escape
 
-from webhook.core.errors import BadReviewError
+from webhook.core import dra
+from webhook.core.errors import BadReviewError, shown
 
 API_VERSION: Final = "admission.k8s.io/v1"
 KIND: Final = "AdmissionReview"
 # The API server shortens warnings over this; keep ours readable whole.
 MAX_WARNING_LENGTH: Final = 256
+# A pod nests about 10 levels (20 with managedFields); anything far deeper is not a pod, and
+# refusing it up front keeps every later walk (copy, diff) cheap and recursion-safe.
+MAX_DEPTH: Final = 100
+
+
+def decode_body(data: bytes) -> Any:
+    """The JSON of a request body, or BadReviewError saying why it cannot be read."""
+    try:
+        body = json.loads(data)
+    except RecursionError:
+        raise BadReviewError(f"body is nested more than {MAX_DEPTH} levels deep") from None
+    except UnicodeDecodeError:
+        raise BadReviewError("body is not UTF-8 JSON") from None
+    except ValueError as exc:
+        raise BadReviewError(f"body is not valid JSON: {shown(str(exc), 120)}") from None
+    problem = dra.nesting_problem(body, MAX_DEPTH)
+    if problem:
+        raise BadReviewError(f"body is {problem}")
+    return body
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,15 +80,22 @@ def parse_request(body: Any) -> AdmissionRequest:
     if operation in ("CREATE", "UPDATE") and not isinstance(obj, Mapping):
         raise BadReviewError("request.object is missing or not an object")
     kind = request.get("kind") or {}
+    kind_name = kind.get("kind", "") if isinstance(kind, Mapping) else ""
+    old = request.get("oldObject")
+    if kind_name in ("Pod", ""):
+        for field, value in (("object", obj), ("oldObject", old)):
+            problem = dra.pod_shape_problem(value) if isinstance(value, Mapping) else None
+            if problem:
+                raise BadReviewError(f"request.{field}.{problem}")
     return AdmissionRequest(
         uid=uid,
-        kind=kind.get("kind", "") if isinstance(kind, Mapping) else "",
+        kind=kind_name if isinstance(kind_name, str) else "",
         operation=operation,
         namespace=str(request.get("namespace") or ""),
         name=str(request.get("name") or ""),
         object=obj if isinstance(obj, Mapping) else {},
         dry_run=bool(request.get("dryRun")),
-        old_object=old if isinstance(old := request.get("oldObject"), Mapping) else None,
+        old_object=old if isinstance(old, Mapping) else None,
     )
 
 

@@ -14,11 +14,12 @@ does not match instead of stopping the allocation attempt.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from webhook.core import cel
+from webhook.core.record import NodeRequirement
 
 PRODUCT: Final = "nvidia.com/gpu.product"
 MEMORY: Final = "nvidia.com/gpu.memory"
@@ -195,7 +196,7 @@ def translate_node_constraints(
         # An empty term would match no node at all: drop the affinity it emptied instead.
         emptied = not terms[0].get("matchExpressions") and not terms[0].get("matchFields")
         if drop and translated and emptied:
-            _remove_required_affinity(spec)
+            remove_required_affinity(spec)
     elif len(terms) > 1:
         # Terms are ORed: the CEL becomes an OR of each term's device part. The labels stay,
         # because a term's node-level and device-level parts cannot be separated.
@@ -242,7 +243,7 @@ def _translate_term(
     return selectors
 
 
-def _remove_required_affinity(spec: dict[str, Any]) -> None:
+def remove_required_affinity(spec: dict[str, Any]) -> None:
     """Drop a required node affinity left without terms, and any parents it leaves empty."""
     affinity = spec["affinity"]
     node_affinity = affinity["nodeAffinity"]
@@ -251,3 +252,96 @@ def _remove_required_affinity(spec: dict[str, Any]) -> None:
         del affinity["nodeAffinity"]
     if not affinity:
         del spec["affinity"]
+
+
+# --- the translated terms, for UPDATE -------------------------------------------------------
+
+
+def take_back_node_terms(
+    spec: dict[str, Any],
+    old_spec: Mapping[str, Any],
+    recorded_selector: tuple[tuple[str, str], ...],
+    recorded_affinity: tuple[NodeRequirement, ...],
+) -> None:
+    """Remove from `spec` the translated terms (as recorded) that `old_spec` does not have.
+
+    What a re-applied legacy manifest puts back; anything else in `spec` stays.
+    """
+    node_selector, old_selector = spec.get("nodeSelector"), old_spec.get("nodeSelector") or {}
+    if isinstance(node_selector, dict):
+        for key, value in recorded_selector:
+            if node_selector.get(key) == value and old_selector.get(key) != value:
+                del node_selector[key]
+        if not node_selector and "nodeSelector" not in old_spec:
+            del spec["nodeSelector"]
+    term, old_term = single_required_term(spec), single_required_term(old_spec)
+    expressions = (term or {}).get("matchExpressions")
+    if term is None or not isinstance(expressions, list) or not recorded_affinity:
+        return
+    old_expressions = (old_term or {}).get("matchExpressions") or []
+    translated = set(recorded_affinity)
+    kept = [e for e in expressions if e in old_expressions or _requirement(e) not in translated]
+    if len(kept) == len(expressions):
+        return
+    if kept:
+        term["matchExpressions"] = kept
+        return
+    del term["matchExpressions"]
+    if not term.get("matchFields") and old_term is None:
+        remove_required_affinity(spec)
+
+
+def single_required_term(spec: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The one term of a required node affinity (translation only drops labels from one)."""
+    affinity = spec.get("affinity")
+    node_affinity = affinity.get("nodeAffinity") if isinstance(affinity, dict) else None
+    required = (
+        node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
+        if isinstance(node_affinity, dict)
+        else None
+    )
+    terms = required.get("nodeSelectorTerms") if isinstance(required, dict) else None
+    if isinstance(terms, list) and len(terms) == 1 and isinstance(terms[0], dict):
+        return terms[0]
+    return None
+
+
+def _requirement(expression: Any) -> NodeRequirement | None:
+    if not isinstance(expression, Mapping):
+        return None
+    values = expression.get("values") or ()
+    return NodeRequirement(
+        str(expression.get("key")),
+        str(expression.get("operator")),
+        tuple(str(v) for v in values) if isinstance(values, list) else (),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeTerms:
+    """The GPU-label terms of a pod's node constraints (what translation may take off)."""
+
+    node_selector: tuple[tuple[str, str], ...] = ()
+    node_affinity: tuple[NodeRequirement, ...] = ()
+
+    @classmethod
+    def of(cls, spec: Mapping[str, Any]) -> NodeTerms:
+        node_selector = spec.get("nodeSelector")
+        labels = node_selector if isinstance(node_selector, Mapping) else {}
+        term = single_required_term(spec) or {}
+        expressions = term.get("matchExpressions")
+        return cls(
+            tuple(sorted((k, str(v)) for k, v in labels.items() if k in DEVICE_LABELS)),
+            tuple(
+                r
+                for e in (expressions if isinstance(expressions, list) else [])
+                if (r := _requirement(e)) is not None and r.key in DEVICE_LABELS
+            ),
+        )
+
+    def minus(self, other: NodeTerms) -> NodeTerms:
+        """The terms of self that `other` no longer has: what the translation dropped."""
+        return NodeTerms(
+            tuple(t for t in self.node_selector if t not in other.node_selector),
+            tuple(r for r in self.node_affinity if r not in other.node_affinity),
+        )

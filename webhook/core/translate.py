@@ -7,21 +7,28 @@ raises TranslationError with a message for its author. No Flask, click or API ca
 Device-plugin semantics are preserved: the count comes from the limit; a plain init container
 reuses the devices of the app containers (the device plugin gave a pod max(largest init, sum of
 app) devices); a sidecar has devices of its own; ephemeral containers are never touched.
+
+Longer than 500 lines: reading demands, planning requests and building the claim share the
+Demand and PlannedRequest types; request planning (`_plan_requests`) is the part to move into a
+module of its own, once its init-container rules settle.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final
 
-from webhook.core import cel, selectors, sharing
-from webhook.core.errors import TranslationError
+from webhook.core import cel, dra, selectors, sharing
+from webhook.core import existing as existing_objects
+from webhook.core.errors import TranslationError, shown
 from webhook.core.names import is_dns_subdomain, short_hash, to_dns_label, unique_label
 from webhook.core.policy import MAX_DEVICES_PER_CLAIM, Policy, ResourceRule, SharingRules
+from webhook.core.record import ContainerRecord, RecordError, RewrittenRecord
 
 PREFIX: Final = "kubectl-dra.io/"
 SKIP_ANNOTATION: Final = PREFIX + "skip"
@@ -33,12 +40,8 @@ MANAGED_BY: Final = "kubectl-dra"
 RESOURCE_API_VERSION: Final = "resource.k8s.io/v1"
 DEFAULT_CLAIM_NAME: Final = "gpu"
 
-ContainerKind = Literal["app", "init", "sidecar"]
-_LISTS: Final[dict[ContainerKind, str]] = {
-    "app": "containers",
-    "init": "initContainers",
-    "sidecar": "initContainers",
-}
+ContainerKind = dra.ContainerKind
+_LISTS: Final = dra.LIST_OF_KIND
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,8 @@ class Translation:
     shared_claims: tuple[dict[str, Any], ...] = ()
     warnings: tuple[str, ...] = ()
     audit: Mapping[str, str] = field(default_factory=dict)
+    # The most devices the pod may see: an existing shared claim holding more is refused.
+    max_devices: int = MAX_DEVICES_PER_CLAIM
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,22 +93,26 @@ def translate(
 
     `subject` names the object in messages (default: the pod's namespace/name).
     """
+    problem = dra.pod_shape_problem(pod)
+    if problem:
+        raise TranslationError(f"{subject or 'pod'}: {problem}")
     metadata = pod.get("metadata") or {}
     annotations = metadata.get("annotations") or {}
     if policy.mode == "Disabled":
         return _keep(pod, "policy mode is Disabled")
     if namespace and namespace in policy.exempt_namespaces:
         return _keep(pod, f"namespace {namespace} is exempt")
-    if annotations.get(SKIP_ANNOTATION) == "true":
-        return _keep(pod, f"annotation {SKIP_ANNOTATION} is true")
-    if REWRITTEN_ANNOTATION in annotations:
-        return _keep(pod, "already rewritten")
     spec = pod.get("spec") or {}
+    # The rewritten annotation proves nothing (a pod author can write it): only a pod that no
+    # longer asks for a legacy resource is left alone.
     if not _has_legacy_resource(spec, policy):
-        return _keep(pod, "no legacy GPU resources")
+        reason = "already rewritten" if REWRITTEN_ANNOTATION in annotations else ""
+        return _keep(pod, reason or "no legacy GPU resources")
 
     rules = policy.rules_for(namespace or "", namespace_labels)
-    who = subject or _describe_pod(metadata, namespace)
+    who = subject or dra.describe_object(pod, kind="pod", namespace=namespace)
+    if annotations.get(SKIP_ANNOTATION) == "true":
+        return _skip(pod, policy=policy, rules=rules, namespace=namespace, who=who)
     if policy.mode == "Audit":
         try:
             would = _rewrite(pod, policy=policy, rules=rules, namespace=namespace, who=who)
@@ -121,6 +130,35 @@ def translate(
     return _rewrite(pod, policy=policy, rules=rules, namespace=namespace, who=who)
 
 
+def _skip(
+    pod: Mapping[str, Any], *, policy: Policy, rules: SharingRules, namespace: str | None, who: str
+) -> Translation:
+    """A pod annotated skip: left alone where `allowSkip` is true, else denied (Audit: reported)."""
+    if rules.allow_skip:
+        reason = f"annotation {SKIP_ANNOTATION} is true"
+        if policy.mode != "Audit":
+            return _keep(pod, reason)
+        return _keep(
+            pod,
+            "audit",
+            warnings=(f"audit: {reason}; Enforce mode leaves this pod to the device plugin",),
+            audit={PREFIX + "skipped": "true"},
+        )
+    message = (
+        f"{who}: annotation {SKIP_ANNOTATION} is not allowed in namespace "
+        f"{namespace or '(none)'} (policy allowSkip: false); remove the annotation, or ask your "
+        "platform team to set allowSkip: true for this namespace"
+    )
+    if policy.mode == "Audit":
+        return _keep(
+            pod,
+            "audit",
+            warnings=(f"audit: Enforce mode would deny this pod: {message}",),
+            audit={PREFIX + "skipped": "refused"},
+        )
+    raise TranslationError(message)
+
+
 def _keep(
     pod: Mapping[str, Any],
     reason: str,
@@ -133,49 +171,46 @@ def _keep(
     )
 
 
-def _describe_pod(metadata: Mapping[str, Any], namespace: str | None) -> str:
-    name = metadata.get("name") or (
-        metadata.get("generateName", "") + "*" if metadata.get("generateName") else ""
-    )
-    name = name or "(unnamed)"
-    return f'pod "{namespace}/{name}"' if namespace else f'pod "{name}"'
-
-
 def _summary(translation: Translation) -> str:
-    record = json.loads(translation.pod["metadata"]["annotations"][REWRITTEN_ANNOTATION])
-    parts = [f"{c['container']}: {c['count']} {c['resource']}" for c in record["containers"]]
-    target = record.get("template") or record.get("resourceClaim") or "no claim"
-    return f"{', '.join(parts) or 'nothing'} -> claim {record.get('claim')} ({target}), {record['sharing']}"
+    record = RewrittenRecord.from_annotation(
+        translation.pod["metadata"]["annotations"][REWRITTEN_ANNOTATION]
+    )
+    parts = [f"{c.container}: {c.count} {c.resource}" for c in record.containers]
+    target = record.template or record.resource_claim or "no claim"
+    return f"{', '.join(parts) or 'nothing'} -> claim {record.claim} ({target}), {record.sharing}"
 
 
 # --- reading the legacy request --------------------------------------------------------------
 
 
 def _containers(spec: Mapping[str, Any]) -> list[tuple[ContainerKind, int, dict[str, Any]]]:
-    found: list[tuple[ContainerKind, int, dict[str, Any]]] = []
-    for i, c in enumerate(spec.get("initContainers") or []):
-        found.append(("sidecar" if c.get("restartPolicy") == "Always" else "init", i, c))
-    for i, c in enumerate(spec.get("containers") or []):
-        found.append(("app", i, c))
-    return found
+    return [(ref.kind, ref.index, ref.container) for ref in dra.pod_containers(spec)]
 
 
 def _has_legacy_resource(spec: Mapping[str, Any], policy: Policy) -> bool:
-    for _, _, container in _containers(spec):
-        resources = container.get("resources") or {}
-        for section in ("limits", "requests"):
-            if any(policy.resource_rule(k) for k in resources.get(section) or {}):
-                return True
-    return False
+    return any(dra.legacy_resources(ref.container, policy) for ref in dra.pod_containers(spec))
+
+
+# The largest count the API server accepts for an extended resource (a Quantity as int64).
+MAX_COUNT: Final = 2**63 - 1
+_ASCII_DIGITS: Final = re.compile(r"[0-9]{1,19}")
 
 
 def _parse_count(value: Any) -> int | None:
+    """A whole number of devices: a JSON integer or a string of ASCII digits; -1: too large.
+
+    `str.isdigit` would accept other scripts' digits ('٣'), which the API server refuses.
+    """
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
+        return None if value < 0 else (value if value <= MAX_COUNT else -1)
+    if isinstance(value, str):
+        if _ASCII_DIGITS.fullmatch(value):
+            count = int(value)
+            return count if count <= MAX_COUNT else -1
+        if value.isascii() and value.isdigit():
+            return -1  # 20 digits or more
     return None
 
 
@@ -197,7 +232,12 @@ def _collect_demands(spec: Mapping[str, Any], policy: Policy, who: str) -> list[
             if count is None:
                 raise TranslationError(
                     f'{who}, container "{name}": {field_base}.{section}["{resource}"] is '
-                    f"{json.dumps(raw)}; it must be a whole number of devices (0 or more)"
+                    f"{shown(raw)}; it must be a whole number of devices (0 or more)"
+                )
+            if count < 0 or (resource in requests and _parse_count(requests[resource]) == -1):
+                raise TranslationError(
+                    f'{who}, container "{name}": {field_base}.{section}["{resource}"] is '
+                    f"{shown(raw)}; larger than the API server accepts (at most {MAX_COUNT})"
                 )
             if (
                 resource in limits
@@ -206,7 +246,7 @@ def _collect_demands(spec: Mapping[str, Any], policy: Policy, who: str) -> list[
             ):
                 raise TranslationError(
                     f'{who}, container "{name}": {field_base}.requests["{resource}"] '
-                    f"({json.dumps(requests[resource])}) differs from the limit ({json.dumps(limits[resource])}); "
+                    f"({shown(requests[resource])}) differs from the limit ({shown(limits[resource])}); "
                     "GPUs cannot be overcommitted, so set them equal or keep only the limit"
                 )
             demands.append(Demand(kind, index, name, resource, count, *match))
@@ -231,11 +271,13 @@ def _rewrite(
     demands = _collect_demands(spec, policy, who)
     warnings: list[str] = []
 
+    by_container: dict[tuple[ContainerKind, int], list[str]] = {}
+    for demand in demands:
+        by_container.setdefault((demand.kind, demand.index), []).append(demand.resource)
     for kind, index, container in _containers(spec):
-        _strip_legacy(
-            container, [d.resource for d in demands if d.kind == kind and d.index == index]
-        )
+        _strip_legacy(container, by_container.get((kind, index), []))
     active = [d for d in demands if d.count > 0]
+    _check_largest(active, rules, who)
 
     shared_claim = annotations.get(SHARED_CLAIM_ANNOTATION)
     pod_sharing = rules.pod_sharing == "Always" or (
@@ -256,17 +298,13 @@ def _rewrite(
             )
         if not is_dns_subdomain(shared_claim):
             raise TranslationError(
-                f"{who}: annotation {SHARED_CLAIM_ANNOTATION}={json.dumps(shared_claim)} is not a "
+                f"{who}: annotation {SHARED_CLAIM_ANNOTATION}={shown(shared_claim)} is not a "
                 "valid ResourceClaim name (lower-case letters, digits, '-' and '.')"
             )
 
-    record: dict[str, Any] = {
-        "policy": policy.digest,
-        "sharing": rules.sharing,
-        "containers": [
-            {"container": d.container, "resource": d.resource, "count": d.count} for d in demands
-        ],
-    }
+    targets: dict[str, str] = {}  # claim, template or resourceClaim
+    container_requests: dict[tuple[ContainerKind, int, str], tuple[str, ...]] = {}
+    dropped = selectors.NodeTerms.of(spec)
     templates: tuple[dict[str, Any], ...] = ()
     claims: tuple[dict[str, Any], ...] = ()
     if active:
@@ -280,6 +318,7 @@ def _rewrite(
             domain=sharing.NVIDIA_DRIVER,
         )
         warnings += node.warnings
+        dropped = dropped.minus(selectors.NodeTerms.of(spec))
         claim_spec = _claim_spec(planned, rules, node.selectors)
         claim_name = unique_label(
             DEFAULT_CLAIM_NAME, {c.get("name") for c in spec.get("resourceClaims") or []}
@@ -288,7 +327,7 @@ def _rewrite(
         if shared_claim is not None:
             pod_claim["resourceClaimName"] = shared_claim
             claims = (_object("ResourceClaim", shared_claim, namespace, claim_spec),)
-            record["resourceClaim"] = shared_claim
+            targets["resource_claim"] = shared_claim
         else:
             template_name = "kubectl-dra-" + short_hash(_canonical(claim_spec))
             template_spec = {
@@ -297,7 +336,7 @@ def _rewrite(
             }
             templates = (_object("ResourceClaimTemplate", template_name, namespace, template_spec),)
             pod_claim["resourceClaimTemplateName"] = template_name
-            record["template"] = template_name
+            targets["template"] = template_name
         spec.setdefault("resourceClaims", []).append(pod_claim)
         for (kind, index, _), request_names in references.items():
             claims_list = (
@@ -310,17 +349,28 @@ def _rewrite(
                 else [{"name": claim_name, "request": r} for r in request_names]
             )
             claims_list.extend(ref for ref in wanted if ref not in claims_list)
-        record["claim"] = claim_name
-        for container_record, demand in zip(record["containers"], demands, strict=True):
-            if demand.count > 0 and shared_claim is None:
-                container_record["requests"] = references[
-                    (demand.kind, demand.index, demand.resource)
-                ]
+        targets["claim"] = claim_name
+        if shared_claim is None:
+            container_requests = {key: tuple(names) for key, names in references.items()}
         _add_tolerations(spec, sorted({d.resource for d in active}))
 
-    metadata.setdefault("annotations", {})[REWRITTEN_ANNOTATION] = json.dumps(
-        record, sort_keys=True, separators=(",", ":")
+    record = RewrittenRecord(
+        policy=policy.digest,
+        sharing=rules.sharing,
+        containers=tuple(
+            ContainerRecord(
+                d.container,
+                d.resource,
+                d.count,
+                container_requests.get((d.kind, d.index, d.resource)) if d.count > 0 else None,
+            )
+            for d in demands
+        ),
+        node_selector=dropped.node_selector,
+        node_affinity=dropped.node_affinity,
+        **targets,
     )
+    metadata.setdefault("annotations", {})[REWRITTEN_ANNOTATION] = record.to_annotation()
     return Translation(
         pod=new_pod,
         changed=True,
@@ -328,38 +378,40 @@ def _rewrite(
         templates=templates,
         shared_claims=claims,
         warnings=tuple(warnings),
+        max_devices=min(rules.max_gpus_per_pod, MAX_DEVICES_PER_CLAIM),
     )
 
 
 def restore_rewritten(
     old: Mapping[str, Any], new: Mapping[str, Any], *, policy: Policy
 ) -> dict[str, Any]:
-    """On UPDATE of a pod we rewrote, take back what a re-apply of its manifest adds again.
+    """On UPDATE of a pod we rewrote, take back only what a re-apply of its manifest adds again.
 
-    `kubectl apply` of the unchanged legacy manifest patches `nvidia.com/gpu` (and translated
-    node labels) back into the live pod, and the API server forbids that update. Those fields
-    are immutable on pods, so restoring the live values can only turn a forbidden update into
-    an allowed one; pods we did not rewrite are returned as they are.
+    `kubectl apply` of the unchanged legacy manifest patches `nvidia.com/gpu` and the node-label
+    terms we translated back into the live pod, and the API server forbids that update. Exactly
+    those are taken back: legacy resources the live pod does not have, and the label terms the
+    rewritten record lists that the live pod does not have. Every other change is left to the
+    API server to judge (a controller may set a nodeSelector on a gated pod, for instance).
+    Pods we did not rewrite are returned as they are.
     """
-    if REWRITTEN_ANNOTATION not in ((old.get("metadata") or {}).get("annotations") or {}):
+    annotations = (old.get("metadata") or {}).get("annotations") or {}
+    if REWRITTEN_ANNOTATION not in annotations:
         return dict(new)
     result = copy.deepcopy(dict(new))
-    spec = result.setdefault("spec", {})
+    spec = result.get("spec")
+    if not isinstance(spec, dict):
+        return result
     old_spec = old.get("spec") or {}
-    before = {(_LISTS[kind], c.get("name")): c for kind, _, c in _containers(old_spec)}
-    for kind, _, container in _containers(spec):
-        old_resources = (before.get((_LISTS[kind], container.get("name"))) or {}).get(
-            "resources"
-        ) or {}
-        had = {k for section in ("limits", "requests") for k in old_resources.get(section) or {}}
-        resources = container.get("resources") or {}
-        present = {k for section in ("limits", "requests") for k in resources.get(section) or {}}
-        _strip_legacy(container, [k for k in present - had if policy.resource_rule(k)])
-    for key in ("nodeSelector", "affinity"):
-        if key in old_spec:
-            spec[key] = copy.deepcopy(old_spec[key])
-        else:
-            spec.pop(key, None)
+    before = {(ref.list_name, ref.name): ref.container for ref in dra.pod_containers(old_spec)}
+    for ref in dra.pod_containers(spec):
+        had = dra.legacy_resources(before.get((ref.list_name, ref.name)) or {}, policy)
+        added = [k for k in dra.legacy_resources(ref.container, policy) if k not in had]
+        _strip_legacy(ref.container, added)
+    try:
+        record = RewrittenRecord.from_annotation(annotations[REWRITTEN_ANNOTATION])
+    except RecordError:
+        return result  # not a record we wrote: no label terms to take back
+    selectors.take_back_node_terms(spec, old_spec, record.node_selector, record.node_affinity)
     return result
 
 
@@ -451,14 +503,37 @@ def _resource_label(resource: str) -> str:
     return to_dns_label(resource.split("/", 1)[-1])
 
 
+def _check_largest(demands: list[Demand], rules: SharingRules, who: str) -> None:
+    """Before planning: no way of sharing gives a pod fewer devices than its largest demand.
+
+    Denying here keeps planning proportional to the pod (counts are at most 32 past this).
+    """
+    largest = max(demands, key=lambda d: d.count, default=None)
+    if largest is not None and largest.count > min(rules.max_gpus_per_pod, MAX_DEVICES_PER_CLAIM):
+        _check_limits(
+            [
+                PlannedRequest(
+                    to_dns_label(largest.container),
+                    largest.resource,
+                    largest.rule,
+                    largest.profile,
+                    largest.count,
+                )
+            ],
+            rules,
+            who,
+        )
+
+
 def _check_limits(planned: list[PlannedRequest], rules: SharingRules, who: str) -> None:
+    """The policy's maxGPUsPerPod first (it is what the pod's author can act on), then DRA's."""
     total = sum(r.count for r in planned)
-    for request in planned:
-        if request.count > MAX_DEVICES_PER_CLAIM:
-            raise TranslationError(
-                f"{who}: request {request.name} asks for {request.count} {request.resource}; "
-                f"DRA allocates at most {MAX_DEVICES_PER_CLAIM} devices per request"
-            )
+    too_big = [r for r in planned if r.count > MAX_DEVICES_PER_CLAIM]
+    dra_limit = "".join(
+        f"; request {r.name} asks for {r.count} {r.resource}, and DRA allocates at most "
+        f"{MAX_DEVICES_PER_CLAIM} devices per request"
+        for r in too_big[:1]
+    )
     limit = min(rules.max_gpus_per_pod, MAX_DEVICES_PER_CLAIM)
     if total > limit:
         source = (
@@ -467,8 +542,8 @@ def _check_limits(planned: list[PlannedRequest], rules: SharingRules, who: str) 
             else f"DRA allocates at most {MAX_DEVICES_PER_CLAIM} devices per claim"
         )
         raise TranslationError(
-            f"{who} needs {total} GPU devices in all; {source}; ask for fewer, or split the work "
-            "across pods"
+            f"{who} needs {total} GPU devices in all; {source}{dra_limit}; ask for fewer, or "
+            "split the work across pods"
         )
 
 
@@ -557,35 +632,12 @@ def _add_tolerations(spec: dict[str, Any], resources: list[str]) -> None:
         spec["tolerations"] = tolerations
 
 
-def check_shared_claim_fits(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> str | None:
+def check_shared_claim_fits(
+    existing: Mapping[str, Any], wanted: Mapping[str, Any], *, max_devices: int | None = None
+) -> str | None:
     """Why a pod's request does not fit an existing named claim, or None if it fits.
 
-    For each DeviceClass the pod needs, the claim must ask for at least as many devices of it.
+    The rules are in webhook.core.existing.shared_claim_difference.
     """
-
-    def per_class(claim: Mapping[str, Any]) -> dict[str, float]:
-        totals: dict[str, float] = {}
-        for request in ((claim.get("spec") or {}).get("devices") or {}).get("requests") or []:
-            exactly = request.get("exactly") or request  # v1beta1 kept the fields on the request
-            for option in request.get("firstAvailable") or [exactly]:
-                device_class = option.get("deviceClassName")
-                if not device_class:
-                    continue
-                count = (
-                    float("inf")
-                    if option.get("allocationMode") == "All"
-                    else option.get("count", 1)
-                )
-                totals[device_class] = totals.get(device_class, 0) + count
-        return totals
-
-    have = per_class(existing)
-    name = (existing.get("metadata") or {}).get("name", "")
-    for device_class, need in per_class(wanted).items():
-        got = have.get(device_class, 0)
-        if got == 0:
-            offered = ", ".join(sorted(have)) or "nothing"
-            return f"ResourceClaim {name} offers devices of class {offered}, not {device_class}"
-        if got < need:
-            return f"ResourceClaim {name} holds {int(got)} device(s) of class {device_class}; this pod needs {need}"
-    return None
+    difference = existing_objects.shared_claim_difference(existing, wanted, max_devices=max_devices)
+    return f"ResourceClaim {dra.object_name(existing)} {difference}" if difference else None

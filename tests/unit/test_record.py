@@ -1,0 +1,135 @@
+"""The rewritten record: strict, bounded reading, and the round trip rewrite -> describe."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from builders import container
+from builders import make_pod as make_legacy_pod
+from factories import make_claim, make_slice, result
+from kubectl_dra.report import LegacyRequest, build_pod_reports
+from webhook.core.policy import Policy
+from webhook.core.record import ContainerRecord, RecordError, RewrittenRecord
+from webhook.core.translate import REWRITTEN_ANNOTATION, translate
+
+GOOD = {
+    "version": 1,
+    "policy": "p",
+    "sharing": "Exclusive",
+    "claim": "gpu",
+    "template": "t",
+    "containers": [{"container": "a", "resource": "nvidia.com/gpu", "count": 2, "requests": ["a"]}],
+}
+
+
+def test_a_record_survives_the_annotation_round_trip() -> None:
+    record = RewrittenRecord(
+        policy="p",
+        sharing="MPS",
+        containers=(
+            ContainerRecord("a", "nvidia.com/gpu", 2, ("a",)),
+            ContainerRecord("b", "nvidia.com/gpu", 0),
+        ),
+        claim="gpu",
+        resource_claim="team",
+        node_selector=(("nvidia.com/gpu.product", "H100"),),
+    )
+    assert RewrittenRecord.from_annotation(record.to_annotation()) == record
+
+
+def test_records_written_before_versions_are_read_as_version_1() -> None:
+    old = {k: v for k, v in GOOD.items() if k != "version"}
+    assert RewrittenRecord.from_annotation(json.dumps(old)).template == "t"
+
+
+def _with(**changes: Any) -> str:
+    record = copy.deepcopy(GOOD)
+    record.update(changes)
+    return json.dumps(record)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("{not json", "not JSON"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"a": "' + "x" * 300_000 + '"}', "more than a record can have"),
+        (_with(version=2), "version 2 is not one this release reads"),
+        (_with(version=True), "version true"),
+        (_with(extra=1), 'unknown field "extra"'),
+        (_with(policy=5), "policy: expected a string"),
+        (_with(containers={"a": 1}), "containers: expected a list"),
+        (
+            _with(containers=[{"container": "a", "resource": "r", "count": -1}]),
+            "containers[0].count",
+        ),
+        (
+            _with(containers=[{"container": "a", "resource": "r", "count": 2**63}]),
+            "containers[0].count",
+        ),
+        (
+            _with(containers=[{"container": "a", "resource": "r", "count": 1.5}]),
+            "containers[0].count",
+        ),
+        ('{"version": 1, "count": NaN}', "NaN is not a number"),
+        ('{"version": 1, "count": ' + "9" * 5000 + "}", "not JSON"),
+        (_with(nodeSelector=["x"]), "nodeSelector: expected an object"),
+        (
+            _with(nodeAffinity=[{"key": "k", "operator": "In", "values": [1]}]),
+            "nodeAffinity[0].values[0]",
+        ),
+    ],
+    ids=lambda v: v[:30] if isinstance(v, str) else None,
+)
+def test_anything_but_a_record_is_a_record_error(text: str, problem: str) -> None:
+    with pytest.raises(RecordError) as err:
+        RewrittenRecord.from_annotation(text)
+    assert problem in str(err.value)
+    assert len(str(err.value)) < 300 and "\n" not in str(err.value)
+
+
+def test_a_pod_rewritten_by_the_webhook_is_described_from_its_annotation() -> None:
+    legacy = make_legacy_pod(container("a", gpus=2), container("b", gpus=1), namespace="ns")
+    rewritten = translate(legacy, policy=Policy.default(), namespace="ns")
+    (template,) = rewritten.templates
+
+    # The pod as the API serves it once the controller made its claim and it was scheduled.
+    pod = copy.deepcopy(rewritten.pod)
+    pod["metadata"]["namespace"] = "ns"
+    pod["spec"]["nodeName"] = "node-0"
+    pod["status"] = {"resourceClaimStatuses": [{"name": "gpu", "resourceClaimName": "train-gpu-x"}]}
+    claim = make_claim(
+        "train-gpu-x",
+        requests=["a", "b"],
+        results=[result("a", "gpu-0"), result("a", "gpu-1"), result("b", "gpu-2")],
+    )
+    claim["spec"] = copy.deepcopy(template["spec"]["spec"])
+
+    (report,) = build_pod_reports([pod], [claim], [make_slice("node-0")])
+    assert report.rewritten is not None and report.rewritten.error is None
+    assert report.rewritten.template == template["metadata"]["name"]
+    assert report.rewritten.containers == (
+        LegacyRequest("a", "nvidia.com/gpu", 2),
+        LegacyRequest("b", "nvidia.com/gpu", 1),
+    )
+    rows = [
+        (row.request, row.device, [str(o) for o in row.original])
+        for row in report.claims[0].requests
+    ]
+    assert rows == [
+        ("a", "gpu-0", ["a nvidia.com/gpu=2"]),
+        ("a", "gpu-1", ["a nvidia.com/gpu=2"]),
+        ("b", "gpu-2", ["b nvidia.com/gpu=1"]),
+    ]
+
+
+def test_describe_shows_a_forged_record_as_unreadable() -> None:
+    pod = make_legacy_pod(container("a"), annotations={REWRITTEN_ANNOTATION: _with(version=99)})
+    pod["spec"]["resourceClaims"] = [{"name": "gpu", "resourceClaimTemplateName": "t"}]
+    (report,) = build_pod_reports([pod], [], [make_slice("node-0")])
+    assert report.rewritten is not None and report.rewritten.error is not None
+    assert report.rewritten.error.startswith("unreadable annotation: version 99")
