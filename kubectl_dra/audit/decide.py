@@ -17,7 +17,6 @@ selects the namespace (when any registration exists).
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -25,6 +24,7 @@ from typing import Any, Final, Literal
 from kubectl_dra.audit.workloads import Workload
 from webhook.core.errors import TranslationError
 from webhook.core.policy import Policy
+from webhook.core.record import RewrittenRecord
 from webhook.core.translate import REWRITTEN_ANNOTATION, SKIP_ANNOTATION, translate
 
 Decision = Literal["rewritten", "unchanged", "denied"]
@@ -161,8 +161,11 @@ def decide(
     exempt = None
     if workload.namespace in policy.exempt_namespaces:
         exempt = f"namespace {workload.namespace} is in the policy's exemptNamespaces"
-    elif annotations.get(SKIP_ANNOTATION) == "true":
-        exempt = f"annotation {SKIP_ANNOTATION} is true"
+    elif (
+        annotations.get(SKIP_ANNOTATION) == "true"
+        and policy.rules_for(workload.namespace, labels).allow_skip
+    ):
+        exempt = f"annotation {SKIP_ANNOTATION} is true (allowSkip)"
     elif selectors is not None and not any(label_selector_matches(s, labels) for s in selectors):
         exempt = f"no kubectl-dra webhook registration selects namespace {workload.namespace}"
     demand = legacy_demand(pod, policy)
@@ -206,10 +209,12 @@ def decide(
         return row("unchanged", result.reason)
     claims = result.templates or result.shared_claims
     requests = _requests_of(claims[0]) if claims else ()
-    record = json.loads(result.pod["metadata"]["annotations"][REWRITTEN_ANNOTATION])
+    record = RewrittenRecord.from_annotation(
+        result.pod["metadata"]["annotations"][REWRITTEN_ANNOTATION]
+    )
     summary = ", ".join(f"{r.count} {r.device_class}" for r in requests) or "no devices"
-    source = record.get("template") or record.get("resourceClaim")
-    return row("rewritten", f"claim of {summary}", str(record.get("sharing")), requests, source)
+    source = record.template or record.resource_claim
+    return row("rewritten", f"claim of {summary}", record.sharing, requests, source)
 
 
 def decide_all(

@@ -72,7 +72,7 @@ def workloads() -> list[dict[str, Any]]:
         {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "orphan"},
          "spec": {"replicas": 1, "selector": selector,
                   "template": template(pod_spec(2), **{"kubectl-dra.io/shared-claim": "team"})}},
-        # unchanged: skip annotation
+        # unchanged: skip annotation, allowed in this namespace
         {"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "kept"},
          "spec": {"replicas": 1, "selector": {"app": "x"},
                   "template": template(pod_spec(1), **{"kubectl-dra.io/skip": "true"})}},
@@ -107,9 +107,10 @@ EXPECTED = {
 }
 
 
-def policy_text(exempt: str) -> str:
+def policy_text(namespace: str, exempt: str) -> str:
     return (
         "apiVersion: kubectl-dra.io/v1alpha1\nkind: GPUPolicy\nspec:\n"
+        f"  namespaces: [{{names: [{namespace}], allowSkip: true}}]\n"
         f"  exemptNamespaces: [kube-system, {exempt}]\n"
     )
 
@@ -190,7 +191,7 @@ def test_audit_matches_what_the_webhook_does(
     k8s: E2ECluster, webhooks: WebhookPool, mixed: dict[str, str], tmp_path: Any
 ) -> None:
     ns, exempt = mixed["namespace"], mixed["exempt"]
-    policy = policy_text(exempt)
+    policy = policy_text(ns, exempt)
     key = webhooks.use(ns, policy)  # its registration leaves the policy's exempt namespaces out
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(policy)
@@ -290,5 +291,5 @@ def test_audit_reads_the_policy_configmap(k8s: E2ECluster, namespace: str) -> No
         obj=KubeGateway(k8s.api),
     )  # fmt: skip
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: ConfigMap 'audit-policy' data.policy.yaml is invalid")
+    assert result.stderr.startswith('Error: ConfigMap "audit-policy" data.policy.yaml is invalid')
     assert "spec.mode" in result.stderr and "Traceback" not in result.output

@@ -393,3 +393,18 @@ def test_allocated_devices_reduce_what_is_free(held: int) -> None:
     )
     (demand,) = report.demand
     assert (demand.free, report.summary.ready) == (8 - held, held == 0)
+
+
+def test_skip_is_honoured_only_where_the_policy_allows_it() -> None:
+    skipped = obj("Pod", "p", spec=template(container("m", 1))["spec"])
+    skipped["metadata"]["annotations"] = {"kubectl-dra.io/skip": "true"}
+    refused = _decide({"Pod": [skipped]}, Policy.default())["ml/p"]
+    assert (refused.decision, refused.exempt) == ("denied", None)
+    assert "allowSkip" in refused.reason
+    allowed = _decide(
+        {"Pod": [skipped]}, gpu_policy(namespaces=[{"names": ["ml"], "allowSkip": True}])
+    )["ml/p"]
+    assert (allowed.decision, allowed.exempt) == (
+        "unchanged",
+        "annotation kubectl-dra.io/skip is true (allowSkip)",
+    )
