@@ -34,12 +34,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final, Literal, TypeVar
 
+from webhook.core import dra
 from webhook.core.capacity import (
     Capacity,
-    PublishedDevice,
+    UnitDevice,
     attribute,
     count_units,
-    current_slices,
     group_units,
 )
 from webhook.core.quantity import BINARY_SUFFIXES, parse_quantity
@@ -291,12 +291,11 @@ def _device_from_spec(driver: str, pool: str, node: str | None, spec: Obj) -> De
 def index_devices(slices: Iterable[Obj]) -> dict[DeviceKey, Device]:
     """Every published device by (driver, pool, device), from each pool's newest generation."""
     devices: dict[DeviceKey, Device] = {}
-    for s in current_slices(slices):
-        spec = s.get("spec") or {}
-        driver, pool_name = spec.get("driver", ""), (spec.get("pool") or {}).get("name", "")
-        for raw in spec.get("devices") or []:
-            device = _device_from_spec(driver, pool_name, spec.get("nodeName"), raw)
-            devices[device.key] = device
+    for published in dra.newest_generation_devices(slices):
+        device = _device_from_spec(
+            published.driver, published.pool, published.node, published.device
+        )
+        devices[device.key] = device
     return devices
 
 
@@ -774,7 +773,7 @@ def build_node_reports(
     slices = list(slices)
     devices = index_devices(slices)
     holders = _holders(claims)
-    units_by_node: dict[str, list[PublishedDevice]] = defaultdict(list)
+    units_by_node: dict[str, list[UnitDevice]] = defaultdict(list)
     for unit in group_units(slices):
         units_by_node[unit.node or "-"].append(unit)
     by_node: dict[str, list[NodeDevice]] = defaultdict(list)

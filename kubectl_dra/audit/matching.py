@@ -18,7 +18,8 @@ from functools import cached_property
 from typing import Any
 
 from kubectl_dra import celcheck
-from webhook.core.capacity import DeviceKey, PublishedDevice, current_slices, group_units
+from webhook.core import dra
+from webhook.core.capacity import DeviceKey, UnitDevice, group_units
 
 Obj = Mapping[str, Any]
 _IDENTIFIERS = ("uuid", "UUID", "pciBusID", "pcieRoot")
@@ -27,7 +28,7 @@ _SHAPE_UNSAFE = re.compile(r"uuid|UUID|pci|\.exists|\.all\(|\.map\(|\.filter\(|s
 
 @dataclass(slots=True)
 class _Entry:
-    device: PublishedDevice
+    device: UnitDevice
     driver: str
     raw: Obj
     shape: str
@@ -43,24 +44,25 @@ class DeviceMatcher:
 
     @classmethod
     def build(cls, slices: Iterable[Obj], classes: Iterable[Obj]) -> DeviceMatcher:
-        current = current_slices(slices)
-        by_key: dict[DeviceKey, PublishedDevice] = {d.key: d for d in group_units(current)}
+        slices = list(slices)
+        by_key: dict[DeviceKey, UnitDevice] = {d.key: d for d in group_units(slices)}
         entries = []
-        for s in current:
-            spec = s.get("spec") or {}
-            driver, pool = (
-                str(spec.get("driver", "")),
-                str((spec.get("pool") or {}).get("name", "")),
-            )
-            for raw in spec.get("devices") or []:
-                device = by_key.get((driver, pool, str(raw.get("name", ""))))
-                if device is not None:
-                    entries.append(_Entry(device, driver, raw, _shape(driver, raw)))
+        for published in dra.newest_generation_devices(slices):
+            device = by_key.get(published.key)
+            if device is not None:
+                entries.append(
+                    _Entry(
+                        device,
+                        published.driver,
+                        published.device,
+                        _shape(published.driver, published.device),
+                    )
+                )
         named = {str((c.get("metadata") or {}).get("name", "")): c for c in classes}
         return cls(entries=entries, classes=named)
 
     @cached_property
-    def devices(self) -> list[PublishedDevice]:
+    def devices(self) -> list[UnitDevice]:
         return [e.device for e in self.entries]
 
     def _matches(self, entry: _Entry, checked: celcheck.Checked) -> bool:
@@ -78,7 +80,7 @@ class DeviceMatcher:
         self._memo[memo_key] = result
         return result
 
-    def matching(self, device_class: str, selectors: Iterable[str]) -> list[PublishedDevice] | None:
+    def matching(self, device_class: str, selectors: Iterable[str]) -> list[UnitDevice] | None:
         """Devices the class and the selectors both accept; None if the class does not exist."""
         cls = self.classes.get(device_class)
         if cls is None:

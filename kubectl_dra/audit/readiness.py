@@ -16,7 +16,7 @@ from typing import Any, Final, Literal
 
 from kubectl_dra.audit.decide import LEGACY_PREFIX, WorkloadAudit
 from kubectl_dra.audit.matching import DeviceMatcher
-from webhook.core.capacity import DeviceKey, PublishedDevice, count_units
+from webhook.core.capacity import DeviceKey, UnitDevice, count_units
 from webhook.core.policy import Policy
 
 Severity = Literal["info", "warning", "unready"]
@@ -93,8 +93,8 @@ def registrations(configs: Iterable[Obj]) -> list[Registration]:
     return found
 
 
-def model_capacity(devices: Iterable[PublishedDevice]) -> list[ModelCapacity]:
-    groups: dict[tuple[str, str, str | None], list[PublishedDevice]] = defaultdict(list)
+def model_capacity(devices: Iterable[UnitDevice]) -> list[ModelCapacity]:
+    groups: dict[tuple[str, str, str | None], list[UnitDevice]] = defaultdict(list)
     for d in devices:
         groups[(d.key[0], d.model, d.profile)].append(d)
     return [
@@ -210,7 +210,7 @@ def findings(
                 )
             )
     # 2. Drivers publishing devices.
-    by_driver: dict[str, list[PublishedDevice]] = defaultdict(list)
+    by_driver: dict[str, list[UnitDevice]] = defaultdict(list)
     for d in matcher.devices:
         by_driver[d.key[0]].append(d)
     if not by_driver:

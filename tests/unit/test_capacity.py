@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
 import fakegpu
 
 from kubectl_dra.report import build_cluster_report, build_node_reports
-from webhook.core.capacity import Capacity, count_units, current_slices, group_units
+from webhook.core.capacity import Capacity, count_units, group_units
 
 DRIVER = "gpu.nvidia.com"
 
@@ -77,7 +77,6 @@ def test_partitionable_devices_share_one_unit_per_counter_set() -> None:
 
 def test_only_the_newest_generation_of_a_pool_counts() -> None:
     old, new = partitionable_slice("n", 4, generation=1), partitionable_slice("n", 2, generation=2)
-    assert current_slices([old, new]) == [new]
     assert count_units(group_units([old, new]), set()).total == 2
 
 

@@ -23,12 +23,14 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from webhook.core import dra
+
 DeviceKey = tuple[str, str, str]  # driver, pool, device
 _Obj = Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
-class PublishedDevice:
+class UnitDevice:
     """One device of a current ResourceSlice, with what capacity and demand are counted by."""
 
     key: DeviceKey
@@ -48,27 +50,6 @@ class Capacity:
     @property
     def free(self) -> int:
         return self.total - self.allocated
-
-
-def current_slices(slices: Iterable[_Obj]) -> list[_Obj]:
-    """The slices of each pool's newest `pool.generation` (older ones are being replaced)."""
-    slices = list(slices)
-    newest: dict[tuple[str, str], int] = {}
-    for s in slices:
-        driver, pool, generation = _pool_of(s)
-        newest[(driver, pool)] = max(newest.get((driver, pool), 0), generation)
-    return [s for s in slices if _pool_of(s)[2] >= newest[_pool_of(s)[:2]]]
-
-
-def _pool_of(slice_: _Obj) -> tuple[str, str, int]:
-    spec = slice_.get("spec") or {}
-    pool = spec.get("pool") or {}
-    generation = pool.get("generation")
-    return (
-        str(spec.get("driver", "")),
-        str(pool.get("name", "")),
-        generation if isinstance(generation, int) else 0,
-    )
 
 
 def attribute(attributes: _Obj, driver: str, name: str) -> str | None:
@@ -102,41 +83,35 @@ class _Groups:
             self._parent[max(ra, rb)] = min(ra, rb)
 
 
-def group_units(slices: Iterable[_Obj]) -> list[PublishedDevice]:
-    """Every device of the current slices, each tagged with the physical unit it draws on."""
+def group_units(slices: Iterable[_Obj]) -> list[UnitDevice]:
+    """Every device of each pool's newest generation, tagged with the physical unit it draws on."""
     groups = _Groups()
     found: list[tuple[DeviceKey, str | None, str, str | None, str]] = []
-    for s in current_slices(slices):
-        spec = s.get("spec") or {}
-        driver, pool, _ = _pool_of(s)
-        for raw in spec.get("devices") or []:
-            if not isinstance(raw, Mapping):
-                continue
-            name = str(raw.get("name", ""))
-            key: DeviceKey = (driver, pool, name)
-            own = "\0".join(("device", *key))
-            groups.find(own)
-            for use in raw.get("consumesCounters") or []:
-                if isinstance(use, Mapping) and use.get("counterSet"):
-                    groups.join(own, "\0".join(("counters", driver, pool, str(use["counterSet"]))))
-            attributes = raw.get("attributes") or {}
-            for field in ("uuid", "parentUUID"):
-                value = attribute(attributes, driver, field)
-                if value:
-                    groups.join(own, "\0".join(("uuid", driver, value)))
-            product = attribute(attributes, driver, "productName")
-            model = product or attribute(attributes, driver, "model") or driver
-            is_mig = attribute(attributes, driver, "type") == "mig"
-            profile = attribute(attributes, driver, "profile") if is_mig else None
-            node = raw.get("nodeName") or spec.get("nodeName")
-            found.append((key, str(node) if node else None, model, profile, own))
+    for published in dra.newest_generation_devices(slices):
+        driver, pool, raw = published.driver, published.pool, published.device
+        key: DeviceKey = (driver, pool, str(raw.get("name", "")))
+        own = "\0".join(("device", *key))
+        groups.find(own)
+        for use in raw.get("consumesCounters") or []:
+            if isinstance(use, Mapping) and use.get("counterSet"):
+                groups.join(own, "\0".join(("counters", driver, pool, str(use["counterSet"]))))
+        attributes = raw.get("attributes") or {}
+        for field in ("uuid", "parentUUID"):
+            value = attribute(attributes, driver, field)
+            if value:
+                groups.join(own, "\0".join(("uuid", driver, value)))
+        product = attribute(attributes, driver, "productName")
+        model = product or attribute(attributes, driver, "model") or driver
+        is_mig = attribute(attributes, driver, "type") == "mig"
+        profile = attribute(attributes, driver, "profile") if is_mig else None
+        found.append((key, published.node, model, profile, own))
     return [
-        PublishedDevice(key, node, model, profile, groups.find(own))
+        UnitDevice(key, node, model, profile, groups.find(own))
         for key, node, model, profile, own in found
     ]
 
 
-def count_units(devices: Iterable[PublishedDevice], allocated: Collection[DeviceKey]) -> Capacity:
+def count_units(devices: Iterable[UnitDevice], allocated: Collection[DeviceKey]) -> Capacity:
     """Physical units among `devices`, and those with any of their devices in `allocated`."""
     units: set[str] = set()
     used: set[str] = set()
