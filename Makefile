@@ -5,12 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help venv lint unit test e2e demo clean bench-webhook k8s-build tools-build plugin cluster-up cluster-down cluster-status
+.PHONY: help venv lint unit test e2e demo clean bench-webhook k8s-build node-build tools-build plugin cluster-up cluster-down cluster-status
 
 help:
 	@echo "make demo   - the main job: the GPU scenarios, legacy and native, on a local control plane"
 	@echo "make test   - lint, type-check and run the whole test suite"
-	@echo "make cluster-up / cluster-down / cluster-status - local control plane (hack/cluster.py)"
+	@echo "make cluster-up / cluster-down / cluster-status - local control plane and one real node (hack/cluster.py)"
 	@echo "make bench-webhook - reviews/s and latency of the real server over HTTPS (bench/)"
 	@echo "make e2e    - only the e2e tests (K8S_VERSION=1.34 or 1.34.4 selects another release)"
 	@echo "make plugin - the single-file plugin dist/kubectl-dra and its krew archive (plugins/dra.yaml)"
@@ -37,6 +37,11 @@ unit: $(STAMP)
 k8s-build: $(STAMP)
 	$(BIN)/python hack/k8s_build.py
 
+# The real node's parts (containerd, the DRA plugin, images; apt-get runc, CNI, busybox-static
+# when missing): hack/node_build.py, cached in ~/.cache/kubectl-dra/node.
+node-build: k8s-build
+	$(BIN)/python hack/node_build.py
+
 # helm and promtool for the chart tests, built from the Go module proxy like the control plane
 # (cached in ~/.cache/kubectl-dra/tools/; cold times in hack/README.md).
 tools-build: $(STAMP)
@@ -54,14 +59,14 @@ plugin: $(STAMP)
 	$(BIN)/pip install --quiet 'pex>=2.20'
 	$(BIN)/python hack/build_plugin.py
 
-test: lint k8s-build tools-build dist/kubectl-dra
+test: lint node-build tools-build dist/kubectl-dra
 	$(BIN)/pytest -q
 
-e2e: k8s-build tools-build dist/kubectl-dra
+e2e: node-build tools-build dist/kubectl-dra
 	$(BIN)/pytest -m e2e -q
 
-cluster-up: k8s-build
-	$(BIN)/python hack/cluster.py up
+cluster-up: node-build
+	$(BIN)/python hack/cluster.py up --node
 
 cluster-down:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python hack/cluster.py down; else echo "no venv: nothing was started"; fi
@@ -73,7 +78,7 @@ cluster-status: $(STAMP)
 bench-webhook: $(STAMP)
 	$(BIN)/python bench/webhook_load.py
 
-demo: k8s-build
+demo: node-build
 	$(BIN)/python hack/demo.py
 
 clean:

@@ -21,9 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: tests.builders
 
-from builders import container, make_pod, make_review
+from tests.builders import container, make_pod, make_review
 from webhook.app import create_app
 from webhook.core.policy import Policy
 from webhook.core.translate import translate

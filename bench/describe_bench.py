@@ -14,7 +14,7 @@ Then, each in a fresh process and 3 times (median shown):
   peak RSS, and the ratio of each describe to it.
 
 The cluster lives in `.cluster/bench` and is stopped afterwards unless --keep; with
-KUBECTL_DRA_REUSE_CLUSTER=1 an already populated cluster there is reused. Target (issue 4):
+KUBECTL_DRA_REUSE_CLUSTER=1 an already populated cluster there is reused. Target:
 under 2 s and a handful of requests.
 """
 

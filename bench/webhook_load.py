@@ -30,10 +30,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from builders import container, make_pod, make_review  # noqa: E402
+from tests.builders import container, make_pod, make_review  # noqa: E402
 from webhook import certs  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "webhook_load.json"

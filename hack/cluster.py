@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 import fakegpu  # noqa: E402
 import k8s_build  # noqa: E402
+import node  # noqa: E402
 
 from webhook import certs  # noqa: E402
 from webhook.core.policy import Policy  # noqa: E402
@@ -287,6 +288,7 @@ class Cluster:
 
     def down(self, *, quiet: bool = False, out: Any = sys.stderr) -> None:
         """Stop the processes we started (pid files only), newest first; free their ports."""
+        node.RealNode(self).down(quiet=quiet, out=out)
         names = [*self._extra_pid_names(), *reversed(COMPONENTS)]
         for name in names:
             self._stop(name, quiet=quiet, out=out)
@@ -453,6 +455,8 @@ class Cluster:
         )
         leaf("controller-manager", "kube-controller-manager", **loopback)
         leaf("scheduler", "kube-scheduler", **loopback)
+        # How the API server authenticates to a kubelet (logs, exec); see hack/node.py.
+        leaf("apiserver-kubelet-client", node.APISERVER_KUBELET_USER, server=False, client=True)
         # Service-account tokens: the API server signs with this key, the controller-manager
         # mints controller tokens with it.  The certificate is only a container for the public
         # key (the API server accepts a certificate in --service-account-key-file).
@@ -547,6 +551,12 @@ class Cluster:
             # Endpoints may not hold loopback IPs; nothing here dials the `kubernetes` Service.
             "--endpoint-reconciler-type=none",
             "--allow-privileged=true",
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+            # The real node's name resolves to 127.0.0.1; its InternalIP is the host's own
+            # address, which nothing here may dial.
+            "--kubelet-preferred-address-types=Hostname",
             "--profiling=false",
             "--v=1",
         ]
@@ -901,6 +911,9 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument(
         "--no-fixtures", action="store_true", help="do not create nodes/slices/classes"
     )
+    p_up.add_argument("--node", action="store_true", help="also start the real node (node-up)")
+    sub.add_parser("node-up", help="start one real node (kubelet, containerd, DRA plugin)")
+    sub.add_parser("node-down", help="stop the real node and remove what it left behind")
     sub.add_parser("down", help="stop what `up` started")
     sub.add_parser("status", help="show component state")
     sub.add_parser("kubeconfig", help="print the admin kubeconfig path")
@@ -924,6 +937,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "up":
             cluster.up(fixtures=not args.no_fixtures)
+            if args.node:
+                node.RealNode(cluster).up()
+        elif args.cmd == "node-up":
+            node.RealNode(cluster).up()
+        elif args.cmd == "node-down":
+            node.RealNode(cluster).down()
         elif args.cmd == "down":
             cluster.down()
             # Clusters of interrupted test or bench runs live in sub-directories.
@@ -943,7 +962,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         elif args.cmd == "webhook-down":
             cluster.webhook_down(args.name, unregister=not args.keep_registration)
-    except ClusterError as exc:
+    except (ClusterError, node.NodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

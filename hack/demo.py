@@ -9,7 +9,10 @@
 3. apply examples/01-03 (native DRA, unchanged), examples/legacy/01-03 (device-plugin form),
    and examples/00-legacy-pod.yaml in `nvidia-legacy`;
 4. wait until every pod is bound and its claims allocated, then print which device each pod
-   got on which node.  The cluster keeps running; the last lines say how to use and stop it.
+   got on which node;
+5. the scenario pods run on one real node (kubelet, containerd, the example driver's DRA
+   plugin; hack/node.py): print what each container got, from `kubectl logs`.
+The cluster keeps running; the last lines say how to use and stop it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ HACK = Path(__file__).resolve().parent
 sys.path.insert(0, str(HACK))
 
 import cluster as cluster_mod  # noqa: E402
+import node as node_mod  # noqa: E402
 
 ROOT = HACK.parent
 EXAMPLES = ROOT / "examples"
@@ -35,16 +39,23 @@ def step(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
 
-def create(cl: cluster_mod.Cluster, path: Path, *, namespace: str | None = None) -> None:
+def create(
+    cl: cluster_mod.Cluster, path: Path, *, namespace: str | None = None, real_node: bool = False
+) -> None:
     """`kubectl create`, where objects from an earlier run may already exist.
 
     Not `kubectl apply`: re-applying a legacy pod would try to put `nvidia.com/gpu` back into
     the (immutable) spec of the pod the webhook rewrote, and the API server refuses that update.
     """
-    args = ["create", "-f", str(path), *(["-n", namespace] if namespace else [])]
+    import yaml
+
+    args = ["create", "-f", "-" if real_node else str(path)]
+    args += ["-n", namespace] if namespace else []
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    manifest = yaml.safe_dump_all(node_mod.for_real_node(docs)) if real_node else None
     deadline = time.monotonic() + 30
     while True:
-        proc = cl.kubectl(*args, check=False)
+        proc = cl.kubectl(*args, check=False, input=manifest)
         print(proc.stdout, end="")
         errors = [line for line in proc.stderr.splitlines() if line.strip()]
         if all("AlreadyExists" in line or "already exists" in line for line in errors):
@@ -167,6 +178,39 @@ def show_with_describe(cl: cluster_mod.Cluster) -> bool:
     return True
 
 
+def show_logs(cl: cluster_mod.Cluster, namespaces: list[str]) -> list[str]:
+    """`kubectl logs` of every container of the scenario pods, GPU_DEVICE_* lines only; returns
+    the pods that did not reach Running."""
+    import json
+
+    not_running = []
+    for ns in namespaces:
+        pods = json.loads(cl.kubectl("get", "pods", "-n", ns, "-o", "json").stdout)["items"]
+        for pod in pods:
+            name = pod["metadata"]["name"]
+            proc = cl.kubectl(
+                "wait",
+                "--for=condition=Ready",
+                f"pod/{name}",
+                "-n",
+                ns,
+                "--timeout=90s",
+                check=False,
+                timeout=120,
+            )
+            if proc.returncode != 0:
+                not_running.append(f"{ns}/{name}")
+                print(f"{ns}/{name} not running: {proc.stderr.strip()}", file=sys.stderr)
+                continue
+            for c in pod["spec"]["containers"]:
+                print(f"$ kubectl logs -n {ns} {name} -c {c['name']} | grep GPU_DEVICE")
+                logs = cl.kubectl("logs", "-n", ns, name, "-c", c["name"]).stdout
+                for line in logs.splitlines():
+                    if "GPU_DEVICE" in line:
+                        print(line)
+    return not_running
+
+
 def main() -> int:
     cl = cluster_mod.Cluster()
     try:
@@ -174,6 +218,8 @@ def main() -> int:
             "control plane (first run builds Kubernetes from the Go module proxy; cached afterwards)"
         )
         cl.up()
+        step("one real node: kubelet, containerd, runc and the example driver's DRA plugin")
+        node_name = node_mod.RealNode(cl).up()
         step(
             "our webhook: examples/policy-example-driver.yaml for every namespace, built-in policy for nvidia-legacy"
         )
@@ -188,14 +234,14 @@ def main() -> int:
             f"{cluster_mod.INSTANCE_LABEL}=nvidia",
         )
 
-        step("native DRA scenarios, unchanged (examples/0[1-3]-*.yaml)")
+        step(f"native DRA scenarios (examples/0[1-3]-*.yaml), pods pinned to {node_name}")
         for name in SCENARIOS:
-            create(cl, EXAMPLES / name)
+            create(cl, EXAMPLES / name, real_node=True)
         step(
             "the same scenarios in device-plugin form (examples/legacy/), rewritten by the webhook"
         )
         for name in SCENARIOS:
-            create(cl, EXAMPLES / "legacy" / name)
+            create(cl, EXAMPLES / "legacy" / name, real_node=True)
         step(
             f"examples/00-legacy-pod.yaml (nvidia.com/gpu: 2) in {NVIDIA_NAMESPACE}, NVIDIA driver"
         )
@@ -215,19 +261,22 @@ def main() -> int:
             print_table(rows)
         if waiting:
             print(f"\nstill not allocated after 60 s: {', '.join(waiting)}", file=sys.stderr)
-    except cluster_mod.ClusterError as exc:
+        step(f"what the containers on {node_name} got from the example driver (kubectl logs)")
+        not_running = show_logs(cl, namespaces[:-1])
+    except (cluster_mod.ClusterError, node_mod.NodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     kubectl = cl.kubectl_path()
     print(
-        "\nThe cluster keeps running (pods are bound to simulated nodes; there is no kubelet).\n"
+        "\nThe cluster keeps running (the scenario pods run on the real node; others are only\n"
+        "bound to simulated nodes).\n"
         f"  export KUBECONFIG={cl.kubeconfig}\n"
         f"  {kubectl} get pods,resourceclaims -A\n"
         f"  {kubectl} get pod -n gpu-legacy pod0 -o yaml    # the rewritten legacy pod\n"
         f"  PATH={Path(sys.executable).parent}:$PATH kubectl dra describe pods -A   # the plugin\n"
         "Stop it with: make cluster-down"
     )
-    return 1 if waiting else 0
+    return 1 if waiting or not_running else 0
 
 
 if __name__ == "__main__":

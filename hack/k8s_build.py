@@ -22,6 +22,8 @@ Usage: python hack/k8s_build.py [--version 1.37.2] [--print-bin-dir]
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import functools
 import json
 import os
@@ -31,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 # Newest stable release the Go proxy served when this was pinned (`go list -m -versions
@@ -44,6 +47,8 @@ BINARIES: tuple[tuple[str, str], ...] = (
     ("kube-controller-manager", "k8s.io/kubernetes/cmd/kube-controller-manager"),
     ("kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler"),
     ("kubectl", "k8s.io/kubernetes/cmd/kubectl"),
+    # The real node (hack/node.py); last, so the control plane is usable first.
+    ("kubelet", "k8s.io/kubernetes/cmd/kubelet"),
 )
 
 # Measured cold (empty GOMODCACHE and GOCACHE): 7.3 min on 2 cores for v1.37.2; shown so nobody
@@ -201,12 +206,36 @@ def ldflags(version: str) -> str:
     return " ".join(parts)
 
 
+@contextlib.contextmanager
+def cache_lock(directory: Path, *, out=sys.stderr) -> Iterator[None]:
+    """Hold an exclusive lock on a cache directory while building into it.
+
+    Two checkouts on one machine (a dev cluster and a test run, say) share the cache; without the
+    lock both would build the same binaries at once and race on renaming them into place.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / ".lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"  waiting for another build into {directory} ...", file=out, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def build(version: str, *, force: bool = False, out=sys.stderr) -> Path:
     """Build (or reuse) all binaries for `version`; return the bin dir."""
     version = normalize_version(version)
-    bdir = bin_dir(version)
     if is_built(version) and not force:
-        return bdir
+        return bin_dir(version)
+    with cache_lock(version_dir(version), out=out):
+        if is_built(version) and not force:
+            return bin_dir(version)  # another process finished it while we waited
+        return _build_unlocked(version, force=force, out=out)
+
+
+def _build_unlocked(version: str, *, force: bool, out) -> Path:
+    bdir = bin_dir(version)
     if shutil.which("go") is None:
         raise SystemExit(
             "`go` is not on PATH: install Go (>= the release's go directive) to build Kubernetes"
@@ -253,6 +282,8 @@ def build(version: str, *, force: bool = False, out=sys.stderr) -> Path:
     #    the later ones cheap.
     timings: dict[str, float] = {}
     for name, pkg in BINARIES:
+        if os.access(bdir / name, os.X_OK) and not force:
+            continue  # e.g. a cache made before the kubelet joined BINARIES
         t0 = time.monotonic()
         print(f"  go build {name} ...", file=out, flush=True)
         tmp = bdir / f".{name}.tmp"

@@ -11,8 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from kubectl_dra.documents import Document, describe
+from kubectl_dra.documents import Document
 from kubectl_dra.errors import InputError
+from kubectl_dra.shapes import pod_template_problems, type_name
+from webhook.core.dra import describe_object
 from webhook.core.errors import TranslationError
 from webhook.core.policy import Policy
 from webhook.core.translate import check_shared_claim_fits, translate
@@ -54,6 +56,22 @@ def template_of(obj: dict[str, Any]) -> dict[str, Any] | None:
     return node if isinstance(node, dict) else None
 
 
+def template_problems(obj: dict[str, Any]) -> list[tuple[str, str]]:
+    """Wrong types along the path to the pod template and inside it (see kubectl_dra.shapes)."""
+    path = template_path(obj)
+    if path is None:
+        return []
+    node: Any = obj
+    for depth, key in enumerate(path):
+        if not isinstance(node, dict):
+            where = ".".join(path[:depth])
+            return [(where, f"must be a mapping, not {type_name(node)}")]
+        node = node.get(key)
+        if node is None:
+            return []  # no template: nothing to convert or check
+    return pod_template_problems(node, "".join(f"{key}." for key in path))
+
+
 def convert_documents(
     documents: Iterable[Document], *, policy: Policy, namespace: str | None = None
 ) -> Conversion:
@@ -64,12 +82,19 @@ def convert_documents(
     converted = 0
     for document in documents:
         obj = document.object
+        problems = template_problems(obj)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            field, message = problems[0]
+            raise InputError(f"{document.where}: {field} {message}{more}")
         template = template_of(obj)
         if template is None:
             out.append(obj)
             continue
         own_namespace = (obj.get("metadata") or {}).get("namespace")
-        subject = describe(obj) if obj.get("kind") == "Pod" else f"{describe(obj)} (pod template)"
+        subject = describe_object(obj)
+        if obj.get("kind") != "Pod":
+            subject += " (pod template)"
         try:
             result = translate(
                 {"metadata": template.get("metadata") or {}, "spec": template.get("spec") or {}},
@@ -78,7 +103,7 @@ def convert_documents(
                 subject=subject,
             )
         except TranslationError as exc:
-            raise InputError(f"{document.where}: {exc}") from None
+            raise InputError(f"{document.position}: {exc}") from None
         warnings += [f"{subject}: {w}" for w in result.warnings]
         if not result.changed:
             out.append(obj)
@@ -98,7 +123,7 @@ def convert_documents(
                     emitted[key], needed
                 )
                 if misfit:
-                    raise InputError(f"{document.where}: {subject}: {misfit}")
+                    raise InputError(f"{document.position}: {subject}: {misfit}")
                 continue
             emitted[key] = needed
             out.append(needed)

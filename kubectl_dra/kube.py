@@ -10,11 +10,14 @@ served version (v1, else v1beta2, else v1beta1) and v1beta1 shapes are normalise
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
 
 from kubectl_dra.errors import KubeError, NotFoundError
+from webhook.core import yamlinput
 from webhook.core.status import status_message
 
 RESOURCE_GROUP = "resource.k8s.io"
@@ -66,6 +69,34 @@ def normalize_v1beta1(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
+def kubeconfig_files(kubeconfig: str | None) -> list[Path]:
+    """The files a kubeconfig setting names (KUBECONFIG may list several), else the default."""
+    if kubeconfig:
+        return [Path(p).expanduser() for p in kubeconfig.split(os.pathsep) if p]
+    default = Path("~/.kube/config").expanduser()
+    return [default] if default.exists() else []
+
+
+def check_kubeconfig(path: Path) -> None:
+    """Refuse, in one line, a kubeconfig the client would crash on or expand without bound."""
+    if not path.exists():
+        return  # the client reports a missing file itself
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KubeError(f"{path}: cannot read kubeconfig: {exc.strerror}") from None
+    try:
+        document = yamlinput.load(data.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise KubeError(f"{path}: kubeconfig is not UTF-8 text") from None
+    except yamlinput.YamlInputError as exc:
+        raise KubeError(f"{path}: kubeconfig {exc}") from None
+    if document is not None and not isinstance(document, dict):
+        raise KubeError(
+            f"{path}: a kubeconfig is a mapping (apiVersion, clusters, contexts, users), not a {type(document).__name__}"
+        )
+
+
 class KubeGateway:
     """ClusterReader over the official client."""
 
@@ -93,6 +124,11 @@ class KubeGateway:
         from kubernetes import config
         from kubernetes.config.config_exception import ConfigException
 
+        files = kubeconfig_files(kubeconfig)
+        if kubeconfig and not any(path.exists() for path in files):
+            raise KubeError(f"{kubeconfig}: kubeconfig not found")
+        for path in files:
+            check_kubeconfig(path)
         try:
             api_client = config.new_client_from_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
             _, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
@@ -109,6 +145,10 @@ class KubeGateway:
             raise KubeError(f"cannot load kubeconfig: {text}") from None
         except FileNotFoundError as exc:
             raise KubeError(f"kubeconfig not found: {exc.filename}") from None
+        except (TypeError, AttributeError, KeyError, ValueError) as exc:
+            # The client trusts the file's shape (`contexts: 5`); the file is the user's mistake.
+            where = ", ".join(str(f) for f in files) or "kubeconfig"
+            raise KubeError(f"{where}: not a valid kubeconfig ({exc})") from None
         return cls(api_client, namespace=namespace)
 
     @property

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
@@ -65,6 +66,7 @@ def to_json_list(objects: Sequence[Any]) -> str:
 
 DESCRIBE_API_VERSION = "kubectl-dra.io/v1alpha1"
 NONE = "-"
+UNREADABLE = "(unreadable annotation)"
 # Properties worth a key in -o json/yaml next to the dataclass fields.
 _COMPUTED: dict[type, tuple[str, ...]] = {
     ModelCount: ("free",),
@@ -103,8 +105,28 @@ def format_document(document: Mapping[str, Any], output: str) -> str:
     return to_json(document) if output == "json" else to_yaml(dict(document))
 
 
+# Characters a terminal acts on rather than shows: C0 and C1 controls, DEL, and the Unicode
+# marks that reorder or break lines. Names and annotations come from pod authors.
+_UNSAFE: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+MAX_CELL: Final = 200  # characters; a cell longer than any Kubernetes name is cut
+
+
+def safe_cell(text: str) -> str:
+    """`text` as it may reach a terminal: every control character escaped (`\x1b`)."""
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def short_cell(text: str) -> str:
+    """At most MAX_CELL characters: a table cell longer than any Kubernetes name is cut."""
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 3] + "..."
+
+
 def align_columns(rows: Sequence[Sequence[str]], *, gap: str) -> str:
-    """Rows as lines, each column padded to its widest cell and joined by `gap`."""
+    """Rows as lines, each column padded to its widest cell and joined by `gap`.
+
+    Every cell goes through safe_cell: tables show data that pod authors wrote.
+    """
+    rows = [[safe_cell(str(cell)) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = (
         gap.join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
@@ -115,7 +137,8 @@ def align_columns(rows: Sequence[Sequence[str]], *, gap: str) -> str:
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     """kubectl's layout: upper-case headers, columns padded to the widest cell plus 3 spaces."""
     return align_columns(
-        [list(headers), *([cell or NONE for cell in row] for row in rows)], gap="   "
+        [list(headers), *([short_cell(safe_cell(cell)) or NONE for cell in row] for row in rows)],
+        gap="   ",
     )
 
 
@@ -163,10 +186,11 @@ def render_pods(reports: Sequence[PodReport], *, wide: bool, namespaces: bool) -
     rows = []
     for pod in reports:
         lead = [*([pod.namespace] if namespaces else []), pod.name]
+        unreadable = pod.rewritten is not None and pod.rewritten.error is not None
         if not pod.claims:  # rewritten, but no device left to ask for (all counts 0)
             empty = [*lead, *[NONE] * (len(headers) - len(lead))]
             if original and pod.rewritten:
-                empty[-1] = _join(pod.rewritten.containers)
+                empty[-1] = UNREADABLE if unreadable else _join(pod.rewritten.containers)
             rows.append(empty)
         for claim in pod.claims:
             head = [*lead, claim.name or NONE, _origin(claim)]
@@ -179,10 +203,16 @@ def render_pods(reports: Sequence[PodReport], *, wide: bool, namespaces: bool) -
                         _join(row.containers) if row else NONE,
                         *_device_cells(row, wide=wide),
                         _join(row.shared_with) if row else NONE,
-                        *([_join(row.original) if row else NONE] if original else []),
+                        *([_original(row, unreadable=unreadable)] if original else []),
                     ]
                 )
     return format_table(headers, rows)
+
+
+def _original(row: RequestRow | None, *, unreadable: bool) -> str:
+    if row is not None and row.original:
+        return _join(row.original)  # a KEP-5004 claim's mapping is still readable
+    return UNREADABLE if unreadable else NONE
 
 
 def render_claims(reports: Sequence[ClaimReport], *, wide: bool, namespaces: bool) -> str:

@@ -6,7 +6,7 @@ import base64
 import json
 from typing import Any
 
-from builders import container, make_pod, make_review
+from tests.builders import container, make_pod, make_review
 
 
 def gpu_review(

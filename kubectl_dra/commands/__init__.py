@@ -1,1 +1,1 @@
-"""Click commands of `kubectl dra`, one module per command group."""
+"""One module per `kubectl dra` command group; cli.py registers each with one line."""

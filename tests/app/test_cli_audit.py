@@ -170,6 +170,6 @@ def test_bad_input_is_one_line() -> None:
     )
     assert bad.exit_code == 1
     assert bad.stderr.startswith(
-        'Error: ConfigMap "kubectl-dra-policy" data.policy.yaml is invalid'
+        'Error: ConfigMap "kubectl-dra-policy" data.policy.yaml: '
     )
     assert "Traceback" not in bad.output

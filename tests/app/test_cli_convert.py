@@ -10,8 +10,8 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from builders import assert_valid, container, make_pod
 from kubectl_dra.cli import cli
+from tests.builders import assert_valid, container, make_pod
 from webhook.core.translate import REWRITTEN_ANNOTATION
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""`kubectl dra describe` through click's CliRunner with an injected FakeKube (no cluster)."""
+"""`kubectl dra describe` through click's CliRunner with an injected FakeCluster (no cluster)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import yaml
 from click.testing import CliRunner, Result
 from kubernetes.client.exceptions import ApiException
 
-from factories import FakeKube, column, make_pod, sample_cluster
 from kubectl_dra.cli import cli
 from kubectl_dra.errors import KubeError
 from kubectl_dra.kube import _explain
+from tests.builders import FakeCluster, cluster_pod, column, sample_cluster
+from webhook.core.translate import REWRITTEN_ANNOTATION
 
 
 def run(fake: Any, *args: str) -> Result:
@@ -130,7 +131,7 @@ def test_pods_view_makes_a_constant_number_of_calls() -> None:
 def test_garbage_collector_runs_again_after_describe() -> None:
     assert gc.isenabled()
     assert run(sample_cluster(), "pods").exit_code == 0
-    assert run(FakeKube(error=KubeError("boom")), "pods").exit_code == 1
+    assert run(FakeCluster(error=KubeError("boom")), "pods").exit_code == 1
     assert gc.isenabled()
 
 
@@ -164,6 +165,23 @@ def test_group_flags_apply_to_the_subcommand() -> None:
     assert "NAMESPACE" in run(sample_cluster(), "-A", "claims").stdout.splitlines()[0]
 
 
+def test_an_explicit_subcommand_flag_wins_over_the_groups_even_when_it_is_the_default() -> None:
+    # `-o table` is the default value, yet written out on the subcommand it must count.
+    result = run(sample_cluster(), "-o", "json", "claims", "-o", "table")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.split()[0] == "CLAIM"  # a table's header, not a JSON document
+    wide = run(sample_cluster(), "-o", "wide", "pods", "multi", "-o", "table")
+    assert "UUID" not in wide.stdout.splitlines()[0]  # only -o wide shows the UUID column
+
+
+def test_a_group_flag_given_in_the_environment_loses_to_the_command_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KUBECTL_DRA_DESCRIBE_OUTPUT", "json")
+    assert run(sample_cluster(), "claims", "-o", "table").stdout.split()[0] == "CLAIM"
+    assert json.loads(run(sample_cluster(), "claims").stdout)["kind"] == "ClaimReportList"
+
+
 def test_node_view_shows_holders() -> None:
     result = run(sample_cluster(), "node", "node-1")
     assert result.exit_code == 0, result.stderr
@@ -174,7 +192,7 @@ def test_node_view_shows_holders() -> None:
 
 
 def test_empty_namespace_says_no_resources_found_on_stderr() -> None:
-    result = run(FakeKube(namespace="empty"), "pods")
+    result = run(FakeCluster(namespace="empty"), "pods")
     assert result.exit_code == 0
     assert result.stdout == ""
     assert result.stderr == "No resources found in empty namespace.\n"
@@ -203,7 +221,7 @@ def test_forbidden_names_verb_resource_and_rbac_hint() -> None:
         ApiException(status=403, reason="Forbidden", body=body),
         "list resourceclaims in namespace ns",
     )
-    result = run(FakeKube(error=error), "claims")
+    result = run(FakeCluster(error=error), "claims")
     assert result.exit_code == 1
     assert result.stdout == ""
     assert result.stderr.startswith("Error: cannot list resourceclaims in namespace ns: forbidden")
@@ -219,7 +237,7 @@ def test_dra_api_not_served_says_which_version_is_needed() -> None:
         }
     )
     error = _explain(ApiException(status=404, reason="Not Found", body=body), "list resourceslices")
-    result = run(FakeKube(error=error), "nodes")
+    result = run(FakeCluster(error=error), "nodes")
     assert result.exit_code == 1
     assert "DRA API (resource.k8s.io/v1) is not served" in result.stderr
     assert "Kubernetes 1.34+ is required" in result.stderr
@@ -261,7 +279,7 @@ def test_flag_misuse_is_a_usage_error(args: tuple[str, ...]) -> None:
 
 
 def test_named_pod_without_dra_is_still_shown() -> None:
-    result = run(FakeKube(pods=[make_pod("web")]), "pod", "web")
+    result = run(FakeCluster(pods=[cluster_pod("web")]), "pod", "web")
     assert result.exit_code == 0
     assert cells(result, "POD") == ["web"]
     assert cells(result, "CLAIM") == ["-"]
@@ -296,3 +314,96 @@ def test_wide_cluster_view_has_one_line_per_node_and_model() -> None:
     nodes = result.stdout.split("\n\n")[0]
     assert nodes.splitlines()[0].split() == ["NODE", "MODEL", "TOTAL", "ALLOCATED", "FREE"]
     assert column(nodes, "MODEL") == ["NVIDIA A100-SXM4-80GB", "NVIDIA H100 80GB HBM3"]
+
+
+# --- hostile data written by pod authors ------------------------------------------------------
+
+ESC = "\x1b"
+GOOD_RECORD = {
+    "policy": "0123456789ab",
+    "sharing": "Exclusive",
+    "claim": "gpu",
+    "template": "kubectl-dra-aaaa",
+    "containers": [{"container": "train", "resource": "nvidia.com/gpu", "count": 1}],
+}
+HOSTILE_ANNOTATIONS = {
+    "count-infinite": '{"claim": "gpu", "containers": [{"container": "a", "resource": "r", "count": 1e999}]}',
+    "count-nan": '{"claim": "gpu", "containers": [{"container": "a", "resource": "r", "count": NaN}]}',
+    "count-5000-digits": '{"containers": [{"container": "a", "resource": "r", "count": '
+    + "9" * 5000
+    + "}]}",
+    "count-beyond-int64": '{"containers": [{"container": "a", "resource": "r", "count": '
+    + str(2**64)
+    + "}]}",
+    "deep-json": "[" * 100_000 + "]" * 100_000,
+    "containers-not-a-list": '{"containers": 5}',
+    "container-not-an-object": '{"containers": ["a"]}',
+    "not-json": "{not json",
+    "a-json-string": '"text"',
+    "claim-not-a-string": '{"claim": {"x": 1}}',
+}
+
+
+def _hostile_cluster(annotation: str) -> FakeCluster:
+    """The sample cluster plus one pod carrying `annotation` as its rewritten record."""
+    fake = sample_cluster()
+    fake.pods.append(cluster_pod("hostile", annotations={REWRITTEN_ANNOTATION: annotation}))
+    return fake
+
+
+@pytest.mark.parametrize("annotation", HOSTILE_ANNOTATIONS.values(), ids=HOSTILE_ANNOTATIONS)
+def test_a_hostile_annotation_is_shown_as_unreadable_and_the_rest_stays(annotation: str) -> None:
+    result = run(_hostile_cluster(annotation), "pods", "-o", "wide")
+    assert result.exit_code == 0, result.stderr
+    pods = cells(result, "POD")
+    # every pod of the sample cluster that uses DRA is still listed, and the hostile one too
+    assert {"multi", "share-a", "legacy", "rewritten", "hostile"} <= set(pods)
+    original = cells(result, "ORIGINAL")
+    assert original[pods.index("hostile")] == "(unreadable annotation)"
+    assert original[pods.index("rewritten")] == "train nvidia.com/gpu=1"
+
+    document = json.loads(run(_hostile_cluster(annotation), "pods", "-o", "json").stdout)
+    [hostile] = [p for p in document["items"] if p["name"] == "hostile"]
+    assert hostile["rewritten"]["error"].startswith("unreadable annotation")
+
+
+def test_terminal_escapes_in_author_data_are_shown_escaped_in_tables() -> None:
+    record = {
+        **GOOD_RECORD,
+        "containers": [
+            {"container": f"{ESC}[2J{ESC}]0;pwned\a", "resource": "nvidia.com/gpu", "count": 1}
+        ],
+    }
+    fake = sample_cluster()
+    fake.pods.append(
+        cluster_pod(
+            f"evil{ESC}[31m",
+            resource_claims=[{"name": "gpu", "resourceClaimName": "team-gpu"}],
+            containers={f"c\u202e{ESC}[0m": [{"name": "gpu"}]},
+            annotations={REWRITTEN_ANNOTATION: json.dumps(record)},
+        )
+    )
+    result = run(fake, "pods", "-o", "wide")
+    assert result.exit_code == 0, result.stderr
+    for control in (ESC, "\a", "\u202e"):
+        assert control not in result.stdout
+    assert "evil\\x1b[31m" in result.stdout
+    assert "\\x1b[2J\\x1b]0;pwned\\x07" in result.stdout
+    assert "c\\u202e\\x1b[0m" in result.stdout
+    # json stays data: the same characters, escaped the way JSON escapes them
+    document = run(fake, "pods", "-o", "json").stdout
+    assert ESC not in document
+    names = [p["name"] for p in json.loads(document)["items"]]
+    assert f"evil{ESC}[31m" in names
+    assert ESC not in run(fake, "pods", "-o", "yaml").stdout
+
+
+def test_a_huge_annotation_value_is_cut_in_the_table() -> None:
+    record = dict(GOOD_RECORD)
+    record["containers"] = [{"container": "x" * 5000, "resource": "nvidia.com/gpu", "count": 1}]
+    result = run(_hostile_cluster(json.dumps(record)), "pods", "-o", "wide")
+    assert result.exit_code == 0, result.stderr
+    widest = max(len(line) for line in result.stdout.splitlines())
+    assert "x" * 5000 not in result.stdout
+    assert "x" * 197 + "..." in result.stdout  # cut to 200 characters, and said so
+    assert widest < 5000

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from click.testing import CliRunner, Result
-from validate_builders import FakeReader, make_claim, make_claim_pod, make_template, request
 
 from kubectl_dra.cli import cli
+from tests.builders import (
+    FakeCluster,
+    make_claim,
+    make_claim_pod,
+    make_template,
+    request,
+    validate_cluster,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
@@ -20,7 +28,7 @@ BROKEN = yaml.safe_dump_all(
 )
 
 
-def invoke(*args: str, stdin: str | None = None, reader: FakeReader | None = None) -> Result:
+def invoke(*args: str, stdin: str | None = None, reader: FakeCluster | None = None) -> Result:
     return CliRunner().invoke(cli, list(args), input=stdin, obj=reader, prog_name="kubectl dra")
 
 
@@ -111,7 +119,7 @@ def test_what_convert_generates_validates_clean(path: Path) -> None:
 
 
 def test_cluster_mode_reads_the_injected_reader_with_four_calls() -> None:
-    reader = FakeReader()
+    reader = validate_cluster()
     claim = make_claim(request(count=2))
     result = invoke("validate", "-f", "-", "--cluster", stdin=yaml.safe_dump(claim), reader=reader)
     assert result.exit_code == 0, result.output
@@ -129,7 +137,7 @@ def test_cluster_mode_fails_when_no_node_has_enough_devices() -> None:
         "-o",
         "json",
         stdin=yaml.safe_dump(claim),
-        reader=FakeReader(),
+        reader=validate_cluster(),
     )
     assert result.exit_code == 1
     [finding] = [f for f in json.loads(result.stdout) if f["severity"] == "error"]
@@ -140,7 +148,7 @@ def test_cluster_mode_fails_when_no_node_has_enough_devices() -> None:
 def test_cluster_mode_uses_the_contexts_namespace_for_objects_without_one() -> None:
     pod = make_claim_pod(claims=[{"name": "gpu", "request": "big"}])
     del pod["metadata"]["namespace"]
-    reader = FakeReader(
+    reader = validate_cluster(
         resource_claim_templates=[make_template(request("big"), namespace="team")],
         default_namespace="team",
     )
@@ -154,3 +162,18 @@ def test_cluster_mode_uses_the_contexts_namespace_for_objects_without_one() -> N
         "ResourceClaimTemplate other/single-gpu is not in the input nor in the cluster"
         in wrong.stdout
     )
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda r: r.list_pods(None),
+        lambda r: r.get_pod("ml", "p"),
+        lambda r: r.list_nodes(),
+        lambda r: r.get_resource_claim("ml", "c"),
+    ],
+    ids=["list pods", "get pod", "list nodes", "get claim"],
+)
+def test_the_validate_fake_fails_any_read_validate_must_not_make(read: Any) -> None:
+    with pytest.raises(AssertionError, match="must not"):
+        read(validate_cluster())

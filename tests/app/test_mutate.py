@@ -10,7 +10,7 @@ import jsonpatch
 import pytest
 from flask.testing import FlaskClient
 
-from builders import container, make_pod, make_policy, make_review
+from tests.builders import container, make_pod, make_policy, make_review
 from webhook.app import create_app
 from webhook.core import review
 from webhook.core.policy import Policy
@@ -45,9 +45,19 @@ def test_legacy_pod_is_patched_and_its_template_created(gateway: MemoryGateway) 
     response = post(client_for(gateway=gateway), make_review(pod))
     assert response["allowed"] is True and response["patchType"] == "JSONPatch"
     patched = jsonpatch.apply_patch(pod, review.decode_patch({"response": response}))
-    expected = translate(pod, policy=Policy.default(), namespace="ml")
-    assert patched == expected.pod
-    assert list(gateway.templates) == [("ml", expected.templates[0]["metadata"]["name"])]
+    # What the rewrite must do, said independently of translate(): the legacy limit is gone,
+    # one pod claim points at a template, the container uses that claim, the template exists
+    # in the pod's namespace and asks for the 2 GPUs of the default device class.
+    [app] = patched["spec"]["containers"]
+    assert "nvidia.com/gpu" not in (app.get("resources", {}).get("limits") or {})
+    [pod_claim] = patched["spec"]["resourceClaims"]
+    assert [c["name"] for c in app["resources"]["claims"]] == [pod_claim["name"]]
+    template_name = pod_claim["resourceClaimTemplateName"]
+    assert list(gateway.templates) == [("ml", template_name)]
+    [gpu_request] = gateway.templates[("ml", template_name)]["spec"]["spec"]["devices"]["requests"]
+    assert gpu_request["exactly"]["count"] == 2
+    assert gpu_request["exactly"]["deviceClassName"] == "gpu.nvidia.com"
+    assert "kubectl-dra.io/rewritten" in patched["metadata"]["annotations"]
 
 
 def test_same_shape_costs_no_second_api_call(gateway: MemoryGateway) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
-from reviews import gpu_review
 
+from tests.reviews import gpu_review
 from webhook.app import create_app
 from webhook.core.policy import Policy
 from webhook.logs import JsonFormatter

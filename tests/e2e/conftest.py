@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_support import (
+
+from tests.e2e.e2e_support import (
     ROOT,
     E2ECluster,
     WebhookPool,

@@ -18,13 +18,14 @@ from typing import Any, TypeVar
 
 import yaml
 
-import builders
+from tests import builders
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "hack"))
 
 import cluster as cluster_mod  # noqa: E402
 import fakegpu  # noqa: E402
+import node as node_mod  # noqa: E402, F401  (re-exported for the real-node tests)
 
 T = TypeVar("T")
 POLL = 0.2

@@ -291,5 +291,5 @@ def test_audit_reads_the_policy_configmap(k8s: E2ECluster, namespace: str) -> No
         obj=KubeGateway(k8s.api),
     )  # fmt: skip
     assert result.exit_code == 1
-    assert result.stderr.startswith('Error: ConfigMap "audit-policy" data.policy.yaml is invalid')
+    assert result.stderr.startswith('Error: ConfigMap "audit-policy" data.policy.yaml: ')
     assert "spec.mode" in result.stderr and "Traceback" not in result.output

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from e2e_support import cluster_mod
+
+from tests.e2e.e2e_support import cluster_mod
 
 pytestmark = pytest.mark.e2e
 

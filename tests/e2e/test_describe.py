@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from e2e_support import E2ECluster, devices_of, load_yaml_docs, seed_scenario
 
 from kubectl_dra.cli import cli
 from kubectl_dra.kube import KubeGateway
+from tests.e2e.e2e_support import E2ECluster, devices_of, load_yaml_docs, seed_scenario
 
 pytestmark = pytest.mark.e2e
 
@@ -96,6 +96,10 @@ def test_describe_pods_agrees_with_claim_status_for_the_users_scenarios(
     k8s: E2ECluster, ns: str, scenario: str
 ) -> None:
     pod_names = apply_scenario(k8s, scenario, ns)
+    for name in pod_names:
+        k8s.wait_bound(ns, name)
+    # Read the claims again once every pod is bound: a shared claim read when its first pod
+    # was bound may not list the second consumer yet.
     bound = {name: k8s.wait_bound(ns, name) for name in pod_names}
 
     doc, requests = describe(k8s, "pods", "-n", ns)

@@ -1,4 +1,4 @@
-"""Legacy `nvidia.com/gpu` pods through our webhook on the real control plane (issue 3, 1 and 3-10).
+"""Legacy `nvidia.com/gpu` pods through our webhook on the real control plane.
 
 Each test puts its namespace under a policy (WebhookPool.use) and then checks what the real
 components did with the rewritten pod: the controller-manager made the claim from our
@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_support import (
+from kubernetes import client
+
+from tests.e2e.e2e_support import (
     POLICY_LABEL,
     REWRITTEN,
     E2ECluster,
@@ -26,7 +28,6 @@ from e2e_support import (
     reserved_uids,
     seed_scenario,
 )
-
 from webhook.core.policy import Policy
 from webhook.core.translate import translate
 
@@ -36,7 +37,7 @@ MANAGED_BY = "app.kubernetes.io/managed-by=kubectl-dra"
 
 
 def policy(**defaults: Any) -> str:
-    """A GPUPolicy (issue 2 format) with these `spec.defaults` overrides."""
+    """A GPUPolicy with these `spec.defaults` overrides."""
     return yaml.safe_dump(
         {
             "apiVersion": "kubectl-dra.io/v1alpha1",
@@ -316,8 +317,19 @@ def gpu_class_with_extended_resource(k8s: E2ECluster) -> Iterator[None]:
         got = k8s.custom.get_cluster_custom_object(
             "resource.k8s.io", "v1", "deviceclasses", "gpu.nvidia.com"
         )
-        if got["spec"].get("extendedResourceName") != "nvidia.com/gpu":
-            pytest.skip("DeviceClass.spec.extendedResourceName is not served by this release")
+        # The field exists from 1.34 behind DRAExtendedResource, which hack/cluster.py turns on
+        # whenever the release still has it as a gate (GA and always on from 1.37): every
+        # release the harness runs must serve it, so a dropped field is a failure, not a skip.
+        version = client.VersionApi(k8s.api).get_code()
+        minor = int("".join(ch for ch in version.minor if ch.isdigit()))
+        assert (int(version.major), minor) >= (1, 34), (
+            f"DRA v1 needs 1.34+, got {version.git_version}"
+        )
+        assert got["spec"].get("extendedResourceName") == "nvidia.com/gpu", (
+            f"{version.git_version} should serve DeviceClass.spec.extendedResourceName "
+            "(KEP-5004, on by feature gate from 1.34, GA in 1.37) but dropped it: "
+            "check the --feature-gates hack/cluster.py passes"
+        )
         yield
     finally:
         k8s.custom.patch_cluster_custom_object(
@@ -332,7 +344,7 @@ def gpu_class_with_extended_resource(k8s: E2ECluster) -> Iterator[None]:
 def test_rewritten_pod_gets_only_our_claim_when_a_class_maps_the_extended_resource(
     k8s: E2ECluster, webhooks: WebhookPool, namespace: str, gpu_class_with_extended_resource: None
 ) -> None:
-    webhooks.use(namespace, policy(allowSkip=True))
+    webhooks.use(namespace, policy(allowSkip=True))  # the control pod below opts out
     # Control: a pod our webhook skips is served by the scheduler's KEP-5004 claim, so the
     # mapping is live and would add a second claim to a pod that still asked for nvidia.com/gpu.
     skipped = legacy_pod("skipped")

@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_support import POLICY_LABEL, REWRITTEN, ROOT, E2ECluster, legacy_pod
 
+from tests.e2e.e2e_support import POLICY_LABEL, REWRITTEN, ROOT, E2ECluster, legacy_pod
 from webhook import certs
 
 pytestmark = pytest.mark.e2e

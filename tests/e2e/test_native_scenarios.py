@@ -7,7 +7,8 @@ the scheduler, not our code, decides the devices, and the claim status is the ev
 from __future__ import annotations
 
 import pytest
-from e2e_support import E2ECluster, devices_of, reserved_uids
+
+from tests.e2e.e2e_support import E2ECluster, devices_of, reserved_uids
 
 pytestmark = pytest.mark.e2e
 

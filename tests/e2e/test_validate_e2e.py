@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner, Result
-from e2e_support import ROOT, E2ECluster, fakegpu
 
 from kubectl_dra.cli import cli
+from tests.e2e.e2e_support import ROOT, E2ECluster, fakegpu
 
 pytestmark = pytest.mark.e2e
 

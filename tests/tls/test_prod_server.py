@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from reviews import gpu_review, rewritten_policy
-from tls_support import REPO, Server, StartServer
 
-from builders import wait_for
+from tests.builders import wait_for
+from tests.reviews import gpu_review, rewritten_policy
+from tests.tls.tls_support import REPO, Server, StartServer
 from webhook import certs
 from webhook.core.policy import Policy
 

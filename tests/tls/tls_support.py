@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from builders import wait_for
+from tests.builders import wait_for
 from webhook import certs
 
 REPO = Path(__file__).resolve().parents[2]

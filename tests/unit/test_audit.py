@@ -255,7 +255,7 @@ def test_gpus_in_mig_mode_do_not_serve_whole_gpu_demand() -> None:
 
 
 def test_whole_and_mig_demand_draw_on_the_same_gpus() -> None:
-    from test_capacity import partitionable_slice
+    from tests.unit.test_capacity import partitionable_slice
 
     classes = [
         fakegpu.make_device_class(

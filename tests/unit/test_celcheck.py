@@ -265,3 +265,88 @@ def test_any_text_gives_a_finding_never_a_crash(pieces: list[str]) -> None:
         checked.evaluate(celcheck.device_value(H100, driver="gpu.nvidia.com"))
     except CelEvaluationError as exc:
         assert str(exc)
+
+
+# --- budgets: what an expression may cost to check and to run -------------------------------
+
+
+def _doubling_binds(levels: int) -> str:
+    """x0 = [1, 2], x1 = x0 + x0, ...: each level doubles what the expansion would copy."""
+    expression = "cel.bind(x0, [1, 2], "
+    for i in range(1, levels):
+        expression += f"cel.bind(x{i}, x{i - 1} + x{i - 1}, "
+    return expression + f"x{levels - 1}.size() > 0" + ")" * levels
+
+
+def _nested_all(levels: int, width: int) -> str:
+    items = "[" + ", ".join(str(i) for i in range(width)) + "]"
+    expression = "true"
+    for level in range(levels):
+        expression = f"{items}.all(v{level}, {expression})"
+    return expression
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        _doubling_binds(30),  # 2**30 copies if expanded blindly
+        _nested_all(5, 20),  # 20**5 = 3.2 million steps
+        "(" * 2000 + "true" + ")" * 2000,
+        # each replace multiplies the length by the replacement's (63 characters at most)
+        "device.driver" + '.replace("", device.driver)' * 4 + ".size() > 0",
+    ],
+    ids=["nested-binds", "nested-comprehensions", "deep-parentheses", "growing-strings"],
+)
+def test_expressions_beyond_the_budget_are_refused_as_too_expensive(expression: str) -> None:
+    with pytest.raises(celcheck.CelTooExpensive, match="too expensive"):
+        celcheck.check(expression)
+
+
+def test_expressions_within_the_budget_still_check_and_evaluate() -> None:
+    # 3 levels of binds: the expansion copies x0 four times, far below the bound
+    assert evaluate(_doubling_binds(3).replace("> 0", "== 8")) is True
+    # 10**2 = 100 iterations: within the static cost and the evaluation step budget
+    assert evaluate(_nested_all(2, 10)) is True
+
+
+@pytest.mark.parametrize(
+    ("literal", "needle"),
+    [
+        ("9223372036854775808", "does not fit in int64"),  # 2**63
+        ("18446744073709551616u", "does not fit in uint64"),  # 2**64
+        ("1" + "0" * 400, "does not fit in int64"),
+        ("1" * 5000, "does not fit in int64"),  # more digits than Python converts
+        ('"\\ud800"', "lone surrogate"),
+        ('"\\U00110000"', "not a Unicode code point"),
+    ],
+)
+def test_literals_cel_go_refuses_are_errors(literal: str, needle: str) -> None:
+    assert any(needle in m for m in messages(f"device.driver == {literal}", "error"))
+
+
+@pytest.mark.parametrize(
+    "literal", ["-9223372036854775808", "9223372036854775807", "18446744073709551615u", '"\\u00e9"']
+)
+def test_literals_at_the_edge_of_their_range_are_fine(literal: str) -> None:
+    assert messages(f"device.driver == {literal}", "error") == []
+
+
+def test_a_bug_in_evaluation_is_not_reported_as_a_selector_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only what a user's expression can cause becomes CelEvaluationError; our bugs propagate."""
+    checked = celcheck.check('device.driver == "gpu.nvidia.com"')
+
+    def broken(activation: Any) -> Any:
+        raise AttributeError("a bug in our code")
+
+    monkeypatch.setattr(checked.program, "evaluate", broken)
+    with pytest.raises(AttributeError):
+        checked.evaluate(celcheck.device_value(H100, driver="gpu.nvidia.com"))
+
+
+def test_evaluation_stops_at_its_step_budget_with_a_too_expensive_error() -> None:
+    # 30**3 = 27,000 iterations: under the static cost limit, far over the evaluation budget
+    checked = celcheck.check(_nested_all(3, 30))
+    with pytest.raises(celcheck.CelEvaluationTooExpensive, match="too expensive"):
+        checked.evaluate(celcheck.device_value(H100, driver="gpu.nvidia.com"))

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from builders import container, make_pod, make_policy
+from tests.builders import container, make_pod, make_policy
 from webhook.core.existing import shared_claim_difference, template_difference
 from webhook.core.translate import SHARED_CLAIM_ANNOTATION, translate
 

@@ -99,3 +99,23 @@ def test_mig_devices_replace_their_parent_gpu_and_point_at_its_uuid() -> None:
     assert {m["attributes"]["parentUUID"]["string"] for m in migs} == {parent}
     assert {m["attributes"]["type"]["string"] for m in migs} == {"mig"}
     assert devices["gpu-0"]["attributes"]["type"]["string"] == "gpu"
+
+
+def test_cache_lock_makes_a_second_builder_wait_until_the_first_is_done(tmp_path: Path) -> None:
+    import io
+    import threading
+
+    entered = threading.Event()
+    waited = io.StringIO()
+
+    def second_builder() -> None:
+        with k8s_build.cache_lock(tmp_path, out=waited):
+            entered.set()
+
+    with k8s_build.cache_lock(tmp_path):
+        thread = threading.Thread(target=second_builder)
+        thread.start()
+        assert not entered.wait(0.5), "the second builder got the lock while the first held it"
+    thread.join(10)
+    assert entered.is_set()
+    assert "waiting for another build" in waited.getvalue()

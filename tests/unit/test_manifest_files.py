@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from builders import assert_valid
+from tests.builders import assert_valid
 from webhook.core.policy import Policy
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from builders import container, make_pod, make_policy
+from tests.builders import container, make_pod, make_policy
 from webhook.core.errors import TranslationError
 from webhook.core.translate import REWRITTEN_ANNOTATION, SKIP_ANNOTATION, translate
 

@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 
-from builders import container
-from builders import make_pod as make_legacy_pod
-from factories import make_claim, make_slice, result
 from kubectl_dra.report import LegacyRequest, build_pod_reports
+from tests.builders import cluster_claim, container, make_slice, result
+from tests.builders import make_pod as make_legacy_pod
 from webhook.core.policy import Policy
 from webhook.core.record import ContainerRecord, RecordError, RewrittenRecord
 from webhook.core.translate import REWRITTEN_ANNOTATION, translate
@@ -102,7 +101,7 @@ def test_a_pod_rewritten_by_the_webhook_is_described_from_its_annotation() -> No
     pod["metadata"]["namespace"] = "ns"
     pod["spec"]["nodeName"] = "node-0"
     pod["status"] = {"resourceClaimStatuses": [{"name": "gpu", "resourceClaimName": "train-gpu-x"}]}
-    claim = make_claim(
+    claim = cluster_claim(
         "train-gpu-x",
         requests=["a", "b"],
         results=[result("a", "gpu-0"), result("a", "gpu-1"), result("b", "gpu-2")],

@@ -6,7 +6,6 @@ import json
 
 import yaml
 
-from factories import FakeKube, column, sample_cluster
 from kubectl_dra import render
 from kubectl_dra.report import (
     ClaimReport,
@@ -17,9 +16,10 @@ from kubectl_dra.report import (
     build_node_reports,
     build_pod_reports,
 )
+from tests.builders import FakeCluster, column, sample_cluster
 
 
-def _reports(fake: FakeKube) -> tuple[list[PodReport], list[ClaimReport], list[NodeReport]]:
+def _reports(fake: FakeCluster) -> tuple[list[PodReport], list[ClaimReport], list[NodeReport]]:
     return (
         build_pod_reports(fake.pods, fake.claims, fake.slices),
         build_claim_reports(fake.claims, fake.slices),

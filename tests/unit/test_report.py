@@ -7,17 +7,6 @@ from decimal import Decimal
 
 import pytest
 
-from factories import (
-    H100,
-    claim_ref,
-    make_claim,
-    make_device,
-    make_pod,
-    make_slice,
-    result,
-    sharing_config,
-    template_ref,
-)
 from kubectl_dra.report import (
     EXTENDED_RESOURCE_CLAIM_ANNOTATION,
     POD_CLAIM_NAME_ANNOTATION,
@@ -34,19 +23,30 @@ from kubectl_dra.report import (
     index_devices,
     parse_quantity,
 )
+from tests.builders import (
+    H100,
+    claim_ref,
+    cluster_claim,
+    cluster_pod,
+    make_device,
+    make_slice,
+    result,
+    sharing_config,
+    template_ref,
+)
 from webhook.core.translate import REWRITTEN_ANNOTATION
 
 SLICES = [make_slice("node-0")]
 
 
 def test_template_claim_is_found_through_pod_status_with_device_attributes() -> None:
-    pod = make_pod(
+    pod = cluster_pod(
         "pod0",
         resource_claims=[template_ref("gpus", "two-gpus")],
         containers={"ctr0": [{"name": "gpus"}]},
         claim_statuses={"gpus": "pod0-gpus-abcde"},
     )
-    claim = make_claim(
+    claim = cluster_claim(
         "pod0-gpus-abcde",
         requests=["gpu-1", "gpu-2"],
         results=[result("gpu-1", "gpu-0"), result("gpu-2", "gpu-1")],
@@ -77,9 +77,9 @@ def test_template_claim_is_found_through_pod_status_with_device_attributes() -> 
 
 
 def test_template_claim_falls_back_to_owned_claim_with_pod_claim_annotation() -> None:
-    pod = make_pod("pod0", resource_claims=[template_ref("gpu", "t")])
-    stranger = make_claim("other", annotations={POD_CLAIM_NAME_ANNOTATION: "gpu"})
-    owned = make_claim(
+    pod = cluster_pod("pod0", resource_claims=[template_ref("gpu", "t")])
+    stranger = cluster_claim("other", annotations={POD_CLAIM_NAME_ANNOTATION: "gpu"})
+    owned = cluster_claim(
         "pod0-gpu-xyz",
         owner=pod,
         annotations={POD_CLAIM_NAME_ANNOTATION: "gpu"},
@@ -93,7 +93,7 @@ def test_template_claim_falls_back_to_owned_claim_with_pod_claim_annotation() ->
 
 
 def test_template_claim_not_made_yet_is_pending_and_names_no_claim() -> None:
-    pod = make_pod(
+    pod = cluster_pod(
         "pod0", node=None, resource_claims=[template_ref("gpu", "t")], containers={"c": []}
     )
     [report] = build_pod_reports([pod], [], SLICES)
@@ -104,10 +104,10 @@ def test_template_claim_not_made_yet_is_pending_and_names_no_claim() -> None:
 
 def test_named_claim_shared_by_two_pods_names_the_other_pod() -> None:
     pods = [
-        make_pod(p, resource_claims=[claim_ref("shared", "single-gpu")], containers={"c": []})
+        cluster_pod(p, resource_claims=[claim_ref("shared", "single-gpu")], containers={"c": []})
         for p in ("pod0", "pod1")
     ]
-    claim = make_claim("single-gpu", results=[result("gpu", "gpu-0")], reserved_for=pods)
+    claim = cluster_claim("single-gpu", results=[result("gpu", "gpu-0")], reserved_for=pods)
     reports = build_pod_reports(pods, [claim], SLICES)
 
     assert [r.claims[0].origin for r in reports] == ["claim", "claim"]
@@ -117,31 +117,31 @@ def test_named_claim_shared_by_two_pods_names_the_other_pod() -> None:
 
 
 def test_named_claim_that_does_not_exist_is_missing() -> None:
-    pod = make_pod("pod0", resource_claims=[claim_ref("shared", "nope")])
+    pod = cluster_pod("pod0", resource_claims=[claim_ref("shared", "nope")])
     [report] = build_pod_reports([pod], [], SLICES)
     assert (report.claims[0].state, report.claims[0].claim) == ("missing", "nope")
 
 
 def test_two_containers_on_one_claim_both_show_as_holders() -> None:
-    pod = make_pod(
+    pod = cluster_pod(
         "pod0",
         resource_claims=[template_ref("shared-gpu", "single-gpu")],
         containers={"ctr0": [{"name": "shared-gpu"}], "ctr1": [{"name": "shared-gpu"}]},
         claim_statuses={"shared-gpu": "c1"},
     )
-    claim = make_claim("c1", results=[result("gpu", "gpu-0")], reserved_for=[pod])
+    claim = cluster_claim("c1", results=[result("gpu", "gpu-0")], reserved_for=[pod])
     [report] = build_pod_reports([pod], [claim], SLICES)
     assert report.claims[0].requests[0].containers == ("ctr0", "ctr1")
 
 
 def test_container_naming_one_request_gets_only_that_request() -> None:
-    pod = make_pod(
+    pod = cluster_pod(
         "pod0",
         resource_claims=[template_ref("g", "t")],
         containers={"a": [{"name": "g", "request": "r1"}], "b": [{"name": "g", "request": "r2"}]},
         claim_statuses={"g": "c1"},
     )
-    claim = make_claim(
+    claim = cluster_claim(
         "c1", requests=["r1", "r2"], results=[result("r1", "gpu-0"), result("r2", "gpu-1")]
     )
     [report] = build_pod_reports([pod], [claim], SLICES)
@@ -149,7 +149,7 @@ def test_container_naming_one_request_gets_only_that_request() -> None:
 
 
 def test_kep5004_claim_is_found_through_extended_resource_claim_status() -> None:
-    pod = make_pod(
+    pod = cluster_pod(
         "legacy",
         extended={
             "resourceClaimName": "legacy-extended-resources-abcde",
@@ -162,7 +162,7 @@ def test_kep5004_claim_is_found_through_extended_resource_claim_status() -> None
             ],
         },
     )
-    claim = make_claim(
+    claim = cluster_claim(
         "legacy-extended-resources-abcde",
         requests=["container-0-request-0"],
         count=2,
@@ -190,8 +190,8 @@ def test_kep5004_claim_is_found_through_extended_resource_claim_status() -> None
 
 
 def test_kep5004_claim_without_pod_status_is_found_by_annotation_and_owner() -> None:
-    pod = make_pod("legacy")
-    claim = make_claim(
+    pod = cluster_pod("legacy")
+    claim = cluster_claim(
         "legacy-extended-resources-x",
         owner=pod,
         annotations={EXTENDED_RESOURCE_CLAIM_ANNOTATION: "true"},
@@ -219,7 +219,7 @@ def test_kep5004_claim_without_pod_status_is_found_by_annotation_and_owner() -> 
 def test_sharing_comes_from_the_last_config_that_applies_to_the_request(
     configs: list[dict[str, object]], expected: Sharing | None
 ) -> None:
-    claim = make_claim("c", results=[result("gpu", "gpu-0")], config=configs)
+    claim = cluster_claim("c", results=[result("gpu", "gpu-0")], config=configs)
     [report] = build_claim_reports([claim], SLICES)
     assert report.requests[0].sharing == expected
 
@@ -235,14 +235,14 @@ def test_rewritten_pod_shows_its_original_legacy_request_per_request() -> None:
             {"container": "side", "resource": "nvidia.com/gpu", "count": 0},
         ],
     }
-    pod = make_pod(
+    pod = cluster_pod(
         "train",
         resource_claims=[template_ref("gpu", "kubectl-dra-1234")],
         containers={"train": [{"name": "gpu", "request": "gpu"}], "side": []},
         claim_statuses={"gpu": "train-gpu-1"},
         annotations={REWRITTEN_ANNOTATION: json.dumps(record)},
     )
-    claim = make_claim("train-gpu-1", count=2, results=[result("gpu", "gpu-0")])
+    claim = cluster_claim("train-gpu-1", count=2, results=[result("gpu", "gpu-0")])
     [report] = build_pod_reports([pod], [claim], SLICES)
 
     assert report.rewritten is not None
@@ -262,32 +262,32 @@ def test_rewritten_pod_with_shared_claim_maps_original_to_every_request() -> Non
         "resourceClaim": "team-gpu",
         "containers": [{"container": "a", "resource": "nvidia.com/gpu", "count": 1}],
     }
-    pod = make_pod(
+    pod = cluster_pod(
         "a",
         resource_claims=[claim_ref("gpu", "team-gpu")],
         annotations={REWRITTEN_ANNOTATION: json.dumps(record)},
     )
-    claim = make_claim("team-gpu", results=[result("gpu", "gpu-0")])
+    claim = cluster_claim("team-gpu", results=[result("gpu", "gpu-0")])
     [report] = build_pod_reports([pod], [claim], SLICES)
     assert report.rewritten is not None and report.rewritten.resource_claim == "team-gpu"
     assert [str(o) for o in report.claims[0].requests[0].original] == ["a nvidia.com/gpu=1"]
 
 
 def test_unreadable_rewritten_annotation_is_reported_not_raised() -> None:
-    pod = make_pod("p", annotations={REWRITTEN_ANNOTATION: "{not json"})
+    pod = cluster_pod("p", annotations={REWRITTEN_ANNOTATION: "{not json"})
     [report] = build_pod_reports([pod], [], SLICES)
     assert report.rewritten is not None
     assert report.rewritten.error is not None and "unreadable" in report.rewritten.error
 
 
 def test_pods_without_dra_are_left_out_unless_asked_for() -> None:
-    plain = make_pod("web")
+    plain = cluster_pod("web")
     assert build_pod_reports([plain], [], SLICES) == []
     assert [r.name for r in build_pod_reports([plain], [], SLICES, only_dra=False)] == ["web"]
 
 
 def test_pending_claim_lists_requests_as_written() -> None:
-    claim = make_claim("c", requests=["a", "b"], count=3)
+    claim = cluster_claim("c", requests=["a", "b"], count=3)
     [report] = build_claim_reports([claim], SLICES)
     assert report.state == "pending"
     assert [(r.request, r.device_class, r.count, r.device) for r in report.requests] == [
@@ -297,8 +297,8 @@ def test_pending_claim_lists_requests_as_written() -> None:
 
 
 def test_another_claim_on_the_same_device_is_named_as_sharer() -> None:
-    first = make_claim("c1", results=[result("gpu", "gpu-0")])
-    second = make_claim("c2", namespace="other", results=[result("gpu", "gpu-0")])
+    first = cluster_claim("c1", results=[result("gpu", "gpu-0")])
+    second = cluster_claim("c2", namespace="other", results=[result("gpu", "gpu-0")])
     reports = build_claim_reports([first, second], SLICES)
     assert [(r.name, r.requests[0].shared_with) for r in reports] == [
         ("c1", ("claim/other/c2",)),
@@ -332,8 +332,8 @@ def test_node_report_counts_devices_by_model_and_names_holders() -> None:
         make_slice("node-0", [make_device(f"gpu-{i}") for i in (0, 1, 10, 2)]),
         make_slice("node-1", [make_device("gpu-0", product=H100)]),
     ]
-    pod = make_pod("pod0")
-    claim = make_claim("c", results=[result("gpu", "gpu-10")], reserved_for=[pod])
+    pod = cluster_pod("pod0")
+    claim = cluster_claim("c", results=[result("gpu", "gpu-10")], reserved_for=[pod])
     reports = build_node_reports(slices, [claim])
 
     assert [r.node for r in reports] == ["node-0", "node-1"]
@@ -348,7 +348,7 @@ def test_node_report_counts_devices_by_model_and_names_holders() -> None:
 
 def test_cluster_report_totals_by_model_across_nodes() -> None:
     slices = [make_slice("a"), make_slice("b"), make_slice("h", [make_device("g", product=H100)])]
-    claim = make_claim("c", results=[result("gpu", "gpu-1", pool="b")])
+    claim = cluster_claim("c", results=[result("gpu", "gpu-1", pool="b")])
     report = build_cluster_report(slices, [claim])
 
     assert [(n.node, n.total, n.allocated) for n in report.nodes] == [
@@ -361,12 +361,12 @@ def test_cluster_report_totals_by_model_across_nodes() -> None:
 
 
 def test_namespace_usage_counts_devices_claims_pods_and_pending_requests() -> None:
-    pods = [make_pod("p0"), make_pod("p1")]
+    pods = [cluster_pod("p0"), cluster_pod("p1")]
     claims = [
-        make_claim("c0", results=[result("gpu", "gpu-0")], reserved_for=pods),
-        make_claim("c1", results=[result("gpu", "gpu-1")]),
-        make_claim("c2", count=4),
-        make_claim("x", namespace="other", results=[result("gpu", "gpu-0", pool="node-1")]),
+        cluster_claim("c0", results=[result("gpu", "gpu-0")], reserved_for=pods),
+        cluster_claim("c1", results=[result("gpu", "gpu-1")]),
+        cluster_claim("c2", count=4),
+        cluster_claim("x", namespace="other", results=[result("gpu", "gpu-0", pool="node-1")]),
     ]
     usage = build_namespace_usage(claims, [*SLICES, make_slice("node-1")])
     assert usage == [
@@ -396,3 +396,19 @@ def test_parse_quantity(text: str, value: Decimal | None) -> None:
 )
 def test_format_bytes(text: str, shown: str) -> None:
     assert format_bytes(text) == shown
+
+
+def test_a_pending_first_available_request_counts_its_largest_alternative() -> None:
+    """One alternative is allocated, so the most the request can hold is the largest: 4."""
+    claim = cluster_claim("fa")
+    claim["spec"]["devices"]["requests"] = [
+        {
+            "name": "gpu",
+            "firstAvailable": [
+                {"name": "big", "deviceClassName": "a", "count": 4},
+                {"name": "small", "deviceClassName": "b", "count": 2},
+            ],
+        }
+    ]
+    [report] = build_claim_reports([claim], SLICES)
+    assert [(r.request, r.device_class, r.count) for r in report.requests] == [("gpu", "a | b", 4)]

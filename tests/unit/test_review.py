@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from builders import container, make_pod, make_review
+from tests.builders import container, make_pod, make_review
 from webhook.core import review
 from webhook.core.errors import BadReviewError
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from builders import assert_valid, container, make_pod, make_policy
+from tests.builders import assert_valid, container, make_pod, make_policy
 from webhook.core.errors import TranslationError
 from webhook.core.policy import Policy
 from webhook.core.translate import (
@@ -231,9 +231,17 @@ def test_long_container_names_give_valid_request_names() -> None:
 
 def test_plain_init_container_reuses_app_devices() -> None:
     result = run(make_pod(container("app", gpus=2), init=[container("warmup", gpus=1)]))
-    assert [(r["name"], r["exactly"]["count"]) for r in requests_of(result)] == [("app", 2)]
+    # The app's two devices come as 1 + 1 so that the init container can name exactly one.
+    assert [(r["name"], r["exactly"]["count"]) for r in requests_of(result)] == [
+        ("app", 1),
+        ("app-2", 1),
+    ]
     assert result.pod["spec"]["initContainers"][0]["resources"]["claims"] == [
         {"name": "gpu", "request": "app"}
+    ]
+    assert result.pod["spec"]["containers"][0]["resources"]["claims"] == [
+        {"name": "gpu", "request": "app"},
+        {"name": "gpu", "request": "app-2"},
     ]
 
 
@@ -248,9 +256,59 @@ def test_init_container_larger_than_app_adds_only_the_excess() -> None:
     inits = result.pod["spec"]["initContainers"]
     assert inits[0]["resources"]["claims"] == [
         {"name": "gpu", "request": "app"},
+        {"name": "gpu", "request": "app-2"},
         {"name": "gpu", "request": "prep"},
     ]
     assert inits[1]["resources"]["claims"] == [{"name": "gpu", "request": "app"}]
+
+
+def seen(result: Translation, section: str, index: int) -> int:
+    """How many devices a container gets: the sum of the requests it names."""
+    counts = {r["name"]: r["exactly"]["count"] for r in requests_of(result)}
+    refs = result.pod["spec"][section][index]["resources"]["claims"]
+    return sum(counts[ref["request"]] for ref in refs)
+
+
+def test_init_container_sees_exactly_its_count_across_app_requests() -> None:
+    # 12 before 8 + 8: the device plugin gave the init container 12 of the pod's 16 devices.
+    pod = make_pod(
+        container("a", gpus=8), container("b", gpus=8), init=[container("prep", gpus=12)]
+    )
+    result = run(pod, make_policy(maxGPUsPerPod=16))
+    assert [(r["name"], r["exactly"]["count"]) for r in requests_of(result)] == [
+        ("a", 8),
+        ("b", 4),
+        ("b-2", 4),
+    ]
+    assert seen(result, "initContainers", 0) == 12
+    assert [seen(result, "containers", i) for i in (0, 1)] == [8, 8]
+
+
+def test_init_container_before_a_sidecar_reuses_the_sidecars_devices() -> None:
+    # The sidecar starts after the init container ends: max(2, 1 + 1) = 2 devices, not 3.
+    sidecar = container("monitor", gpus=1)
+    sidecar["restartPolicy"] = "Always"
+    pod = make_pod(container("app", gpus=1), init=[container("prep", gpus=2), sidecar])
+    result = run(pod, make_policy(maxGPUsPerPod=2))
+    assert sum(r["exactly"]["count"] for r in requests_of(result)) == 2
+    assert result.pod["spec"]["initContainers"][0]["resources"]["claims"] == [
+        {"name": "gpu", "request": "app"},
+        {"name": "gpu", "request": "monitor"},
+    ]
+
+
+def test_init_container_after_a_sidecar_cannot_reuse_its_devices() -> None:
+    # Here the sidecar runs alongside the init container: 1 + 2 = 3 devices.
+    sidecar = container("monitor", gpus=1)
+    sidecar["restartPolicy"] = "Always"
+    pod = make_pod(container("app", gpus=1), init=[sidecar, container("prep", gpus=2)])
+    result = run(pod, make_policy(maxGPUsPerPod=3))
+    assert sum(r["exactly"]["count"] for r in requests_of(result)) == 3
+    assert seen(result, "initContainers", 1) == 2
+    refs = result.pod["spec"]["initContainers"][1]["resources"]["claims"]
+    assert {"name": "gpu", "request": "monitor"} not in refs
+    with pytest.raises(TranslationError, match="needs 3 GPU devices in all"):
+        translate(pod, policy=make_policy(maxGPUsPerPod=2), namespace="ml")
 
 
 def test_sidecar_has_its_own_request() -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from builders import assert_valid, make_pod, make_policy
+from tests.builders import assert_valid, make_pod, make_policy
 from webhook.core.errors import TranslationError
 from webhook.core.translate import translate
 
@@ -33,7 +33,8 @@ def containers(draw: Any, prefix: str, sidecar: bool = False) -> list[dict[str, 
 
 @st.composite
 def pods(draw: Any) -> dict[str, Any]:
-    init = draw(containers("init")) + draw(containers("side", sidecar=True))
+    # Any order: an init container before a sidecar may reuse its devices, one after may not.
+    init = draw(st.permutations(draw(containers("init")) + draw(containers("side", sidecar=True))))
     return make_pod(*draw(containers("app")), init=init or None)
 
 
@@ -71,10 +72,20 @@ def test_rewrite_keeps_device_plugin_totals_and_is_idempotent(pod: dict[str, Any
     spec = pod["spec"]
     inits = [c for c in spec.get("initContainers", []) if c.get("restartPolicy") != "Always"]
     sidecars = [c for c in spec.get("initContainers", []) if c.get("restartPolicy") == "Always"]
-    # The device plugin gave the pod max(largest init, sum of app) + sidecars, per resource.
+    # The scheduler's count, per resource: max(apps + sidecars, max over plain init containers
+    # of (init + the sidecars listed before it, which run alongside it)).
+    order = spec.get("initContainers", [])
     expected = {
-        resource: sum(demand(sidecars, resource))
-        + max([*demand(inits, resource), sum(demand(spec["containers"], resource))])
+        resource: max(
+            [
+                sum(demand(spec["containers"], resource)) + sum(demand(sidecars, resource)),
+                *(
+                    demand([c], resource)[0]
+                    + sum(demand([s for s in order[: order.index(c)] if s in sidecars], resource))
+                    for c in inits
+                ),
+            ]
+        )
         for resource in RESOURCES
     }
     if sum(expected.values()) > 32:
@@ -107,6 +118,10 @@ def test_rewrite_keeps_device_plugin_totals_and_is_idempotent(pod: dict[str, Any
             for n in c.get("requests", [])
         }
         assert sum(requests[n]["count"] for n in names) == expected[resource]
+    # Every container sees exactly the devices it asked for, no more.
+    for c in record["containers"]:
+        if c["count"]:
+            assert sum(requests[n]["count"] for n in c["requests"]) == c["count"], c
 
     new_spec = result.pod["spec"]
     for c in new_spec["containers"] + new_spec.get("initContainers", []):

@@ -1,4 +1,4 @@
-"""validate: every rule of issue 4 over dict manifests, and cluster checks over dict slices."""
+"""validate: every rule over dict manifests, and cluster checks over dict slices."""
 
 from __future__ import annotations
 
@@ -9,18 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from validate_builders import (
-    FakeReader,
-    allocated_claim,
-    make_claim,
-    make_claim_pod,
-    make_class,
-    make_device,
-    make_slice,
-    make_template,
-    request,
-    selector,
-)
 
 from kubectl_dra.documents import Document, load_documents
 from kubectl_dra.validate import (
@@ -31,6 +19,19 @@ from kubectl_dra.validate import (
     is_checked,
     summarize,
     validate_documents,
+)
+from tests.builders import (
+    FakeCluster,
+    allocated_claim,
+    example_device,
+    example_slice,
+    make_claim,
+    make_claim_pod,
+    make_class,
+    make_template,
+    request,
+    selector,
+    validate_cluster,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,8 +48,8 @@ def errors(findings: list[Finding]) -> list[Finding]:
     return [f for f in findings if f.severity == "error"]
 
 
-def snapshot(reader: FakeReader | None = None) -> ClusterSnapshot:
-    return ClusterSnapshot.from_reader(reader or FakeReader())
+def snapshot(reader: FakeCluster | None = None) -> ClusterSnapshot:
+    return ClusterSnapshot.from_reader(reader or validate_cluster())
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -527,11 +528,11 @@ def test_each_request_says_how_many_devices_match_on_how_many_nodes() -> None:
 
 
 def test_class_and_request_selectors_both_narrow_the_match() -> None:
-    reader = FakeReader(
+    reader = validate_cluster(
         device_classes=[make_class("gpu.example.com", 'device.driver == "gpu.example.com"')],
         resource_slices=[
-            make_slice("node-a", [make_device(i, model="A100") for i in range(2)]),
-            make_slice("node-b", [make_device(i, model="H100") for i in range(4)]),
+            example_slice("node-a", [example_device(i, model="A100") for i in range(2)]),
+            example_slice("node-b", [example_device(i, model="H100") for i in range(4)]),
         ],
     )
     claim = make_claim(request(selectors=[selector(f'{MODEL} == "H100"')]))
@@ -566,7 +567,7 @@ def test_requests_that_fit_alone_must_also_fit_together_on_one_node() -> None:
 
 
 def test_allocated_devices_do_not_count_as_free() -> None:
-    reader = FakeReader(
+    reader = validate_cluster(
         resource_claims=[
             allocated_claim("node-a", "gpu-0", "gpu-1"),
             allocated_claim("node-b", "gpu-0", "gpu-1", name="taken-b"),
@@ -578,8 +579,11 @@ def test_allocated_devices_do_not_count_as_free() -> None:
 
 
 def test_only_the_newest_pool_generation_counts() -> None:
-    reader = FakeReader(
-        resource_slices=[make_slice("node-a", generation=1), make_slice("node-a", [], generation=2)]
+    reader = validate_cluster(
+        resource_slices=[
+            example_slice("node-a", generation=1),
+            example_slice("node-a", [], generation=2),
+        ]
     )
     found = errors(run(make_claim(), cluster=snapshot(reader)))
     assert "no device in the cluster matches (0 published" in found[0].message
@@ -593,10 +597,10 @@ def test_a_missing_device_class_is_an_error_listing_the_classes() -> None:
 
 
 def test_a_device_class_in_the_input_says_how_many_devices_it_selects() -> None:
-    reader = FakeReader(
+    reader = validate_cluster(
         resource_slices=[
-            make_slice("node-a", [make_device(i, model="A100") for i in range(2)]),
-            make_slice("node-b", [make_device(i, model="H100") for i in range(4)]),
+            example_slice("node-a", [example_device(i, model="A100") for i in range(2)]),
+            example_slice("node-b", [example_device(i, model="H100") for i in range(4)]),
         ],
     )
     found = run(make_class("h100.example.com", f'{MODEL} == "H100"'), cluster=snapshot(reader))
@@ -653,7 +657,7 @@ def test_with_a_cluster_a_pod_claim_source_must_exist_somewhere() -> None:
 
 
 def test_with_a_cluster_request_names_are_checked_against_cluster_templates() -> None:
-    reader = FakeReader(resource_claim_templates=[make_template(request("big"))])
+    reader = validate_cluster(resource_claim_templates=[make_template(request("big"))])
     good = run(make_claim_pod(claims=[{"name": "gpu", "request": "big"}]), cluster=snapshot(reader))
     bad = run(make_claim_pod(claims=[{"name": "gpu", "request": "gpu"}]), cluster=snapshot(reader))
     assert errors(good) == []
@@ -661,6 +665,21 @@ def test_with_a_cluster_request_names_are_checked_against_cluster_templates() ->
 
 
 def test_the_snapshot_takes_four_list_calls() -> None:
-    reader = FakeReader()
+    reader = validate_cluster()
     ClusterSnapshot.from_reader(reader)
     assert reader.requests == 4
+
+
+def test_a_selector_too_expensive_to_run_is_an_error_and_the_run_goes_on() -> None:
+    items = "[" + ", ".join(str(i) for i in range(30)) + "]"
+    costly = f"{items}.all(a, {items}.all(b, {items}.all(c, true)))"  # 27,000 iterations
+    expensive = make_claim(request(selectors=[selector(costly)]), name="costly")
+    cheap = make_claim(name="cheap")
+    found = run(expensive, cheap, cluster=snapshot())
+    costly_errors = [f.message for f in errors(found) if f.object == "ResourceClaim/ml/costly"]
+    assert any("too expensive" in m for m in costly_errors)
+    # the other claim was still checked against the cluster: 8 devices on 2 nodes
+    assert any(
+        f.object == "ResourceClaim/ml/cheap" and "8 devices match on 2 nodes" in f.message
+        for f in found
+    )

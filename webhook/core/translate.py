@@ -4,9 +4,12 @@
 ResourceClaimTemplate or shared ResourceClaim it needs, and warnings. A pod the policy refuses
 raises TranslationError with a message for its author. No Flask, click or API calls here.
 
-Device-plugin semantics are preserved: the count comes from the limit; a plain init container
-reuses the devices of the app containers (the device plugin gave a pod max(largest init, sum of
-app) devices); a sidecar has devices of its own; ephemeral containers are never touched.
+Device-plugin semantics are preserved: the count comes from the limit; a sidecar and each app
+container have devices of their own; a plain init container reuses the devices of the app
+containers and of the sidecars listed after it (not yet started when it runs), and sees exactly
+as many as it asked for (requests are split where needed).  As the scheduler counts it, a pod
+needs max(apps + sidecars, max over init containers of (init + sidecars before it)) devices.
+Ephemeral containers are never touched.
 
 Longer than 500 lines: reading demands, planning requests and building the claim share the
 Demand and PlannedRequest types; request planning (`_plan_requests`) is the part to move into a
@@ -16,6 +19,7 @@ module of its own, once its init-container rules settle.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import re
 from collections import Counter
@@ -453,6 +457,29 @@ def _plan_requests(
         if name not in names:
             names.append(name)
 
+    def split(
+        segments: list[tuple[PlannedRequest, Demand]], cuts: set[int]
+    ) -> list[tuple[str, int]]:
+        """Lay the requests end to end, split any that a cut falls inside (the owner keeps
+        every piece), and return each piece's name with the offset where it ends."""
+        ends: list[tuple[str, int]] = []
+        start = 0
+        for request, owner in segments:
+            end = start + request.count
+            bounds = [start, *sorted(c for c in cuts if start < c < end), end]
+            request.count = bounds[1] - bounds[0]
+            ends.append((request.name, bounds[1]))
+            previous = request
+            for low, high in itertools.pairwise(bounds[1:]):
+                piece = new_request(request.name, owner, high - low)
+                planned.remove(piece)
+                planned.insert(planned.index(previous) + 1, piece)
+                refer(owner, piece.name)
+                ends.append((piece.name, high))
+                previous = piece
+            start = end
+        return ends
+
     by_resource: dict[str, list[Demand]] = {}
     for demand in demands:
         by_resource.setdefault(demand.resource, []).append(demand)
@@ -465,7 +492,8 @@ def _plan_requests(
             for demand in group:
                 refer(demand, request.name)
             continue
-        own: list[PlannedRequest] = []
+        apps: list[tuple[PlannedRequest, Demand]] = []
+        sidecars: list[tuple[PlannedRequest, Demand]] = []
         for demand in group:
             if demand.kind == "init":
                 continue
@@ -474,27 +502,40 @@ def _plan_requests(
                 base = f"{demand.container}-{_resource_label(resource)}"
             request = new_request(to_dns_label(base), demand, demand.count)
             refer(demand, request.name)
-            if demand.kind == "app":
-                own.append(request)
-        # Plain init containers run before the app containers: they reuse the app devices and
-        # only the excess over their total needs a request of its own.
+            (apps if demand.kind == "app" else sidecars).append((request, demand))
         inits = [d for d in group if d.kind == "init"]
         if not inits:
             continue
-        app_total = sum(r.count for r in own)
-        largest = max(inits, key=lambda d: d.count)
-        extra = None
-        if largest.count > app_total:
-            extra = new_request(to_dns_label(largest.container), largest, largest.count - app_total)
+        # A plain init container runs before the app containers and before the sidecars listed
+        # after it start, so it reuses their devices; only what it needs beyond them gets a
+        # request of its own (shared by all init containers: they run one at a time).  With the
+        # sidecars latest-first after the apps, what an init container may reuse is a prefix.
+        line = apps + sidecars[::-1]
+        reusable = {
+            d.index: sum(r.count for r, _ in apps)
+            + sum(r.count for r, s in sidecars if s.index > d.index)
+            for d in inits
+        }
+        excess = {d.index: max(0, d.count - reusable[d.index]) for d in inits}
+        extra: list[tuple[PlannedRequest, Demand]] = []
+        if any(excess.values()):
+            largest = max(inits, key=lambda d: excess[d.index])
+            extra = [
+                (
+                    new_request(to_dns_label(largest.container), largest, excess[largest.index]),
+                    largest,
+                )
+            ]
+        # Cut requests where an init container's share ends, so it sees exactly its count.
+        line_ends = split(line, {min(d.count, reusable[d.index]) for d in inits})
+        extra_ends = split(extra, set(excess.values()))
         for demand in inits:
-            covered = 0
-            for request in own:
-                if covered >= demand.count:
-                    break
-                refer(demand, request.name)
-                covered += request.count
-            if covered < demand.count and extra is not None:
-                refer(demand, extra.name)
+            for name, end in line_ends:
+                if end <= min(demand.count, reusable[demand.index]):
+                    refer(demand, name)
+            for name, end in extra_ends:
+                if end <= excess[demand.index]:
+                    refer(demand, name)
     return planned, references
 
 

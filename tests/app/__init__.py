@@ -1,0 +1,1 @@
+"""Tests of kubectl-dra; a package so that `tests.builders` is imported by name."""
