@@ -169,7 +169,5 @@ def test_bad_input_is_one_line() -> None:
         )
     )
     assert bad.exit_code == 1
-    assert bad.stderr.startswith(
-        'Error: ConfigMap "kubectl-dra-policy" data.policy.yaml: '
-    )
+    assert bad.stderr.startswith('Error: ConfigMap "kubectl-dra-policy" data.policy.yaml: ')
     assert "Traceback" not in bad.output
