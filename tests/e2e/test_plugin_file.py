@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from e2e_support import ROOT, E2ECluster
+
+from tests.e2e.e2e_support import ROOT, E2ECluster
 
 sys.path.insert(0, str(ROOT / "hack"))
 
