@@ -8,8 +8,8 @@ and allocation are exercised against realistic data:
   hack/cluster.py runs kube-controller-manager without the node lifecycle controller, so the
   condition we write stays as written.  They advertise no `nvidia.com/gpu` capacity: DRA-only
   nodes, as with the NVIDIA DRA driver and no device plugin.
-- ResourceSlices as the NVIDIA DRA driver (`gpu.nvidia.com`, DRA-REFERENCE §6) and the example
-  driver (`gpu.example.com`, §7) publish them: one pool per node named after the node, one slice.
+- ResourceSlices as the NVIDIA DRA driver (`gpu.nvidia.com`) and the example driver
+  (`gpu.example.com`) publish them: one pool per node named after the node, one slice.
 - DeviceClasses as the drivers' Helm charts create them (without `extendedResourceName`; tests
   that need KEP-5004 add it themselves).
 

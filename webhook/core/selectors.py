@@ -1,4 +1,4 @@
-"""GPU Feature Discovery node labels -> CEL device selectors (DRA-REFERENCE §8, pitfalls 13, 14, 17).
+"""GPU Feature Discovery node labels -> CEL device selectors, guarded and normalised.
 
 GFD labels describe a node's GPUs; under DRA the same facts are device attributes, so a pod that
 pinned a GPU model with `nodeSelector` must say it in its claim instead. Only the per-device
