@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help venv lint unit test e2e demo clean bench-webhook fuzz soak bench-slow-clients k8s-build node-build cluster-up cluster-down cluster-status
+.PHONY: help venv lint unit test e2e demo clean bench-webhook fuzz soak bench-slow-clients k8s-build node-build tools-build plugin cluster-up cluster-down cluster-status
 
 help:
 	@echo "make demo   - the main job: the GPU scenarios, legacy and native, on a local control plane"
@@ -14,6 +14,7 @@ help:
 	@echo "make bench-webhook - reviews/s and latency of the real server over HTTPS (bench/)"
 	@echo "make fuzz / soak / bench-slow-clients - the resilience suites (docs/deploy.md)"
 	@echo "make e2e    - only the e2e tests (K8S_VERSION=1.34 or 1.34.4 selects another release)"
+	@echo "make plugin - the single-file plugin dist/kubectl-dra and its krew archive (plugins/dra.yaml)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,10 +43,27 @@ k8s-build: $(STAMP)
 node-build: k8s-build
 	$(BIN)/python hack/node_build.py
 
-test: lint node-build
+# helm and promtool for the chart tests, built from the Go module proxy like the control plane
+# (cached in ~/.cache/kubectl-dra/tools/; cold times in hack/README.md).
+tools-build: $(STAMP)
+	$(BIN)/python hack/go_tools.py
+
+# The single-file plugin (a PEX zipapp of the plain install) that tests run through kubectl,
+# with this machine's wheels only; `make plugin` builds the multi-platform release file.
+PLUGIN_SOURCES := pyproject.toml hack/build_plugin.py $(shell find kubectl_dra webhook/core -name '*.py' -o -name '*.json')
+dist/kubectl-dra: $(STAMP) $(PLUGIN_SOURCES)
+	$(BIN)/pip install --quiet 'pex>=2.20'
+	$(BIN)/python hack/build_plugin.py --no-manifest --this-platform
+
+# Also writes the archive's sha256 into the krew manifest plugins/dra.yaml (a release step).
+plugin: $(STAMP)
+	$(BIN)/pip install --quiet 'pex>=2.20'
+	$(BIN)/python hack/build_plugin.py
+
+test: lint node-build tools-build dist/kubectl-dra
 	$(BIN)/pytest -q
 
-e2e: node-build
+e2e: node-build tools-build dist/kubectl-dra
 	$(BIN)/pytest -m e2e -q
 
 cluster-up: node-build

@@ -27,8 +27,9 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -203,13 +204,20 @@ def measure(label: str, code: str, *args: str) -> dict[str, float]:
     return pick
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def bench_args(doc: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--claims", type=int, default=4000)
     parser.add_argument("--keep", action="store_true", help="leave the cluster running")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+@contextmanager
+def bench_cluster(
+    args: argparse.Namespace, more: Callable[[Any, int], None] | None = None
+) -> Iterator[Any]:
+    """The populated cluster in .cluster/bench (`more(api, nodes)` adds objects after
+    `populate`); stopped afterwards unless --keep or reused (KUBECTL_DRA_REUSE_CLUSTER=1)."""
     reuse = os.environ.get("KUBECTL_DRA_REUSE_CLUSTER") == "1"
     cl = cluster_mod.Cluster(ROOT / ".cluster" / "bench")
     if not (reuse and cl.is_running()):
@@ -221,6 +229,17 @@ def main() -> int:
             with cl.api_client() as api:
                 api.configuration.connection_pool_maxsize = WORKERS
                 populate(api, nodes=args.nodes, claims=args.claims)
+                if more is not None:
+                    more(api, args.nodes)
+        yield cl
+    finally:
+        if not args.keep and not reuse:
+            cl.down(quiet=True)
+
+
+def main() -> int:
+    args = bench_args(__doc__)
+    with bench_cluster(args) as cl:
         kubeconfig = str(cl.kubeconfig)
         cluster_view = measure("describe", MEASURE, kubeconfig, "describe")
         pods_view = measure("describe pods -A", MEASURE, kubeconfig, "describe", "pods", "-A")
@@ -235,9 +254,6 @@ def main() -> int:
             "-o",
             "json",
         )
-    finally:
-        if not args.keep and not reuse:
-            cl.down(quiet=True)
 
     print(
         f"cluster: {args.nodes} nodes x {GPUS_PER_NODE} GPUs, {args.claims} allocated claims "

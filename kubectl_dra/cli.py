@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from kubectl_dra.commands.audit import audit
 from kubectl_dra.commands.convert import convert
 from kubectl_dra.commands.describe import describe
 from kubectl_dra.commands.validate import validate
@@ -58,6 +59,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
       kubectl dra describe pod train-0       # which GPU my pod got, and who else holds it
       kubectl dra validate -f claim.yaml     # check claims and selectors before applying
       kubectl dra convert -f legacy.yaml     # preview the nvidia.com/gpu -> DRA rewrite
+      kubectl dra audit -A                   # what the webhook would do to running GPU workloads
 
     \b
     Shell completion (bash; zsh_source and fish_source likewise):
@@ -69,6 +71,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 cli.add_command(convert)
 cli.add_command(describe)
 cli.add_command(validate)
+cli.add_command(audit)
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from kubectl_dra.errors import KubeError, NotFoundError
 from webhook.core import yamlinput
@@ -287,7 +287,76 @@ class KubeGateway:
         return self._list_resource("deviceclasses", "DeviceClass", None)
 
     def list_nodes(self) -> list[dict[str, Any]]:
-        return self._items(self._call("list nodes", self._core.list_node), "Node", "v1")
+        response = self._call_json(
+            "list nodes", lambda: self._core.list_node(_preload_content=False)
+        )
+        return self._items(response, "Node", "v1")
+
+    # --- what `kubectl dra audit` reads besides the DRA objects --------------------------
+
+    def list_workloads(self, kind: str, namespace: str | None) -> list[dict[str, Any]]:
+        """One list call for a kind of WORKLOAD_LISTS, in `namespace` or in all of them."""
+        from kubernetes import client
+
+        api_class, namespaced, everywhere, api_version = WORKLOAD_LISTS[kind]
+        api = (
+            self._core if api_class == "CoreV1Api" else getattr(client, api_class)(self._api_client)
+        )
+        plural = kind.lower() + "s"
+        if namespace:
+            response = self._call_json(
+                f"list {plural} in namespace {namespace}",
+                lambda: getattr(api, namespaced)(namespace, _preload_content=False),
+            )
+        else:
+            response = self._call_json(
+                f"list {plural}", lambda: getattr(api, everywhere)(_preload_content=False)
+            )
+        return self._items(response, kind, api_version)
+
+    def list_namespaces(self) -> list[dict[str, Any]]:
+        response = self._call_json(
+            "list namespaces", lambda: self._core.list_namespace(_preload_content=False)
+        )
+        return self._items(response, "Namespace", "v1")
+
+    def list_mutating_webhook_configurations(self) -> list[dict[str, Any]]:
+        from kubernetes import client
+
+        api = client.AdmissionregistrationV1Api(self._api_client)
+        response = self._call_json(
+            "list mutatingwebhookconfigurations",
+            lambda: api.list_mutating_webhook_configuration(_preload_content=False),
+        )
+        return self._items(
+            response, "MutatingWebhookConfiguration", "admissionregistration.k8s.io/v1"
+        )
+
+    def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The ConfigMap, or None if it does not exist."""
+        try:
+            found: dict[str, Any] = self._call_json(
+                f"get configmap {name} in namespace {namespace}",
+                lambda: self._core.read_namespaced_config_map(
+                    name, namespace, _preload_content=False
+                ),
+            )
+        except NotFoundError:
+            return None
+        return {"apiVersion": "v1", "kind": "ConfigMap", **found}
+
+
+# kind -> (client API class, namespaced list method, all-namespaces list method, apiVersion):
+# the objects `kubectl dra audit` reads, each with one list call.
+WORKLOAD_LISTS: Final[dict[str, tuple[str, str, str, str]]] = {
+    "Deployment": ("AppsV1Api", "list_namespaced_deployment", "list_deployment_for_all_namespaces", "apps/v1"),
+    "StatefulSet": ("AppsV1Api", "list_namespaced_stateful_set", "list_stateful_set_for_all_namespaces", "apps/v1"),
+    "DaemonSet": ("AppsV1Api", "list_namespaced_daemon_set", "list_daemon_set_for_all_namespaces", "apps/v1"),
+    "ReplicaSet": ("AppsV1Api", "list_namespaced_replica_set", "list_replica_set_for_all_namespaces", "apps/v1"),
+    "ReplicationController": ("CoreV1Api", "list_namespaced_replication_controller", "list_replication_controller_for_all_namespaces", "v1"),
+    "Job": ("BatchV1Api", "list_namespaced_job", "list_job_for_all_namespaces", "batch/v1"),
+    "CronJob": ("BatchV1Api", "list_namespaced_cron_job", "list_cron_job_for_all_namespaces", "batch/v1"),
+}  # fmt: skip
 
 
 def _explain(exc: Any, what: str) -> KubeError:

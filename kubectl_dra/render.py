@@ -291,8 +291,9 @@ def render_cluster(report: ClusterReport, *, wide: bool) -> str:
                 for n in report.nodes
             ),
         )
-    total = sum(m.total for m in report.totals)
-    allocated = sum(m.allocated for m in report.totals)
+    # Physical units per node (a GPU and its MIG slices count once), not the model rows' sum.
+    total = sum(n.total for n in report.nodes)
+    allocated = sum(n.allocated for n in report.nodes)
     totals = format_table(
         ["MODEL", "TOTAL", "ALLOCATED", "FREE"],
         [

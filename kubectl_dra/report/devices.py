@@ -18,6 +18,7 @@ from kubectl_dra.report.rows import (
     Sharing,
     State,
 )
+from webhook.core.capacity import attribute as attribute  # re-exported: one reader for both
 from webhook.core.dra import newest_generation_devices, request_device_count
 from webhook.core.quantity import BINARY_SUFFIXES, parse_quantity
 
@@ -30,17 +31,6 @@ def metadata_of(obj: Obj) -> Mapping[str, Any]:
 
 def annotations_of(obj: Obj) -> Mapping[str, str]:
     return metadata_of(obj).get("annotations") or {}
-
-
-def attribute(attributes: Obj, driver: str, name: str) -> str | None:
-    """An attribute's value as text; unqualified names belong to the driver's own domain."""
-    for key in (name, f"{driver}/{name}"):
-        value = attributes.get(key)
-        if isinstance(value, Mapping):
-            for kind in ("string", "version", "int", "bool"):
-                if kind in value:
-                    return str(value[kind])
-    return None
 
 
 def format_bytes(text: str) -> str:

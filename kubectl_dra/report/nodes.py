@@ -26,6 +26,7 @@ from kubectl_dra.report.rows import (
     NodeReport,
     Obj,
 )
+from webhook.core.capacity import UnitDevice, count_units, group_units
 
 # --- nodes and cluster views -----------------------------------------------------------------
 
@@ -48,8 +49,12 @@ def build_node_reports(
 
     Devices not bound to one node (network-attached pools) are listed under node "-".
     """
+    slices = list(slices)
     devices = index_devices(slices)
     holders = index_holders(claims)
+    units_by_node: dict[str, list[UnitDevice]] = defaultdict(list)
+    for unit in group_units(slices):
+        units_by_node[unit.node or "-"].append(unit)
     by_node: dict[str, list[NodeDevice]] = defaultdict(list)
     for key, device in devices.items():
         held = holders.get(key, [])
@@ -70,7 +75,9 @@ def build_node_reports(
     reports = []
     for node, node_devices in sorted(by_node.items()):
         node_devices.sort(key=lambda d: (d.device.driver, _natural(d.device.name)))
-        reports.append(NodeReport(node, _count_models(node_devices), tuple(node_devices)))
+        allocated = {d.device.key for d in node_devices if d.allocated}
+        capacity = count_units(units_by_node[node], allocated)
+        reports.append(NodeReport(node, _count_models(node_devices), tuple(node_devices), capacity))
     return reports
 
 
@@ -92,7 +99,7 @@ def build_cluster_report(slices: Iterable[Obj], claims: Iterable[Obj]) -> Cluste
             counts[0] += m.total
             counts[1] += m.allocated
     return ClusterReport(
-        nodes=tuple(NodeReport(n.node, n.models, ()) for n in nodes),
+        nodes=tuple(NodeReport(n.node, n.models, (), n.capacity) for n in nodes),
         totals=tuple(ModelCount(m, t, a) for m, (t, a) in sorted(totals.items())),
     )
 

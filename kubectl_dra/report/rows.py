@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
 
+from webhook.core.capacity import Capacity
+
 EXTENDED_RESOURCE_CLAIM_ANNOTATION: Final = "resource.kubernetes.io/extended-resource-claim"
 POD_CLAIM_NAME_ANNOTATION: Final = "resource.kubernetes.io/pod-claim-name"
 
@@ -158,15 +160,20 @@ class NodeDevice:
 @dataclass(frozen=True, slots=True)
 class NodeReport:
     node: str
-    models: tuple[ModelCount, ...]
+    models: tuple[ModelCount, ...]  # published devices by model (a GPU and its MIG slices apart)
     devices: tuple[NodeDevice, ...]
+    # Physical units (webhook/core/capacity.py): a GPU and the MIG devices carved from it are
+    # one. None only for reports built by hand; then the model counts are summed.
+    capacity: Capacity | None = None
 
     @property
     def total(self) -> int:
-        return sum(m.total for m in self.models)
+        return self.capacity.total if self.capacity else sum(m.total for m in self.models)
 
     @property
     def allocated(self) -> int:
+        if self.capacity:
+            return self.capacity.allocated
         return sum(m.allocated for m in self.models)
 
     @property

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Build the single-file kubectl plugin (`make plugin`): dist/kubectl-dra, its krew archive, and
+the krew manifest plugins/dra.yaml with the archive's sha256.
+
+dist/kubectl-dra is a PEX zipapp of the plain install (the plugin; not the `webhook` extra, so no
+Flask, gunicorn, prometheus_client or cryptography), with the dependencies' wheels for CPython
+3.11-3.13 on Linux x86_64/aarch64 and macOS arm64: some dependencies (google-re2, pendulum,
+pydantic-core) are compiled, and PEX picks the wheels matching the python3 it runs on, so the one
+file needs only `python3` >= 3.11 on PATH. It is run as `kubectl dra` when it is on PATH as
+`kubectl-dra`. Builds are reproducible (PEX's default; the archive has fixed mtimes), so the
+manifest's sha256 changes only when a dependency resolves to a new release.
+
+Usage: python hack/build_plugin.py [--out dist] [--manifest plugins/dra.yaml | --no-manifest]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# google-re2 publishes manylinux_2_28 wheels (not manylinux2014) for Linux.
+PLATFORMS = [
+    f"{platform}-cp-{v}-cp{v}"
+    for platform in ("manylinux_2_28_x86_64", "manylinux_2_28_aarch64", "macosx_11_0_arm64")
+    for v in ("311", "312", "313")
+]
+# Distributions of the `webhook` extra: the plugin must not carry them.
+SERVER_STACK = ("flask", "gunicorn", "prometheus_client", "cryptography", "werkzeug")
+
+
+def version() -> str:
+    match = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+    if not match:
+        raise SystemExit("pyproject.toml: no version")
+    return match.group(1)
+
+
+def project_wheel(folder: Path) -> Path:
+    """The project's wheel, built in place by the venv's pip. (PEX's own pip copies the whole
+    source folder first, local clusters and venv included, which takes many minutes.)"""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(folder), str(ROOT)],
+        check=True,
+    )  # fmt: skip
+    [wheel] = folder.glob("kubectl_dra-*.whl")
+    return wheel
+
+
+def build_pex(out: Path, platforms: list[str]) -> Path:
+    target = out / "kubectl-dra"
+    with tempfile.TemporaryDirectory() as tmp:
+        return _build_pex(project_wheel(Path(tmp)), target, platforms)
+
+
+def _build_pex(wheel: Path, target: Path, platforms: list[str]) -> Path:
+    cmd = [
+        sys.executable, "-m", "pex", str(wheel), "-c", "kubectl-dra", "-o", str(target),
+        "--python-shebang", "/usr/bin/env python3",
+        *(arg for p in platforms for arg in ("--platform", p)),
+    ]  # fmt: skip
+    where = f"{len(platforms)} platforms" if platforms else "this interpreter and platform only"
+    print(f"building {target} for {where} (pex; minutes) ...", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    subprocess.run(cmd, check=True)
+    names = zipfile.ZipFile(target).namelist()
+    carried = sorted({n.split("/")[1] for n in names if n.startswith(".deps/")})
+    server = [d for d in carried if d.lower().replace("-", "_").startswith(SERVER_STACK)]
+    if server:
+        raise SystemExit(f"{target} carries the webhook's server stack: {', '.join(server)}")
+    print(
+        f"built {target} ({target.stat().st_size / 2**20:.0f} MiB, {len(carried)} wheels) in "
+        f"{time.monotonic() - started:.0f} s",
+        file=sys.stderr,
+    )
+    return target
+
+
+def archive(binary: Path, out: Path) -> Path:
+    """A tar.gz holding `kubectl-dra` (mode 0755), byte-for-byte the same for the same input."""
+    target = out / f"kubectl-dra-v{version()}.tar.gz"
+    data = binary.read_bytes()
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("kubectl-dra")
+        info.size, info.mode, info.mtime = len(data), 0o755, 0
+        tar.addfile(info, io.BytesIO(data))
+    target.write_bytes(gzip.compress(raw.getvalue(), mtime=0))
+    return target
+
+
+def update_manifest(manifest: Path, sha256: str) -> None:
+    text = manifest.read_text()
+    text, count = re.subn(r"(?m)^(\s*sha256: )\S+$", lambda m: m.group(1) + sha256, text)
+    text = re.sub(
+        r"(?m)^(\s*version: )v\S+$", lambda m: m.group(1) + f"v{version()}", text, count=1
+    )
+    if count == 0:
+        raise SystemExit(f"{manifest}: no sha256 line to update")
+    manifest.write_text(text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "dist")
+    parser.add_argument("--manifest", type=Path, default=ROOT / "plugins" / "dra.yaml")
+    parser.add_argument("--no-manifest", action="store_true", help="leave the krew manifest alone")
+    parser.add_argument(
+        "--this-platform",
+        action="store_true",
+        help="only the wheels of the running interpreter (fast; for tests, not for release)",
+    )
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    tarball = archive(build_pex(args.out, [] if args.this_platform else PLATFORMS), args.out)
+    sha256 = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    print(f"{tarball}: sha256 {sha256}", file=sys.stderr)
+    if not args.no_manifest:
+        update_manifest(args.manifest, sha256)
+        print(
+            f"install: kubectl krew install --manifest={args.manifest} --archive={tarball}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,91 @@
+"""How `kubectl dra audit` looks (pure): tables, or the stable document (docs/audit.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubectl_dra.audit.decide import WorkloadAudit
+from kubectl_dra.audit.report import AuditReport
+from kubectl_dra.render import DESCRIBE_API_VERSION, NONE, format_table, to_plain
+
+AUDIT_KIND = "AuditReport"
+
+
+def audit_document(report: AuditReport) -> dict[str, Any]:
+    """`-o json|yaml`: {apiVersion, kind: AuditReport, policy, summary, workloads, capacity,
+    demand, findings}; keys are only added, never renamed, within v1alpha1."""
+    return {"apiVersion": DESCRIBE_API_VERSION, "kind": AUDIT_KIND, **to_plain(report)}
+
+
+def _demand(row: WorkloadAudit) -> str:
+    return ",".join(f"{r}={n}" for r, n in row.demand.items()) or NONE
+
+
+def _details(row: WorkloadAudit, *, wide: bool) -> str:
+    if row.decision != "rewritten":
+        return row.reason
+    parts = [f"{r.count} {r.device_class}" for r in row.requests]
+    text = f"{' + '.join(parts) or 'no devices'}, {row.sharing}"
+    selectors = sorted({s for r in row.requests for s in r.selectors})
+    if selectors:
+        text += (
+            f", selectors: {' && '.join(selectors)}" if wide else f", {len(selectors)} selector(s)"
+        )
+    return text
+
+
+def render_audit(report: AuditReport, *, wide: bool) -> str:
+    s = report.summary
+    header = (
+        f"Policy: {report.policy.source} (mode {report.policy.mode}; decisions are what Enforce "
+        f"would do). Workloads: {s.workloads} ({s.rewritten} rewritten, {s.unchanged} unchanged, "
+        f"{s.denied} denied; {s.exempt} exempt or skipped). Ready: {'yes' if s.ready else 'no'}.\n\n"
+    )
+    headers = ["NAMESPACE", "WORKLOAD", "REPLICAS", "LEGACY/POD", "DECISION"]
+    headers += ["EXEMPT", "DETAILS"] if wide else ["DETAILS"]
+    rows = [
+        [
+            w.namespace,
+            f"{w.kind}/{w.name}",
+            str(w.replicas),
+            _demand(w),
+            w.decision,
+            *([w.exempt or NONE] if wide else []),
+            _details(w, wide=wide),
+        ]
+        for w in report.workloads
+    ]
+    workloads = (
+        format_table(headers, rows) if rows else "No workloads ask for legacy GPU resources.\n"
+    )
+    capacity = format_table(
+        ["DRIVER", "MODEL", "MIG PROFILE", "DEVICES", "GPUS", "NODES"],
+        (
+            [c.driver, c.model, c.profile or NONE, str(c.devices), str(c.units), str(c.nodes)]
+            for c in report.capacity
+        ),
+    )
+    demand_headers = ["DEVICECLASS", "NEEDED", "FREE", "MATCHING"]
+    demand_headers += ["SELECTORS", "WORKLOADS"] if wide else []
+    demand = format_table(
+        demand_headers,
+        (
+            [
+                d.device_class + (" (MIG)" if d.partition else ""),
+                str(d.needed),
+                str(d.free),
+                str(d.matching),
+                *([" && ".join(d.selectors) or NONE, ",".join(d.workloads)] if wide else []),
+            ]
+            for d in report.demand
+        ),
+    )
+    findings = format_table(
+        ["SEVERITY", "CHECK", "FINDING"],
+        ([f.severity, f.check, f.message] for f in report.findings),
+    )
+    parts = [header + workloads, capacity if report.capacity else "No DRA devices are published.\n"]
+    if report.demand:
+        parts.append(demand)
+    parts.append(findings)
+    return "\n".join(parts)

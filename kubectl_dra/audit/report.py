@@ -1,0 +1,141 @@
+"""`kubectl dra audit` from listed objects to one report (pure), and the lists it needs.
+
+`read_cluster` makes a constant number of list calls (one per workload kind, plus namespaces,
+nodes, ResourceSlices, DeviceClasses, ResourceClaims, webhook configurations, and the policy
+ConfigMap), however many objects exist; `build_audit` joins them in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kubectl_dra.audit.decide import WorkloadAudit, decide_all, namespace_labels
+from kubectl_dra.audit.matching import DeviceMatcher
+from kubectl_dra.audit.readiness import (
+    DemandCapacity,
+    Finding,
+    ModelCapacity,
+    allocated_devices,
+    demand_capacity,
+    findings,
+    model_capacity,
+    registrations,
+)
+from kubectl_dra.audit.workloads import WORKLOAD_KINDS, find_workloads
+from webhook.core.policy import Policy
+
+Obj = Mapping[str, Any]
+
+
+class AuditReader(Protocol):
+    """What audit reads; kubectl_dra.kube.KubeGateway implements it."""
+
+    def list_workloads(self, kind: str, namespace: str | None) -> list[dict[str, Any]]: ...
+    def list_pods(
+        self, namespace: str | None, *, label_selector: str | None = None
+    ) -> list[dict[str, Any]]: ...
+    def list_namespaces(self) -> list[dict[str, Any]]: ...
+    def list_nodes(self) -> list[dict[str, Any]]: ...
+    def list_resource_slices(self) -> list[dict[str, Any]]: ...
+    def list_device_classes(self) -> list[dict[str, Any]]: ...
+    def list_resource_claims(self, namespace: str | None) -> list[dict[str, Any]]: ...
+    def list_mutating_webhook_configurations(self) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterObjects:
+    workloads: Mapping[str, Sequence[Obj]]  # kind -> objects (WORKLOAD_KINDS, Pod included)
+    namespaces: Sequence[Obj]
+    nodes: Sequence[Obj]
+    slices: Sequence[Obj]
+    classes: Sequence[Obj]
+    claims: Sequence[Obj]
+    webhook_configurations: Sequence[Obj]
+
+
+def read_cluster(reader: AuditReader, namespace: str | None) -> ClusterObjects:
+    workloads: dict[str, Sequence[Obj]] = {
+        kind: reader.list_workloads(kind, namespace) for kind in WORKLOAD_KINDS if kind != "Pod"
+    }
+    workloads["Pod"] = reader.list_pods(namespace)
+    return ClusterObjects(
+        workloads=workloads,
+        namespaces=reader.list_namespaces(),
+        nodes=reader.list_nodes(),
+        slices=reader.list_resource_slices(),
+        classes=reader.list_device_classes(),
+        claims=reader.list_resource_claims(None),  # capacity is cluster-wide
+        webhook_configurations=reader.list_mutating_webhook_configurations(),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyInForce:
+    source: str  # "ConfigMap NS/NAME", a file path, or "built-in"
+    mode: str  # the mode it has; decisions are what Enforce would do
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditSummary:
+    workloads: int
+    rewritten: int
+    unchanged: int
+    denied: int
+    exempt: int
+    ready: bool  # no finding is `unready`
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    policy: PolicyInForce
+    summary: AuditSummary
+    workloads: tuple[WorkloadAudit, ...]
+    capacity: tuple[ModelCapacity, ...]
+    demand: tuple[DemandCapacity, ...]
+    findings: tuple[Finding, ...]
+
+
+def build_audit(objects: ClusterObjects, *, policy: Policy, source: str) -> AuditReport:
+    labels = {
+        str((ns.get("metadata") or {}).get("name", "")): namespace_labels(ns)
+        for ns in objects.namespaces
+    }
+    hooks = registrations(objects.webhook_configurations)
+    rows = decide_all(
+        find_workloads(objects.workloads),
+        policy=policy,
+        namespaces=labels,
+        selectors=[h.namespace_selector for h in hooks] if hooks else None,
+    )
+    matcher = DeviceMatcher.build(objects.slices, objects.classes)
+    held = allocated_devices(objects.claims)
+    demand, missing = demand_capacity(rows, matcher, held)
+    found = findings(
+        policy=policy,
+        rows=rows,
+        matcher=matcher,
+        demand=demand,
+        missing_classes=missing,
+        nodes=objects.nodes,
+        hooks=hooks,
+        held=held,
+    )
+    summary = AuditSummary(
+        workloads=len(rows),
+        rewritten=sum(r.decision == "rewritten" for r in rows),
+        unchanged=sum(r.decision == "unchanged" for r in rows),
+        denied=sum(r.decision == "denied" for r in rows),
+        exempt=sum(r.exempt is not None for r in rows),
+        ready=not any(f.severity == "unready" for f in found),
+    )
+    return AuditReport(
+        policy=PolicyInForce(source, policy.mode, policy.digest),
+        summary=summary,
+        workloads=tuple(rows),
+        capacity=tuple(model_capacity(matcher.devices)),
+        demand=tuple(demand),
+        findings=tuple(found),
+    )

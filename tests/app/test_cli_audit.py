@@ -1,0 +1,173 @@
+"""`kubectl dra audit` through click with an in-memory reader: flags, output, exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from click.testing import CliRunner, Result
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
+
+import fakegpu
+
+from kubectl_dra.cli import cli
+
+POLICY_CM = {
+    "metadata": {"name": "kubectl-dra-policy", "namespace": "kubectl-dra"},
+    "data": {
+        "policy.yaml": "apiVersion: kubectl-dra.io/v1alpha1\nkind: GPUPolicy\nspec:\n"
+        "  defaults: {maxGPUsPerPod: 2}\n"
+    },
+}
+
+
+def gpu_pod(name: str, ns: str, gpus: int) -> dict[str, Any]:
+    return {
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"containers": [{"name": "m", "resources": {"limits": {"nvidia.com/gpu": gpus}}}]},
+    }
+
+
+class AuditFake:
+    """The lists audit makes, from plain dicts; counts calls like KubeGateway.requests."""
+
+    default_namespace = "ml"
+
+    def __init__(self, *, configmap: dict[str, Any] | None = POLICY_CM) -> None:
+        node = fakegpu.FakeNode("h100", fakegpu.NVIDIA_DRIVER, fakegpu.H100_80GB)
+        self.pods = [gpu_pod("small", "ml", 1), gpu_pod("big", "ml", 4), gpu_pod("other", "web", 1)]
+        self.nodes, self.slices = [fakegpu.make_node(node)], [fakegpu.make_slice(node)]
+        self.configmap = configmap
+        self.calls: list[str] = []
+
+    def _log(self, what: str) -> None:
+        self.calls.append(what)
+
+    def list_workloads(self, kind: str, namespace: str | None) -> list[dict[str, Any]]:
+        self._log(f"list {kind}")
+        return []
+
+    def list_pods(
+        self, namespace: str | None, *, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        self._log("list Pod")
+        return [p for p in self.pods if namespace in (None, p["metadata"]["namespace"])]
+
+    def list_namespaces(self) -> list[dict[str, Any]]:
+        self._log("list Namespace")
+        return [{"metadata": {"name": n}} for n in ("ml", "web")]
+
+    def list_nodes(self) -> list[dict[str, Any]]:
+        self._log("list Node")
+        return self.nodes
+
+    def list_resource_slices(self) -> list[dict[str, Any]]:
+        self._log("list ResourceSlice")
+        return self.slices
+
+    def list_device_classes(self) -> list[dict[str, Any]]:
+        self._log("list DeviceClass")
+        return fakegpu.device_classes()
+
+    def list_resource_claims(self, namespace: str | None) -> list[dict[str, Any]]:
+        self._log("list ResourceClaim")
+        return []
+
+    def list_mutating_webhook_configurations(self) -> list[dict[str, Any]]:
+        self._log("list MutatingWebhookConfiguration")
+        return []
+
+    def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self._log(f"get ConfigMap {namespace}/{name}")
+        return self.configmap
+
+
+def run(fake: Any, *args: str) -> Result:
+    return CliRunner().invoke(cli, ["audit", *args], obj=fake, prog_name="kubectl dra")
+
+
+def test_table_uses_the_cluster_policy_and_the_context_namespace() -> None:
+    fake = AuditFake()
+    result = run(fake)
+
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Policy: ConfigMap kubectl-dra/kubectl-dra-policy (mode Enforce")
+    assert "Workloads: 2 (1 rewritten, 0 unchanged, 1 denied" in lines[0]
+    table = lines[2:5]
+    assert table[0].split()[:5] == ["NAMESPACE", "WORKLOAD", "REPLICAS", "LEGACY/POD", "DECISION"]
+    assert table[1].split()[:5] == ["ml", "Pod/big", "1", "nvidia.com/gpu=4", "denied"]
+    assert table[2].split()[:5] == ["ml", "Pod/small", "1", "nvidia.com/gpu=1", "rewritten"]
+    assert 'Pod "ml/big"' in table[1] and "maxGPUsPerPod" in table[1]
+    # One call per list, whatever the cluster holds: 7 workload kinds, pods, namespaces, nodes,
+    # slices, classes, claims, webhook configurations, and the policy ConfigMap.
+    assert len(fake.calls) == len(set(fake.calls)) == 15
+
+
+def test_json_document_and_all_namespaces() -> None:
+    result = run(AuditFake(), "-A", "-o", "json")
+
+    doc = json.loads(result.stdout)
+    assert (doc["apiVersion"], doc["kind"]) == ("kubectl-dra.io/v1alpha1", "AuditReport")
+    assert set(doc) == {
+        "apiVersion",
+        "kind",
+        "policy",
+        "summary",
+        "workloads",
+        "capacity",
+        "demand",
+        "findings",
+    }
+    assert [(w["namespace"], w["name"], w["decision"]) for w in doc["workloads"]] == [
+        ("ml", "big", "denied"),
+        ("ml", "small", "rewritten"),
+        ("web", "other", "rewritten"),
+    ]
+    small = doc["workloads"][1]
+    assert small["requests"] == [
+        {"name": "m", "deviceClass": "gpu.nvidia.com", "count": 1, "selectors": []}
+    ]
+    assert small["demand"] == {"nvidia.com/gpu": 1} and small["exempt"] is None
+    assert doc["demand"][0]["needed"] == 2 and doc["demand"][0]["free"] == 8
+    assert {"check": "webhook", "severity": "warning"}.items() <= doc["findings"][-1].items()
+
+
+def test_fail_on_denied_exits_3_and_fail_on_unready_passes_when_ready() -> None:
+    assert run(AuditFake(), "--fail-on", "unready").exit_code == 0
+    result = run(AuditFake(), "--fail-on", "denied", "-o", "yaml")
+    assert result.exit_code == 3
+    assert yaml.safe_load(result.stdout)["summary"]["denied"] == 1
+    assert "--fail-on denied matched" in result.stderr
+
+
+def test_policy_file_wins_and_a_missing_configmap_falls_back_with_a_warning(tmp_path: Path) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text("apiVersion: kubectl-dra.io/v1alpha1\nkind: GPUPolicy\nspec: {mode: Audit}\n")
+    result = run(AuditFake(), "--policy", str(policy))
+    assert f"Policy: {policy} (mode Audit" in result.stdout and "2 rewritten" in result.stdout
+
+    result = run(AuditFake(configmap=None))
+    assert "ConfigMap kubectl-dra/kubectl-dra-policy not found" in result.stderr
+    assert "Policy: built-in" in result.stdout
+
+
+def test_bad_input_is_one_line() -> None:
+    result = run(AuditFake(), "-n", "ml", "-A")
+    assert result.exit_code == 2 and "cannot be used together" in result.stderr
+    bad = run(
+        AuditFake(
+            configmap={
+                "metadata": {"name": "kubectl-dra-policy"},
+                "data": {"policy.yaml": "spec: {mode: Loud}"},
+            }
+        )
+    )
+    assert bad.exit_code == 1
+    assert bad.stderr.startswith('Error: ConfigMap "kubectl-dra-policy" data.policy.yaml: ')
+    assert "Traceback" not in bad.output
