@@ -12,11 +12,15 @@ Why this shape:
   each component authenticates with its own client certificate; the admin user is in
   `system:masters`).  Authorization is Node,RBAC, as in a real cluster, so RBAC mistakes of our
   webhook show up here and not in production.
-- No kubelet: Nodes are objects we write (hack/fakegpu.py) and the node lifecycle controller is
-  disabled, because without heartbeats it would mark every node NotReady after ~40 s, taint it
-  and evict.  Switching it off is one flag; kwok would be another build and another process
-  for no behaviour the tests look at.  Pods are therefore bound (spec.nodeName) but never run.
+- Simulated GPU nodes are objects we write (hack/fakegpu.py), and the node lifecycle controller
+  is disabled, because without heartbeats it would mark them NotReady after ~40 s, taint them
+  and evict.  Pods bound to them never run.  One real node (hack/node.py: containerd, a kubelet
+  and a DRA plugin) runs the pods that must show what a container sees.
 - Each `up` starts from an empty etcd: tests get a known state and nothing leaks between runs.
+
+Longer than 500 lines: it is one process supervisor (start, readiness, pid-checked stop) plus the
+configuration of each component it starts, including the webhook's registration; the real node
+lives apart in hack/node.py.
 """
 
 from __future__ import annotations

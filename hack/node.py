@@ -18,6 +18,9 @@ labelled REAL_NODE_LABEL; pods meant to run are pinned to it.  Why each choice:
   server presents its own kubelet client certificate, bound to `system:kubelet-api-admin`.
 - the DRA plugin uses the kubelet's node credentials: the Node authorizer lets a node publish
   its own ResourceSlices and read the claims of its pods, and nothing more.
+
+Longer than 500 lines because teardown is most of it: everything a crashed run can leave behind
+(mounts, cgroups, shim sockets, log links, containers) is found and removed here, in one place.
 """
 
 from __future__ import annotations

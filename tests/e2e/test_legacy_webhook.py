@@ -1,4 +1,5 @@
-"""Legacy `nvidia.com/gpu` pods through our webhook on the real control plane.
+"""Legacy `nvidia.com/gpu` pods through our webhook on the real control plane (one test per
+behaviour the API server must show, hence the length).
 
 Each test puts its namespace under a policy (WebhookPool.use) and then checks what the real
 components did with the rewritten pod: the controller-manager made the claim from our

@@ -1,7 +1,8 @@
 """The translation rules, asserted on the resulting pod and templates (never on patch ops).
 
 Every rewritten pod and every generated object is also validated against the Kubernetes 1.34
-OpenAPI schema, strictly, so a field we invent or misspell fails here.
+OpenAPI schema, strictly, so a field we invent or misspell fails here. Long because the rules
+are many; each test is one row of behaviour.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""validate: every rule over dict manifests, and cluster checks over dict slices."""
+"""validate: every rule over dict manifests, and cluster checks over dict slices.
+
+One table per rule; long because the tables are.
+"""
 
 from __future__ import annotations
 
