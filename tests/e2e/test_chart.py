@@ -192,9 +192,13 @@ def test_promtool_accepts_the_alert_rules() -> None:
 
 
 def test_server_dry_run_install(k8s: E2ECluster, namespace: str) -> None:
+    # The e2e cluster already runs the webhook installed from manifests/base, so the shipped
+    # ClusterRole exists without Helm's ownership labels, as on a cluster moving from the
+    # kustomize install to the chart; --take-ownership is how such a move adopts it.
     proc = run(
         tool("helm"), "install", "kubectl-dra", str(CHART), "-n", namespace, "--dry-run=server",
-        "--kubeconfig", str(k8s.kubeconfig), "--set", "metrics.dashboard.enabled=true",
+        "--take-ownership", "--kubeconfig", str(k8s.kubeconfig),
+        "--set", "metrics.dashboard.enabled=true",
     )  # fmt: skip
     assert "STATUS: pending-install" in proc.stdout
     kinds = {d["kind"] for d in yaml.safe_load_all(proc.stdout.split("MANIFEST:", 1)[1]) if d}
