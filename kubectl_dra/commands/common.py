@@ -7,8 +7,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from kubectl_dra.documents import decode
-from webhook.core.errors import PolicyError
 from webhook.core.policy import Policy
 
 if TYPE_CHECKING:
@@ -25,14 +23,8 @@ filename_option = click.option(
 
 
 def load_policy(path: Path | None) -> Policy:
-    """The --policy file (decoded here, so a non-UTF-8 file is a one-line error), or the default."""
-    if path is None:
-        return Policy.default()
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise PolicyError([f"cannot read: {exc.strerror}"], source=str(path)) from None
-    return Policy.from_yaml(decode(data, str(path)), source=str(path))
+    """The --policy file (unreadable or non-UTF-8 files are a one-line PolicyError), or the default."""
+    return Policy.default() if path is None else Policy.from_file(path)
 
 
 def cluster_reader(
