@@ -466,7 +466,7 @@ class Cluster:
         # mints controller tokens with it.  The certificate is only a container for the public
         # key (the API server accepts a certificate in --service-account-key-file).
         leaf("service-account", "service-accounts", server=False, client=True)
-        self._write_admission_client(ca.cert_pem)
+        self._write_admission_client()
 
         server = self.server
         users = {
@@ -482,7 +482,7 @@ class Cluster:
             cfg = kubeconfig_dict(server=server, ca_pem=ca.cert_pem, user=user, pair=pair)
             certs.write_private(self.paths.root / filename, yaml.safe_dump(cfg).encode())
 
-    def _write_admission_client(self, server_ca_pem: bytes) -> None:
+    def _write_admission_client(self) -> None:
         """The client certificate the API server presents to webhooks, from a CA of its own.
 
         The webhook trusts only that CA (`--client-ca`) and only this name (`--client-name`), so
