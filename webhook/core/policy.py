@@ -127,16 +127,30 @@ class Policy:
                 return rule.rules
         return self.defaults
 
+    # Exact rules by name, then the wildcard rules in order: every container's every resource
+    # name is looked up on each review, most of them (cpu, memory) matching nothing.
+    _exact: dict[str, ResourceRule] = field(init=False, repr=False, compare=False)
+    _wildcards: tuple[ResourceRule, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        exact: dict[str, ResourceRule] = {}
+        for rule in self.resources:
+            if not rule.is_wildcard:
+                exact.setdefault(rule.name, rule)
+        object.__setattr__(self, "_exact", exact)
+        wildcards = tuple(rule for rule in self.resources if rule.is_wildcard)
+        object.__setattr__(self, "_wildcards", wildcards)
+
     def resource_rule(self, resource: str) -> tuple[ResourceRule, str] | None:
         """The rule for a legacy resource name (exact rules win over wildcards), with its profile."""
-        wildcard: tuple[ResourceRule, str] | None = None
-        for rule in self.resources:
+        rule = self._exact.get(resource)
+        if rule is not None:
+            return rule, ""
+        for rule in self._wildcards:
             rest = rule.match(resource)
-            if rest == "":
-                return rule, ""
-            if rest is not None and wildcard is None:
-                wildcard = (rule, rest)
-        return wildcard
+            if rest is not None:
+                return rule, rest
+        return None
 
     @classmethod
     def default(cls) -> Policy:

@@ -17,7 +17,7 @@ from typing import Any, Final
 import jsonpatch
 from jsonpointer import escape
 
-from webhook.core import dra
+from webhook.core import dra, jsonio
 from webhook.core.errors import BadReviewError, shown
 
 API_VERSION: Final = "admission.k8s.io/v1"
@@ -32,13 +32,14 @@ MAX_DEPTH: Final = 100
 def decode_body(data: bytes) -> Any:
     """The JSON of a request body, or BadReviewError saying why it cannot be read."""
     try:
-        body = json.loads(data)
-    except RecursionError:
-        raise BadReviewError(f"body is nested more than {MAX_DEPTH} levels deep") from None
-    except UnicodeDecodeError:
-        raise BadReviewError("body is not UTF-8 JSON") from None
-    except ValueError as exc:
-        raise BadReviewError(f"body is not valid JSON: {shown(str(exc), 120)}") from None
+        body = jsonio.loads(data)
+    except jsonio.DecodeError as exc:
+        reason = jsonio.decode_problem(exc)
+        if reason == "nested too deep":
+            raise BadReviewError(f"body is nested more than {MAX_DEPTH} levels deep") from None
+        if reason == "not UTF-8":
+            raise BadReviewError("body is not UTF-8 JSON") from None
+        raise BadReviewError(f"body is not valid JSON: {shown(reason, 120)}") from None
     problem = dra.nesting_problem(body, MAX_DEPTH)
     if problem:
         raise BadReviewError(f"body is {problem}")
@@ -174,9 +175,7 @@ def build_patched(
     operations = make_patch(old, new)
     if operations:
         review["response"]["patchType"] = "JSONPatch"
-        review["response"]["patch"] = base64.b64encode(
-            json.dumps(operations, separators=(",", ":")).encode()
-        ).decode()
+        review["response"]["patch"] = base64.b64encode(jsonio.dumps(operations)).decode()
     return review
 
 

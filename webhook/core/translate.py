@@ -18,7 +18,6 @@ module of its own, once its init-container rules settle.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 import re
@@ -27,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from webhook.core import cel, dra, selectors, sharing
+from webhook.core import cel, dra, jsonio, selectors, sharing
 from webhook.core import existing as existing_objects
 from webhook.core.errors import TranslationError, shown
 from webhook.core.names import is_dns_subdomain, short_hash, to_dns_label, unique_label
@@ -268,7 +267,7 @@ def _rewrite(
     namespace: str | None,
     who: str,
 ) -> Translation:
-    new_pod = copy.deepcopy(dict(pod))
+    new_pod = jsonio.clone(dict(pod))
     spec = new_pod.setdefault("spec", {})
     metadata = new_pod.setdefault("metadata", {})
     annotations = metadata.get("annotations") or {}
@@ -401,7 +400,7 @@ def restore_rewritten(
     annotations = (old.get("metadata") or {}).get("annotations") or {}
     if REWRITTEN_ANNOTATION not in annotations:
         return dict(new)
-    result = copy.deepcopy(dict(new))
+    result = jsonio.clone(dict(new))
     spec = result.get("spec")
     if not isinstance(spec, dict):
         return result
