@@ -66,6 +66,14 @@ class SeenCache:
                 self._entries.popitem(last=False)
 
 
+class NeedsCluster(Exception):
+    """Raised by `Admission.review(..., cluster=False)` where the decision needs an API call.
+
+    The server's event loop decides reviews inline when it can (no thread hand-off) and passes
+    the rest, the ones that would block on the network, to a thread.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """The response and a one-word decision for logs and metrics."""
@@ -90,7 +98,8 @@ class Admission:
         self._labels: dict[str, tuple[float, dict[str, str]]] = {}
         self._labels_ttl = 30.0
 
-    def review(self, request: AdmissionRequest) -> Outcome:
+    def review(self, request: AdmissionRequest, *, cluster: bool = True) -> Outcome:
+        """The decision on one request; with `cluster=False`, NeedsCluster instead of API calls."""
         if request.kind not in ("Pod", ""):
             return Outcome(review.build_allowed(request.uid), "unchanged")
         if request.operation == "UPDATE" and request.old_object:
@@ -108,7 +117,7 @@ class Admission:
         labels: dict[str, str] = {}
         try:
             if policy.needs_namespace_labels and request.namespace:
-                labels = self._namespace_labels(request.namespace)
+                labels = self._namespace_labels(request.namespace, cluster=cluster)
             result = translate(
                 request.object,
                 policy=policy,
@@ -120,7 +129,7 @@ class Admission:
                     request.uid, warnings=result.warnings, audit=result.audit
                 )
                 return Outcome(response, "unchanged")
-            created = self._provision(result, dry_run=request.dry_run)
+            created = self._provision(result, dry_run=request.dry_run, cluster=cluster)
         except (TranslationError, GatewayError) as exc:
             return Outcome(review.build_denied(request.uid, str(exc)), "denied")
         response = review.build_patched(
@@ -128,19 +137,29 @@ class Admission:
         )
         return Outcome(response, "patched", created)
 
-    def _namespace_labels(self, namespace: str) -> dict[str, str]:
+    @staticmethod
+    def _key(template: dict[str, Any]) -> tuple[str, str]:
+        return template["metadata"].get("namespace", ""), template["metadata"]["name"]
+
+    def _namespace_labels(self, namespace: str, *, cluster: bool) -> dict[str, str]:
         if self._gateway is None:
             return {}
         now = time.monotonic()
         cached = self._labels.get(namespace)
         if cached and cached[0] > now:
             return cached[1]
+        if not cluster:
+            raise NeedsCluster
         labels = self._gateway.namespace_labels(namespace)
         self._labels[namespace] = (now + self._labels_ttl, labels)
         return labels
 
-    def _provision(self, result: Translation, *, dry_run: bool) -> int:
+    def _provision(self, result: Translation, *, dry_run: bool, cluster: bool) -> int:
         """Make sure the objects the pod will reference exist; returns how many were created."""
+        if not cluster and self._gateway is not None:
+            unseen = any(self._key(t) not in self._seen for t in result.templates)
+            if result.shared_claims or (unseen and not dry_run):
+                raise NeedsCluster
         created = 0
         for claim in result.shared_claims:
             namespace, name = claim["metadata"].get("namespace", ""), claim["metadata"]["name"]
@@ -162,7 +181,7 @@ class Admission:
         if dry_run or self._gateway is None:
             return created
         for template in result.templates:
-            key = (template["metadata"].get("namespace", ""), template["metadata"]["name"])
+            key = self._key(template)
             if key in self._seen:
                 continue
             try:

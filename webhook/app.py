@@ -1,22 +1,24 @@
-"""create_app(settings): the Flask application. Registers routes and error handlers; no logic."""
+"""create_app(settings): the webhook's endpoints as a Flask app, for WSGI servers and tests.
+
+The production server (`dra-webhook serve`) calls the same `Endpoints` from its own event loop
+(`webhook.http11`) and never imports Flask; this app exists so that any WSGI server can host
+the webhook and so that tests can drive it with Flask's test client.
+"""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 
 from flask import Flask, jsonify
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
-from webhook.admission import Admission
 from webhook.core.policy import Policy
+from webhook.endpoints import Endpoints
 from webhook.gateway import ClusterGateway
 from webhook.reload import Reloadable
-from webhook.routes import ADMISSION, STATUS, blueprint
+from webhook.routes import ENDPOINTS, blueprint
 from webhook.settings import Settings
-
-log = logging.getLogger("webhook")
 
 
 def create_app(
@@ -26,26 +28,13 @@ def create_app(
     gateway: ClusterGateway | None = None,
     status: Sequence[Reloadable] = (),
 ) -> Flask:
-    """The webhook app.
-
-    `policy` is a Policy, or a provider called once per review (e.g. a PolicyReloader, so a
-    reloaded policy takes effect on the next review); default: settings.policy_file, else the
-    built-in policy. `status` items report their state in /readyz.
-    """
+    """The webhook app; the arguments are those of `Endpoints.build`."""
     settings = settings or Settings()
-    if policy is None:
-        policy = (
-            Policy.from_file(settings.policy_file) if settings.policy_file else Policy.default()
-        )
-    if isinstance(policy, Policy):
-        active = policy
-        provider: Callable[[], Policy] = lambda: active  # noqa: E731
-    else:
-        provider = policy
     app = Flask("webhook")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_review_bytes
-    app.extensions[ADMISSION] = Admission(policy=provider, gateway=gateway)
-    app.extensions[STATUS] = tuple(status)
+    app.extensions[ENDPOINTS] = Endpoints.build(
+        settings, policy=policy, gateway=gateway, status=status
+    )
     app.register_blueprint(blueprint)
 
     @app.errorhandler(HTTPException)

@@ -174,7 +174,7 @@ def test_a_bug_is_a_500_review_and_never_a_traceback(caplog: pytest.LogCaptureFi
     def broken() -> Policy:
         raise RuntimeError("boom")
 
-    app.extensions["kubectl-dra"]._policy = broken
+    app.extensions["kubectl-dra"].reviewer.admission._policy = broken
     body = make_review(make_pod(container("app", gpus=1)))
     resp = app.test_client().post("/mutate", json=body)
     assert resp.status_code == 200
