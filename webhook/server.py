@@ -1,17 +1,18 @@
-"""The production server: gunicorn's arbiter for processes, hypercorn's event loop per worker.
+"""The production server: gunicorn's arbiter for processes, an event loop per worker.
 
-Why this stack: a slow client must cost a coroutine, not a thread. In each worker process an
-asyncio event loop (hypercorn) does TLS handshakes, reads headers and bodies, and speaks
-HTTP/1.1 and HTTP/2 (offered by ALPN; the API server prefers h2). Every phase has a deadline:
-the handshake (`handshake_timeout`), the request headers (hypercorn's idle timer, which also
-closes idle keep-alive connections), the body (`webhook.asgi.Bridge`). Only a complete review
-reaches a thread of the worker's pool, where the Flask app decides it.
+Why this stack: a slow client must cost a coroutine's worth of memory, not a thread, and a
+review must cost little more than its decision. In each worker process one event loop (uvloop
+where it is installed) does TLS handshakes and serves HTTP/1.1 through `webhook.http11`, which
+gives every phase of a connection a deadline and answers small reviews right on the loop; a
+review that needs the API server, or a very large one, runs on a thread of the worker's pool.
+The worker imports neither Flask nor a web framework (docs/performance.md has the numbers).
 
 gunicorn's arbiter, embedded as a library, still manages the processes:
 
-- The app, the policy and the certificate are loaded once in the master (`preload_app`), so a
-  bad policy or certificate stops start-up with a one-line error, then forked into workers
-  (`gc.freeze()` first, so workers neither scan nor copy what the master loaded).
+- The endpoints, the policy and the certificate are loaded once in the master
+  (`preload_app`), so a bad policy or certificate stops start-up with a one-line error, then
+  forked into workers (`gc.freeze()` first, so workers neither scan nor copy what the master
+  loaded).
 - Each worker starts a Watcher thread that polls the policy and certificate files; TLS goes
   through `tls_context.dispatching`, so a rotated certificate applies from the next handshake.
 - `child_exit` tells prometheus_client a worker died (multiprocess metrics); a killed worker is
@@ -27,19 +28,16 @@ import gc
 import logging
 import os
 import ssl
+from collections.abc import Callable
 from typing import Any
 
-from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger
 from gunicorn.workers.base import Worker
-from hypercorn.app_wrappers import ASGIWrapper
-from hypercorn.asyncio.run import worker_serve
-from hypercorn.config import Config, Sockets
 
-from webhook import logs, metrics, tls_context
-from webhook.asgi import Bridge
+from webhook import http11, logs, metrics, tls_context
+from webhook.endpoints import Endpoints
 from webhook.reload import CertReloader, PolicyReloader, Reloadable, Watcher
 from webhook.settings import Settings
 
@@ -47,63 +45,40 @@ log = logging.getLogger("webhook.server")
 
 
 class ReviewLogger(Logger):  # type: ignore[misc]
-    """gunicorn's logger without access lines: routes.py logs each review with its fields."""
+    """gunicorn's logger without access lines: reviewer.py logs each review with its fields."""
 
     def access(self, *args: Any, **kwargs: Any) -> None:
         return None
 
 
-class _LoopConfig(Config):
-    """hypercorn's settings, with the TLS context built by us (rotation, client auth)."""
-
-    def __init__(self, context: ssl.SSLContext) -> None:
-        super().__init__()
-        self._context = context
-
-    @property
-    def ssl_enabled(self) -> bool:
-        return True
-
-    def create_ssl_context(self) -> ssl.SSLContext:
-        return self._context
-
-
 class EventLoopWorker(Worker):  # type: ignore[misc]
-    """A gunicorn worker process that serves its listening sockets with hypercorn on asyncio."""
+    """A gunicorn worker process that serves its listening sockets on one event loop."""
 
     server: WebhookServer  # set on the class by WebhookServer before the arbiter forks
 
     def run(self) -> None:
-        asyncio.run(self._serve())
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(self._serve())
 
     async def _serve(self) -> None:
         settings = self.server.settings
-        config = _LoopConfig(tls_context.dispatching(self.server.certificate.context))
-        config.ssl_handshake_timeout = settings.handshake_timeout
-        config.keep_alive_timeout = settings.header_timeout
-        config.graceful_timeout = max(settings.graceful_timeout - 1, 1)
-        config.h11_max_incomplete_size = 16 * 1024
-        config.h2_max_concurrent_streams = 64
-        config.errorlog = logging.getLogger("webhook.http")
-        config.accesslog = None
-        bridge = Bridge(
+        limits = http11.Limits(
+            handshake_timeout=settings.handshake_timeout,
+            header_timeout=settings.header_timeout,
+            body_timeout=settings.body_timeout,
+            max_body=settings.max_review_bytes,
+        )
+        sockets = [listener.sock for listener in self.sockets]
+        for sock in sockets:
+            sock.setblocking(False)
+        await http11.serve(
+            sockets,
+            tls_context.dispatching(self.server.certificate.context),
             self.wsgi,
             threads=settings.threads,
-            max_body=settings.max_review_bytes,
-            body_timeout=settings.body_timeout,
-        )
-        sockets = Sockets(
-            secure_sockets=[listener.sock for listener in self.sockets],
-            insecure_sockets=[],
-            quic_sockets=[],
-        )
-        for sock in sockets.secure_sockets:
-            sock.setblocking(False)
-        await worker_serve(
-            ASGIWrapper(bridge),  # type: ignore[arg-type]  # hypercorn's TypedDict events
-            config,
-            sockets=sockets,
-            shutdown_trigger=self._until_stopped,
+            limits=limits,
+            graceful_timeout=max(settings.graceful_timeout - 1, 1),
+            until_stopped=self._until_stopped,
         )
 
     async def _until_stopped(self) -> None:
@@ -116,10 +91,19 @@ class EventLoopWorker(Worker):  # type: ignore[misc]
             await asyncio.sleep(0.25)
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # platforms without uvloop wheels: asyncio's own loop
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
 class WebhookServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
     def __init__(
         self,
-        app: Flask,
+        app: Endpoints,
         *,
         settings: Settings,
         certificate: CertReloader,
@@ -180,7 +164,7 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no
         for key, value in options.items():
             self.cfg.set(key, value)
 
-    def load(self) -> Flask:
+    def load(self) -> Endpoints:
         return self._app
 
 
@@ -190,7 +174,6 @@ class StartupError(Exception):
 
 def build(settings: Settings) -> WebhookServer:
     """The server `settings` describe: certificate, policy, API client and app, loaded now."""
-    from webhook.app import create_app
     from webhook.core.errors import PolicyError
     from webhook.core.policy import Policy
     from webhook.errors import GatewayError
@@ -227,5 +210,7 @@ def build(settings: Settings) -> WebhookServer:
         except GatewayError as exc:
             raise StartupError(f"{exc} (or pass --offline)") from None
     status: list[Reloadable] = [certificate] if reloader is None else [reloader, certificate]
-    app = create_app(settings, policy=reloader or Policy.default(), gateway=gateway, status=status)
-    return WebhookServer(app, settings=settings, certificate=certificate, policy=reloader)
+    endpoints = Endpoints.build(
+        settings, policy=reloader or Policy.default(), gateway=gateway, status=status
+    )
+    return WebhookServer(endpoints, settings=settings, certificate=certificate, policy=reloader)

@@ -1,4 +1,4 @@
-"""Server TLS contexts: TLS 1.2+, HTTP/2 offered by ALPN, optional client-certificate auth.
+"""Server TLS contexts: TLS 1.2+, HTTP/1.1 by ALPN, optional client-certificate auth.
 
 With a client CA the handshake requires a certificate that CA signed; with allowed names too, a
 client whose certificate's subject common name (or DNS SAN) is not listed is cut off right after
@@ -36,11 +36,11 @@ class ClientAuth:
 
 
 def server_context(cert: Path, key: Path, client: ClientAuth | None = None) -> ssl.SSLContext:
-    """A server SSLContext that speaks TLS 1.2 and 1.3 only, offering h2 and http/1.1."""
+    """A server SSLContext that speaks TLS 1.2 and 1.3 only, and HTTP/1.1."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert, key)
-    context.set_alpn_protocols(["h2", "http/1.1"])
+    context.set_alpn_protocols(["http/1.1"])
     if client is not None:
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(cafile=client.ca_file)
@@ -66,7 +66,7 @@ def dispatching(current: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
     first = current()
     outer = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     outer.minimum_version = ssl.TLSVersion.TLSv1_2
-    outer.set_alpn_protocols(["h2", "http/1.1"])
+    outer.set_alpn_protocols(["http/1.1"])
     outer.verify_mode = first.verify_mode
     outer.sslobject_class = first.sslobject_class
 

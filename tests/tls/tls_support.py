@@ -82,7 +82,7 @@ class Server:
     def metrics(self) -> dict[str, float]:
         """Samples as {'name{label="v",...}': value}, merged over workers by the server."""
         status, body = self.get("/metrics")
-        assert status == 200
+        assert status == 200, (status, body[:300])
         samples: dict[str, float] = {}
         for family in text_string_to_metric_families(body.decode()):
             for sample in family.samples:
