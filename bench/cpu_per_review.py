@@ -58,6 +58,14 @@ async def drive(server: BenchServer, body: bytes, seconds: float, connections: i
     return done
 
 
+def pin(server: BenchServer) -> int:
+    """Pin the server (master and worker, every thread) to CPU 0; returns the worker's pid."""
+    pids = server.pids()
+    for pid in pids:
+        subprocess.run(["taskset", "-acp", "0", str(pid)], capture_output=True, check=False)
+    return pids[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10)
@@ -65,10 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     os.sched_setaffinity(0, {1})
     with BenchServer(["--threads", "4"], workers=1) as server:
-        pids = server.pids()
-        for pid in pids:
-            subprocess.run(["taskset", "-acp", "0", str(pid)], capture_output=True, check=False)
-        worker = pids[1]
+        worker = pin(server)
         print(f"load average {os.getloadavg()[0]:.1f}; worker {worker} on CPU 0, load on CPU 1")
         for label, body in (("1-GPU pod", review_body()), ("4 x 2-GPU pod", review_body(2, 4))):
             asyncio.run(drive(server, body, 2, args.connections))  # warm-up
