@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
+import jsonpatch
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.builders import assert_valid, make_pod, make_policy
+from webhook.core import review
 from webhook.core.errors import TranslationError
 from webhook.core.translate import translate
 
@@ -94,7 +97,12 @@ def test_rewrite_keeps_device_plugin_totals_and_is_idempotent(pod: dict[str, Any
         ):
             translate(pod, policy=POLICY, namespace="ml")
         return
+    original = copy.deepcopy(pod)
     result = translate(pod, policy=POLICY, namespace="ml")
+    assert pod == original, "translate must not modify its input"
+    # The webhook's patch, diffed from the input and a rewrite that shares its unchanged parts,
+    # turns the input into the rewrite.
+    assert jsonpatch.apply_patch(pod, review.make_patch(pod, result.pod)) == result.pod
     assert_valid(result.pod, *result.templates)
     assert translate(result.pod, policy=POLICY, namespace="ml").changed is False
     if not result.changed:

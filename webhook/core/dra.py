@@ -380,17 +380,20 @@ def _list_of_objects(value: Any, path: str) -> str | None:
 
 
 def nesting_problem(value: Any, limit: int) -> str | None:
-    """None if `value` (decoded JSON) nests at most `limit` levels; walked without recursion."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
+    """None if `value` (decoded JSON: exact dicts and lists) nests at most `limit` levels.
+
+    Walked level by level, without recursion; the managedFields of a real pod make this one
+    of the larger costs of a review, so the loop is kept to list comprehensions."""
+    containers = (dict, list)
+    level = [value] if type(value) in containers else []
+    depth = 0
+    while level:
+        depth += 1
         if depth > limit:
             return f"nested more than {limit} levels deep"
-        stack.extend((child, depth + 1) for child in children)
+        below: list[Any] = []
+        for item in level:
+            children = item.values() if type(item) is dict else item
+            below += [child for child in children if type(child) in containers]
+        level = below
     return None

@@ -132,10 +132,11 @@ def make_patch(old: Any, new: Any, path: str = "") -> list[dict[str, Any]]:
     """RFC 6902 operations turning `old` into `new`.
 
     jsonpatch.make_patch alone spends most of a review comparing list members pairwise (it
-    serialises them to find moves). We walk down to the subtrees that differ, using cheap
-    equality checks, and hand only lists whose length changed to jsonpatch.
+    serialises them to find moves). We walk down to the subtrees that differ, using identity
+    (the translation shares what it did not change) and cheap equality checks, write items
+    appended to a list as adds, and hand only other lists whose length changed to jsonpatch.
     """
-    if old == new:
+    if old is new or old == new:
         return []
     if isinstance(old, dict) and isinstance(new, dict):
         operations: list[dict[str, Any]] = []
@@ -145,7 +146,7 @@ def make_patch(old: Any, new: Any, path: str = "") -> list[dict[str, Any]]:
         for key, value in new.items():
             if key not in old:
                 operations.append({"op": "add", "path": f"{path}/{escape(key)}", "value": value})
-            else:
+            elif old[key] is not value:
                 operations += make_patch(old[key], value, f"{path}/{escape(key)}")
         return operations
     if isinstance(old, list) and isinstance(new, list):
@@ -154,6 +155,11 @@ def make_patch(old: Any, new: Any, path: str = "") -> list[dict[str, Any]]:
                 op
                 for i, (a, b) in enumerate(zip(old, new, strict=True))
                 for op in make_patch(a, b, f"{path}/{i}")
+            ]
+        if len(new) > len(old) and new[: len(old)] == old:
+            return [
+                {"op": "add", "path": f"{path}/{i}", "value": value}
+                for i, value in enumerate(new[len(old) :], len(old))
             ]
         operations = jsonpatch.make_patch(old, new).patch
         return [

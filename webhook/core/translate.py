@@ -259,6 +259,34 @@ def _collect_demands(spec: Mapping[str, Any], policy: Policy, who: str) -> list[
 # --- the rewrite ------------------------------------------------------------------------------
 
 
+# What the rewrite may change in a pod. `_writable_copy` copies these and shares the rest (volumes,
+# managedFields, ...) with the input, which is never modified: cheaper than copying the whole pod,
+# and the patch diff then skips every shared subtree by identity.
+_REWRITTEN_SPEC_FIELDS: Final = (
+    "containers",
+    "initContainers",
+    "ephemeralContainers",
+    "resourceClaims",
+    "tolerations",
+    "nodeSelector",
+    "affinity",
+)
+
+
+def _writable_copy(pod: Mapping[str, Any]) -> dict[str, Any]:
+    new_pod = dict(pod)
+    metadata = dict(pod.get("metadata") or {})
+    if isinstance(metadata.get("annotations"), dict):
+        metadata["annotations"] = dict(metadata["annotations"])
+    spec = dict(pod.get("spec") or {})
+    for name in _REWRITTEN_SPEC_FIELDS:
+        if name in spec:
+            spec[name] = jsonio.clone(spec[name])
+    new_pod["metadata"] = metadata
+    new_pod["spec"] = spec
+    return new_pod
+
+
 def _rewrite(
     pod: Mapping[str, Any],
     *,
@@ -267,9 +295,9 @@ def _rewrite(
     namespace: str | None,
     who: str,
 ) -> Translation:
-    new_pod = jsonio.clone(dict(pod))
-    spec = new_pod.setdefault("spec", {})
-    metadata = new_pod.setdefault("metadata", {})
+    new_pod = _writable_copy(pod)
+    spec = new_pod["spec"]
+    metadata = new_pod["metadata"]
     annotations = metadata.get("annotations") or {}
     demands = _collect_demands(spec, policy, who)
     warnings: list[str] = []
