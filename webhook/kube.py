@@ -1,27 +1,19 @@
-"""The production ClusterGateway: the only webhook module that imports `kubernetes`.
+"""The official Kubernetes client, for operator tools only (`dra-webhook certs inject`).
 
-Objects go in and out as dicts; ApiException becomes GatewayError with the Status message.
-Every call of the admission path has a deadline (`timeout` seconds for connecting and for each
-read, no retries): an API server that accepts and never answers costs one review that long, the
-pod is denied with a message to retry, and the thread is free again.
+Those run on an operator's machine, with any kubeconfig kubectl accepts (exec plugins, cloud
+auth), so they use the official client's loader. The serving path uses `webhook.kubeapi`
+instead, which needs no 20 MiB of generated models in every worker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError as TransportError
 
 from webhook.core.status import status_message as core_status_message
 from webhook.errors import GatewayError
-
-GROUP, VERSION = "resource.k8s.io", "v1"
-DEFAULT_TIMEOUT = 2.0
-T = TypeVar("T")
-KINDS = {"resourceclaims": "ResourceClaim", "resourceclaimtemplates": "ResourceClaimTemplate"}
 
 
 def status_message(exc: ApiException) -> str:
@@ -34,44 +26,8 @@ def _reason(exc: ApiException) -> str:
 
 
 class KubeGateway:
-    def __init__(self, api_client: client.ApiClient, *, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self._custom = client.CustomObjectsApi(api_client)
-        self._core = client.CoreV1Api(api_client)
+    def __init__(self, api_client: client.ApiClient) -> None:
         self._client = api_client
-        self._timeout = timeout
-
-    @classmethod
-    def from_kubeconfig(
-        cls, kubeconfig: str | None, *, timeout: float = DEFAULT_TIMEOUT
-    ) -> KubeGateway:
-        """From a kubeconfig file if given, else the in-cluster service account."""
-        configuration = client.Configuration()
-        try:
-            if kubeconfig:
-                config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
-            else:
-                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        except Exception as exc:  # the loader raises anything from KeyError to YAMLError
-            where = kubeconfig or "the in-cluster service account"
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise GatewayError(f"cannot load API credentials from {where}: {reason}") from None
-        # A retry would double the time a silent API server costs; the API server retries the
-        # whole admission instead.
-        configuration.retries = False
-        return cls(client.ApiClient(configuration), timeout=timeout)
-
-    def _call(self, what: str, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """`call` with the deadline; a transport failure becomes a retryable GatewayError."""
-        try:
-            return call(*args, _request_timeout=self._timeout, **kwargs)
-        except TransportError as exc:
-            kind = (
-                "did not answer in time" if "timed out" in str(exc).lower() else "was unreachable"
-            )
-            raise GatewayError(
-                f"the API server {kind} ({what}, deadline {self._timeout:g}s); "
-                "this is temporary: retry creating the pod"
-            ) from None
 
     @classmethod
     def from_user_kubeconfig(
@@ -108,58 +64,3 @@ class KubeGateway:
             raise GatewayError(
                 f"cannot patch MutatingWebhookConfiguration {name}: {_reason(exc)}"
             ) from None
-
-    def _create(self, plural: str, obj: Mapping[str, Any]) -> bool:
-        namespace = obj["metadata"].get("namespace") or "default"
-        try:
-            self._call(
-                f"creating {KINDS[plural]} {namespace}/{obj['metadata'].get('name', '')}",
-                self._custom.create_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                plural,
-                dict(obj),
-            )
-        except ApiException as exc:
-            if exc.status == 409:
-                return False
-            raise GatewayError(_reason(exc)) from None
-        return True
-
-    def create_template(self, template: Mapping[str, Any]) -> bool:
-        return self._create("resourceclaimtemplates", template)
-
-    def create_claim(self, claim: Mapping[str, Any]) -> bool:
-        return self._create("resourceclaims", claim)
-
-    def get_template(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._get("resourceclaimtemplates", namespace, name)
-
-    def get_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._get("resourceclaims", namespace, name)
-
-    def _get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            found = self._call(
-                f"reading {KINDS[plural]} {namespace}/{name}",
-                self._custom.get_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                plural,
-                name,
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise GatewayError(_reason(exc)) from None
-        return found if isinstance(found, dict) else None
-
-    def namespace_labels(self, name: str) -> dict[str, str]:
-        try:
-            namespace = self._call(f"reading namespace {name}", self._core.read_namespace, name)
-        except ApiException as exc:
-            raise GatewayError(f"cannot read namespace {name}: {_reason(exc)}") from None
-        metadata = namespace.metadata
-        return dict(metadata.labels or {}) if metadata else {}

@@ -203,10 +203,10 @@ def build(settings: Settings) -> WebhookServer:
         raise StartupError(f"{exc.source} is invalid: {'; '.join(exc.problems)}") from None
     gateway = None
     if not settings.offline:
-        from webhook.kube import KubeGateway
+        from webhook.kubeapi import ApiGateway
 
         try:
-            gateway = KubeGateway.from_kubeconfig(settings.kubeconfig, timeout=settings.api_timeout)
+            gateway = ApiGateway.from_kubeconfig(settings.kubeconfig, timeout=settings.api_timeout)
         except GatewayError as exc:
             raise StartupError(f"{exc} (or pass --offline)") from None
     status: list[Reloadable] = [certificate] if reloader is None else [reloader, certificate]

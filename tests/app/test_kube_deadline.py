@@ -1,13 +1,14 @@
 """API calls have a deadline: an API server that accepts connections and never answers.
 
-A listener on 127.0.0.1 accepts every connection and reads nothing back. The real KubeGateway
-(the kubernetes client, from a kubeconfig pointing at that listener) must give up on its own,
+A listener on 127.0.0.1 accepts every connection and answers nothing, not even the TLS
+handshake. The real ApiGateway (from a kubeconfig pointing at that listener) must give up on its own,
 deny the pod with a message that says to retry, and return the thread. The test would hang
 (until pytest is killed) if a call had no deadline; its assertions are on what comes back.
 """
 
 from __future__ import annotations
 
+import base64
 import socket
 import threading
 from collections.abc import Iterator
@@ -18,9 +19,10 @@ import yaml
 
 from tests.builders import container, make_pod, make_review
 from webhook.app import create_app
+from webhook.certs import generate_ca
 from webhook.core.policy import Policy
 from webhook.errors import GatewayError
-from webhook.kube import KubeGateway
+from webhook.kubeapi import ApiGateway
 from webhook.settings import Settings
 
 
@@ -46,7 +48,15 @@ def silent_api_server(tmp_path: Path) -> Iterator[Path]:
     kubeconfig = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+        "clusters": [
+            {
+                "name": "c",
+                "cluster": {
+                    "server": f"https://127.0.0.1:{port}",
+                    "certificate-authority-data": base64.b64encode(generate_ca().cert_pem).decode(),
+                },
+            }
+        ],
         "users": [{"name": "u", "user": {"token": "t"}}],
         "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
         "current-context": "x",
@@ -62,7 +72,7 @@ def silent_api_server(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_each_gateway_call_gives_up_with_a_retryable_error(silent_api_server: Path) -> None:
-    gateway = KubeGateway.from_kubeconfig(str(silent_api_server), timeout=0.3)
+    gateway = ApiGateway.from_kubeconfig(str(silent_api_server), timeout=0.3)
     template = {"metadata": {"name": "gpu-1", "namespace": "ml"}, "spec": {}}
     calls = [
         ("reading namespace ml", lambda: gateway.namespace_labels("ml")),
@@ -79,7 +89,7 @@ def test_each_gateway_call_gives_up_with_a_retryable_error(silent_api_server: Pa
 
 
 def test_a_silent_api_server_denies_the_pod_and_frees_the_thread(silent_api_server: Path) -> None:
-    gateway = KubeGateway.from_kubeconfig(str(silent_api_server), timeout=0.3)
+    gateway = ApiGateway.from_kubeconfig(str(silent_api_server), timeout=0.3)
     app = create_app(Settings(), policy=Policy.default(), gateway=gateway)
     client = app.test_client()
     review = make_review(make_pod(container("train", gpus=1)))
@@ -99,7 +109,7 @@ def test_a_kubeconfig_that_is_not_one_is_a_one_line_error(tmp_path: Path) -> Non
     path = tmp_path / "kubeconfig"
     path.write_bytes(b"\xff\xfe not yaml: [")
     with pytest.raises(GatewayError) as caught:
-        KubeGateway.from_kubeconfig(str(path))
+        ApiGateway.from_kubeconfig(str(path))
     message = str(caught.value)
     assert message.startswith(f"cannot load API credentials from {path}: ")
     assert "\n" not in message

@@ -1,0 +1,202 @@
+"""The webhook's own API client (webhook.kubeapi) against a scripted HTTPS server on 127.0.0.1.
+
+The e2e tests run it against the real API server; these pin what e2e cannot easily provoke:
+each status the API server may answer, the token on every request, connection reuse, a
+connection the server closed while idle, and kubeconfigs the webhook refuses.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from webhook import certs
+from webhook.errors import GatewayError
+from webhook.kubeapi import ApiGateway, ConfigError, from_kubeconfig, in_cluster
+
+TEMPLATES = "/apis/resource.k8s.io/v1/namespaces/ml/resourceclaimtemplates"
+FORBIDDEN = {"kind": "Status", "message": 'resourceclaims "x" is forbidden: no', "code": 403}
+
+
+class FakeApi(ThreadingHTTPServer):
+    """Answers from `routes` ((method, path) -> (status, body)); records what it was sent."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.socket = context.wrap_socket(self.socket, server_side=True)
+        self.routes: dict[tuple[str, str], tuple[int, Any]] = {}
+        self.seen: list[tuple[str, str, str | None, bytes]] = []
+        self.connections = 0
+        self.close_after_next = False
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: FakeApi
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.connections += 1
+
+    def _answer(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.seen.append((self.command, self.path, self.headers.get("Authorization"), body))
+        status, answer = self.server.routes.get((self.command, self.path), (404, {"message": "nf"}))
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        if self.server.close_after_next:  # an idle keep-alive connection the server drops
+            self.server.close_after_next = False
+            self.close_connection = True
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[tuple[FakeApi, Path]]:
+    ca = certs.generate_ca()
+    leaf = certs.issue_cert(ca, "api", ip_addresses=["127.0.0.1"])
+    certs.write_tls_dir(tmp_path / "tls", leaf=leaf, ca=ca)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "tls" / "tls.crt", tmp_path / "tls" / "tls.key")
+    server = FakeApi(context)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    b64 = base64.b64encode(ca.cert_pem).decode()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "clusters": [
+                    {
+                        "name": "c",
+                        "cluster": {
+                            "server": f"https://127.0.0.1:{server.server_address[1]}",
+                            "certificate-authority-data": b64,
+                        },
+                    }
+                ],
+                "users": [{"name": "u", "user": {"tokenFile": "token"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    (tmp_path / "token").write_text("first\n")
+    yield server, kubeconfig
+    server.shutdown()
+    server.server_close()
+
+
+def test_each_answer_of_the_api_server(api: tuple[FakeApi, Path]) -> None:
+    server, kubeconfig = api
+    gateway = ApiGateway.from_kubeconfig(str(kubeconfig))
+    template = {"metadata": {"name": "gpu-1", "namespace": "ml"}, "spec": {"a": 1}}
+    server.routes[("GET", f"{TEMPLATES}/gpu-1")] = (200, template)
+    server.routes[("POST", TEMPLATES)] = (409, {"message": "exists"})
+    server.routes[("GET", "/api/v1/namespaces/ml")] = (200, {"metadata": {"labels": {"t": "a"}}})
+    server.routes[("POST", "/apis/resource.k8s.io/v1/namespaces/ml/resourceclaims")] = (
+        403,
+        FORBIDDEN,
+    )
+    assert gateway.get_template("ml", "gpu-1") == template
+    assert gateway.get_template("ml", "absent") is None
+    assert gateway.create_template(template) is False
+    assert gateway.namespace_labels("ml") == {"t": "a"}
+    with pytest.raises(GatewayError) as caught:
+        gateway.create_claim({"metadata": {"name": "x", "namespace": "ml"}})
+    assert str(caught.value) == 'resourceclaims "x" is forbidden: no (HTTP 403)'
+    server.routes[("POST", TEMPLATES)] = (201, template)
+    assert gateway.create_template(template) is True
+    posted = [json.loads(body) for method, _, _, body in server.seen if method == "POST"]
+    assert posted[0] == template
+    assert {auth for _, _, auth, _ in server.seen} == {"Bearer first"}
+    assert server.connections == 1  # one kept-alive connection for all seven calls
+
+
+def test_a_rotated_token_is_used_at_once(api: tuple[FakeApi, Path]) -> None:
+    server, kubeconfig = api
+    gateway = ApiGateway.from_kubeconfig(str(kubeconfig))
+    gateway.get_claim("ml", "a")
+    (kubeconfig.parent / "token").write_text("second\n")
+    gateway.get_claim("ml", "a")
+    assert [auth for _, _, auth, _ in server.seen] == ["Bearer first", "Bearer second"]
+
+
+def test_a_connection_dropped_while_idle_is_replaced(api: tuple[FakeApi, Path]) -> None:
+    server, kubeconfig = api
+    gateway = ApiGateway.from_kubeconfig(str(kubeconfig))
+    server.close_after_next = True
+    assert gateway.get_claim("ml", "a") is None
+    assert gateway.get_claim("ml", "b") is None  # the kept connection is gone: a new one
+    assert server.connections == 2
+    assert [path.rsplit("/", 1)[1] for _, path, _, _ in server.seen] == ["a", "b"]
+
+
+def test_names_are_escaped_into_the_path(api: tuple[FakeApi, Path]) -> None:
+    server, kubeconfig = api
+    ApiGateway.from_kubeconfig(str(kubeconfig)).get_claim("ml", "a/../b?c")
+    assert server.seen[0][1].endswith("/resourceclaims/a%2F..%2Fb%3Fc")
+
+
+def _kubeconfig(tmp_path: Path, cluster: dict[str, Any], user: dict[str, Any]) -> str:
+    path = tmp_path / "refused"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "clusters": [{"name": "c", "cluster": cluster}],
+                "users": [{"name": "u", "user": user}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("cluster", "user", "reason"),
+    [
+        ({"server": "http://127.0.0.1:1"}, {"token": "t"}, "is not an https:// URL"),
+        (
+            {"server": "https://a", "insecure-skip-tls-verify": True},
+            {"token": "t"},
+            "insecure-skip-tls-verify is not accepted",
+        ),
+        ({"server": "https://a"}, {"exec": {"command": "aws"}}, "uses exec, which the webhook"),
+        ({"server": "https://a"}, {"auth-provider": {"name": "gcp"}}, "uses auth-provider"),
+        (
+            {"server": "https://a", "certificate-authority-data": "%%%"},
+            {"token": "t"},
+            "certificate-authority-data is not base64",
+        ),
+    ],
+)
+def test_kubeconfigs_the_webhook_refuses(
+    tmp_path: Path, cluster: dict[str, Any], user: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        from_kubeconfig(_kubeconfig(tmp_path, cluster, user))
+    assert reason in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_outside_a_cluster_without_a_kubeconfig(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(ConfigError, match="pass --kubeconfig"):
+        in_cluster()
