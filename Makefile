@@ -11,7 +11,7 @@ help:
 	@echo "make demo   - the main job: the GPU scenarios, legacy and native, on a local control plane"
 	@echo "make test   - lint, type-check and run the whole test suite"
 	@echo "make cluster-up / cluster-down / cluster-status - local control plane and one real node (hack/cluster.py)"
-	@echo "make bench-webhook - reviews/s and latency of the real server over HTTPS (bench/)"
+	@echo "make bench-webhook - CPU per review, latency, memory and pod-creation cost vs targets (bench/)"
 	@echo "make fuzz / soak / bench-slow-clients - the resilience suites (docs/deploy.md)"
 	@echo "make e2e    - only the e2e tests (K8S_VERSION=1.34 or 1.34.4 selects another release)"
 	@echo "make plugin - the single-file plugin dist/kubectl-dra and its krew archive (plugins/dra.yaml)"
@@ -76,8 +76,9 @@ cluster-status: $(STAMP)
 	$(BIN)/python hack/cluster.py status
 
 # The server under load over HTTPS (installs oha or wrk if missing); see docs/deploy.md.
-bench-webhook: $(STAMP)
-	$(BIN)/python bench/webhook_load.py
+# CPU per review, latency at 500/s, memory and pod-creation ratios against their targets.
+bench-webhook: $(STAMP) k8s-build
+	$(BIN)/python bench/webhook_report.py
 
 # 100,000 hostile AdmissionReviews through the Flask app (tests/app/test_fuzz_reviews.py);
 # prints the count and the slowest review.

@@ -1,20 +1,23 @@
 #!/usr/bin/env python3
 """What our webhook costs at pod creation, measured through the real API server.
 
-Two ratios, medians over `--rounds`, `--pods` sequential creates each:
+Ratios of medians over `--rounds` rounds, each creating `--pods` pods per variant, once with one
+client creating pods one after another and once with 8 clients at the same time:
 
-  legacy/converted  N legacy 1-GPU pods with the webhook registered (admission calls us, we
-                    rewrite; the template exists after the first pod) vs N pods that are already
+  legacy/converted  legacy 1-GPU pods with the webhook registered (admission calls us, we
+                    rewrite; the template exists after the first pod) vs the same pods already
                     in the rewritten form, with no webhook registered;
-  cpu with/without  N CPU-only pods with the webhook registered vs not: the matchConditions
-                    should keep the API server from calling us at all, so ~1.0.
+  cpu with/without  CPU-only pods with the webhook registered vs not: the matchConditions keep
+                    the API server from calling us at all, so ~1.0.
 
-Pods name a scheduler that does not exist, so scheduling and allocation do not compete with
-the API server for the two cores; the claim controller still makes a claim per GPU pod in both
-GPU variants.  The cluster runs in `.cluster/bench/` (started and stopped here) unless
-KUBECTL_DRA_REUSE_CLUSTER=1, which uses the running `.cluster/` one.
+Rounds alternate which half goes first (A B, then B A), so drift in the machine's load hits
+both. Also printed: the webhook's own CPU time (master and workers, from /proc) per legacy pod,
+and its RSS after the runs. Pods name a scheduler that does not exist, so scheduling and
+allocation do not compete with the API server for the two cores; the claim controller still
+makes a claim per GPU pod in both GPU variants. The cluster runs in `.cluster/bench/` (started
+and stopped here) unless KUBECTL_DRA_REUSE_CLUSTER=1, which uses the running `.cluster/` one.
 
-    .venv/bin/python bench/api_overhead.py [--pods 200] [--rounds 3]
+    .venv/bin/python bench/api_overhead.py [--pods 200] [--rounds 3] [--clients 1 8]
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -89,13 +94,23 @@ class Bench:
             time.sleep(0.1)
         return name
 
-    def create_many(self, namespace: str, body: dict[str, Any], count: int) -> float:
-        """Wall time of `count` sequential pod creates (each one admission round trip)."""
-        t0 = time.perf_counter()
-        for i in range(count):
+    def create_many(
+        self, namespace: str, body: dict[str, Any], count: int, clients: int = 1
+    ) -> float:
+        """Wall time of `count` pod creates by `clients` concurrent clients."""
+
+        def create(i: int) -> None:
             pod = copy.deepcopy(body)
             pod["metadata"]["name"] = f"p{i}"
             self.core.create_namespaced_pod(namespace, pod)
+
+        t0 = time.perf_counter()
+        if clients == 1:
+            for i in range(count):
+                create(i)
+        else:
+            with ThreadPoolExecutor(clients) as pool:
+                list(pool.map(create, range(count)))
         return time.perf_counter() - t0
 
     def converted_form(self, legacy_ns: str, target_ns: str) -> dict[str, Any]:
@@ -143,7 +158,7 @@ class Bench:
             self.core.delete_collection_namespaced_pod(ns, grace_period_seconds=0)
             self.core.delete_namespace(ns)
 
-    def round(self, pods: int) -> dict[str, float]:
+    def round(self, pods: int, clients: int, *, webhook_first: bool) -> dict[str, float]:
         legacy_ns, conv_ns, cpu_on_ns, cpu_off_ns = (
             self.namespace(k) for k in ("legacy", "conv", "cpu1", "cpu2")
         )
@@ -152,58 +167,105 @@ class Bench:
         # Warm-up (not timed): the first legacy pod makes the webhook create the template.
         self.core.create_namespaced_pod(legacy_ns, legacy_pod("warm-up"))
         converted = self.converted_form(legacy_ns, conv_ns)
-        times = {
-            "legacy+webhook": self.create_many(legacy_ns, legacy_pod("x"), pods),
-            "cpu+webhook": self.create_many(cpu_on_ns, cpu_pod("x"), pods),
-        }
-        self.cl.webhook_unregister(WEBHOOK)
-        self.wait_registration(legacy_ns, registered=False)
-        times["converted, no webhook"] = self.create_many(conv_ns, converted, pods)
-        times["cpu, no webhook"] = self.create_many(cpu_off_ns, cpu_pod("x"), pods)
+        times: dict[str, float] = {}
+
+        def with_webhook() -> None:
+            self.cl.webhook_register(WEBHOOK)
+            self.wait_registration(legacy_ns, registered=True)
+            cpu_before = webhook_cpu_seconds(self.cl)
+            times["legacy+webhook"] = self.create_many(legacy_ns, legacy_pod("x"), pods, clients)
+            times["webhook CPU ms/pod"] = (webhook_cpu_seconds(self.cl) - cpu_before) / pods * 1000
+            times["cpu+webhook"] = self.create_many(cpu_on_ns, cpu_pod("x"), pods, clients)
+
+        def without_webhook() -> None:
+            self.cl.webhook_unregister(WEBHOOK)
+            self.wait_registration(legacy_ns, registered=False)
+            times["converted, no webhook"] = self.create_many(conv_ns, converted, pods, clients)
+            times["cpu, no webhook"] = self.create_many(cpu_off_ns, cpu_pod("x"), pods, clients)
+
+        for half in (
+            (with_webhook, without_webhook) if webhook_first else (without_webhook, with_webhook)
+        ):
+            half()
         self.drop(legacy_ns, conv_ns, cpu_on_ns, cpu_off_ns)
         return times
+
+
+def webhook_cpu_seconds(cl: cluster_mod.Cluster) -> float:
+    """utime + stime of the bench webhook's master and workers so far."""
+    master = int(cl.paths.pid(f"webhook-{WEBHOOK}").read_text())
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    total = 0.0
+    for pid in (master, *map(int, children)):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def webhook_rss_mib(cl: cluster_mod.Cluster) -> float:
+    master = int(cl.paths.pid(f"webhook-{WEBHOOK}").read_text())
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    total = 0
+    for pid in (master, *map(int, children)):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+def measure(pods: int, rounds: int, clients: Sequence[int]) -> dict[str, Any]:
+    """Per client count: the medians of every timing and the ratios; plus the webhook's RSS."""
+    reuse = os.environ.get("KUBECTL_DRA_REUSE_CLUSTER") == "1"
+    cl = cluster_mod.Cluster() if reuse else cluster_mod.Cluster(ROOT / ".cluster" / "bench")
+    if reuse and not cl.is_running():
+        raise SystemExit(f"KUBECTL_DRA_REUSE_CLUSTER=1 but no cluster runs in {cl.paths.root}")
+    if not reuse:
+        cl.up()
+    results: dict[str, Any] = {}
+    try:
+        cl.webhook_up(WEBHOOK)
+        with cl.api_client() as api:
+            bench = Bench(cl, api)
+            for count in clients:
+                runs = []
+                for i in range(rounds):
+                    runs.append(bench.round(pods, count, webhook_first=i % 2 == 0))
+                    print(
+                        f"{count} client(s), round {i + 1}: "
+                        + ", ".join(f"{k} {v:.2f}" for k, v in runs[-1].items()),
+                        flush=True,
+                    )
+                med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+                med["legacy/converted"] = med["legacy+webhook"] / med["converted, no webhook"]
+                med["cpu with/without"] = med["cpu+webhook"] / med["cpu, no webhook"]
+                results[f"{count} client(s)"] = med
+        results["webhook RSS MiB"] = webhook_rss_mib(cl)
+    finally:
+        cl.webhook_down(WEBHOOK, quiet=True)
+        if not reuse:
+            cl.down(quiet=True)
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pods", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     args = parser.parse_args(argv)
-
-    reuse = os.environ.get("KUBECTL_DRA_REUSE_CLUSTER") == "1"
-    cl = cluster_mod.Cluster() if reuse else cluster_mod.Cluster(ROOT / ".cluster" / "bench")
-    if reuse and not cl.is_running():
-        print(
-            f"KUBECTL_DRA_REUSE_CLUSTER=1 but no cluster runs in {cl.paths.root}", file=sys.stderr
-        )
-        return 1
-    if not reuse:
-        cl.up()
-    try:
-        cl.webhook_up(WEBHOOK)
-        with cl.api_client() as api:
-            bench = Bench(cl, api)
-            rounds = []
-            for i in range(args.rounds):
-                rounds.append(bench.round(args.pods))
-                print(
-                    f"round {i + 1}: " + ", ".join(f"{k} {v:.2f}s" for k, v in rounds[-1].items()),
-                    flush=True,
-                )
-        med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
-        print(f"\nmedians over {args.rounds} rounds of {args.pods} sequential pod creates:")
-        for key, value in med.items():
-            print(f"  {key:<24} {value:6.2f} s   {value / args.pods * 1000:6.1f} ms/pod")
-        print(
-            f"  legacy+webhook / converted, no webhook = {med['legacy+webhook'] / med['converted, no webhook']:.2f}"
-        )
-        print(
-            f"  cpu+webhook / cpu, no webhook          = {med['cpu+webhook'] / med['cpu, no webhook']:.2f}"
-        )
-    finally:
-        cl.webhook_down(WEBHOOK, quiet=True)
-        if not reuse:
-            cl.down(quiet=True)
+    results = measure(args.pods, args.rounds, args.clients)
+    for name, med in results.items():
+        if not isinstance(med, dict):
+            continue
+        print(f"\n{name}, medians over {args.rounds} rounds of {args.pods} pods:")
+        for key in ("legacy+webhook", "converted, no webhook", "cpu+webhook", "cpu, no webhook"):
+            print(f"  {key:<24} {med[key]:6.2f} s   {med[key] / args.pods * 1000:6.1f} ms/pod")
+        print(f"  webhook CPU per legacy pod   {med['webhook CPU ms/pod']:.2f} ms")
+        print(f"  legacy+webhook / converted   {med['legacy/converted']:.2f}")
+        print(f"  cpu+webhook / cpu            {med['cpu with/without']:.2f}")
+    print(
+        f"\nwebhook RSS after the runs (master + 2 workers): {results['webhook RSS MiB']:.1f} MiB"
+    )
     return 0
 
 

@@ -66,27 +66,48 @@ def pin(server: BenchServer) -> int:
     return pids[1]
 
 
+SHAPES = (("1-GPU pod", (1, 1)), ("4 x 2-GPU pod", (2, 4)))
+
+
+def measure(seconds: float, connections: int) -> dict[str, dict[str, float]]:
+    """Per pod shape: reviews/s and the worker's CPU ms per review; plus the RSS (MiB)."""
+    os.sched_setaffinity(0, {1})
+    results: dict[str, dict[str, float]] = {}
+    with BenchServer(["--threads", "4"], workers=1) as server:
+        worker = pin(server)
+        for label, (gpus, containers) in SHAPES:
+            body = review_body(gpus, containers)
+            asyncio.run(drive(server, body, 2, connections))  # warm-up
+            before = cpu_seconds(worker)
+            started = time.perf_counter()
+            count = asyncio.run(drive(server, body, seconds, connections))
+            wall = time.perf_counter() - started
+            cpu = cpu_seconds(worker) - before
+            results[label] = {
+                "reviews_per_s": count / wall,
+                "cpu_ms": cpu / count * 1000,
+                "per_core": count / cpu,
+                "reviews": count,
+            }
+        results["rss_mib"] = server.rss_mib()
+    os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--connections", type=int, default=16)
     args = parser.parse_args()
-    os.sched_setaffinity(0, {1})
-    with BenchServer(["--threads", "4"], workers=1) as server:
-        worker = pin(server)
-        print(f"load average {os.getloadavg()[0]:.1f}; worker {worker} on CPU 0, load on CPU 1")
-        for label, body in (("1-GPU pod", review_body()), ("4 x 2-GPU pod", review_body(2, 4))):
-            asyncio.run(drive(server, body, 2, args.connections))  # warm-up
-            before = cpu_seconds(worker)
-            started = time.perf_counter()
-            count = asyncio.run(drive(server, body, args.seconds, args.connections))
-            wall = time.perf_counter() - started
-            cpu = cpu_seconds(worker) - before
-            print(
-                f"{label}: {count / wall:,.0f} reviews/s, worker CPU {cpu / count * 1000:.2f} ms "
-                f"per review ({count} reviews, {cpu:.1f} s CPU in {wall:.1f} s)"
-            )
-        print(f"RSS MiB: {server.rss_mib()}")
+    print(f"load average {os.getloadavg()[0]:.1f}; the worker on CPU 0, the load on CPU 1")
+    results = measure(args.seconds, args.connections)
+    for label, _shape in SHAPES:
+        r = results[label]
+        print(
+            f"{label}: {r['reviews_per_s']:,.0f} reviews/s, worker CPU {r['cpu_ms']:.2f} ms per "
+            f"review, {r['per_core']:,.0f} reviews per CPU-second ({r['reviews']:.0f} reviews)"
+        )
+    print(f"RSS MiB: {results['rss_mib']}")
 
 
 if __name__ == "__main__":
