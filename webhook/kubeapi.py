@@ -22,6 +22,7 @@ import os
 import queue
 import ssl
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +39,9 @@ SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 RESOURCE_PATH = "/apis/resource.k8s.io/v1/namespaces/{namespace}/{plural}"
 KINDS = {"resourceclaims": "ResourceClaim", "resourceclaimtemplates": "ResourceClaimTemplate"}
 IDLE_CONNECTIONS = 4
-# Connection failures on a kept-alive connection that the server closed while it was idle: the
-# request never reached it, so it is sent once more on a new connection.
-STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+# A kept-alive connection idle longer than this is closed rather than reused: servers and
+# proxies drop idle connections after a while (the API server after 90 s).
+IDLE_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,7 @@ class ApiGateway:
     def __init__(self, credentials: Credentials, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._credentials = credentials
         self._timeout = timeout
-        self._idle: queue.LifoQueue[http.client.HTTPSConnection] = queue.LifoQueue()
+        self._idle: queue.LifoQueue[tuple[float, http.client.HTTPSConnection]] = queue.LifoQueue()
 
     @classmethod
     def from_kubeconfig(
@@ -262,22 +263,30 @@ class ApiGateway:
         return f"{status_message(body.decode('utf-8', 'replace'), reason)} (HTTP {status})"
 
     def _connection(self) -> tuple[http.client.HTTPSConnection, bool]:
-        try:
-            return self._idle.get_nowait(), True
-        except queue.Empty:
-            credentials = self._credentials
-            connection = http.client.HTTPSConnection(
-                credentials.host,
-                credentials.port,
-                timeout=self._timeout,
-                context=credentials.context,
-            )
-            return connection, False
+        """A kept-alive connection (True) if a fresh enough one is idle, else a new one."""
+        while True:
+            try:
+                since, connection = self._idle.get_nowait()
+            except queue.Empty:
+                break
+            if time.monotonic() - since < IDLE_SECONDS:
+                return connection, True
+            connection.close()
+        credentials = self._credentials
+        connection = http.client.HTTPSConnection(
+            credentials.host, credentials.port, timeout=self._timeout, context=credentials.context
+        )
+        return connection, False
 
     def _request(
         self, method: str, path: str, what: str, body: bytes | None = None
     ) -> tuple[int, bytes]:
-        """One request with the deadline; a transport failure becomes a retryable GatewayError."""
+        """One request with the deadline; a transport failure becomes a retryable GatewayError.
+
+        A kept-alive connection the server closed meanwhile fails before any answer: the request
+        is then sent once more on a new connection (a create that did arrive answers 409 the
+        second time, which the caller treats as "exists" and checks).
+        """
         headers = {"Accept": "application/json", "User-Agent": "kubectl-dra-webhook"}
         if body is not None:
             headers["Content-Type"] = "application/json"
@@ -287,29 +296,25 @@ class ApiGateway:
             raise GatewayError(f"cannot read the API token ({what}): {exc}") from None
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        for attempt in (1, 2):
+        while True:
             connection, reused = self._connection()
             try:
                 connection.request(method, path, body=body, headers=headers)
                 response = connection.getresponse()
                 data = response.read()
-            except STALE:
+            except TimeoutError:
                 connection.close()
-                if reused and attempt == 1:
+                raise self._unreachable(what, "did not answer in time") from None
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                if reused:
                     continue
                 raise self._unreachable(what, "was unreachable") from None
-            except (TimeoutError, OSError, http.client.HTTPException, ssl.SSLError) as exc:
-                connection.close()
-                kind = (
-                    "did not answer in time" if isinstance(exc, TimeoutError) else "was unreachable"
-                )
-                raise self._unreachable(what, kind) from None
             if response.will_close or self._idle.qsize() >= IDLE_CONNECTIONS:
                 connection.close()
             else:
-                self._idle.put(connection)
+                self._idle.put((time.monotonic(), connection))
             return response.status, data
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _unreachable(self, what: str, kind: str) -> GatewayError:
         return GatewayError(
