@@ -8,7 +8,10 @@ client creating pods one after another and once with 8 clients at the same time:
                     rewrite; the template exists after the first pod) vs the same pods already
                     in the rewritten form, with no webhook registered;
   cpu with/without  CPU-only pods with the webhook registered vs not: the matchConditions keep
-                    the API server from calling us at all, so ~1.0.
+                    the API server from calling us at all, so ~1.0;
+  null webhook/none the floor: legacy pods with bench/nullwebhook registered (Go, allows every
+                    review unchanged) vs the same pods with no webhook, what calling any
+                    webhook costs the API server on this machine.
 
 Rounds alternate which half goes first (A B, then B A), so drift in the machine's load hits
 both. Also printed: the webhook's own CPU time (master and workers, from /proc) per legacy pod,
@@ -26,6 +29,7 @@ import argparse
 import copy
 import os
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -38,9 +42,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "hack"))
 
 import cluster as cluster_mod  # noqa: E402
+import yaml  # noqa: E402
+
+from webhook import certs  # noqa: E402
 
 NO_SCHEDULER = "kubectl-dra-bench-no-scheduler"
 WEBHOOK = "bench"
+NULL = "null"  # bench/nullwebhook: allows everything, changes nothing
 
 
 def legacy_pod(name: str) -> dict[str, Any]:
@@ -80,9 +88,9 @@ class Bench:
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
 
-    def namespace(self, kind: str) -> str:
+    def namespace(self, kind: str, webhook: str = WEBHOOK) -> str:
         name = f"bench-{kind}-{uuid.uuid4().hex[:6]}"
-        labels = {cluster_mod.INSTANCE_LABEL: WEBHOOK}
+        labels = {cluster_mod.INSTANCE_LABEL: webhook}
         self.core.create_namespace({"metadata": {"name": name, "labels": labels}})
         deadline = time.monotonic() + 30
         while not any(
@@ -141,17 +149,49 @@ class Bench:
             "spec": {**{k: spec[k] for k in keep if k in spec}, "containers": containers},
         }
 
-    def wait_registration(self, namespace: str, *, registered: bool) -> None:
-        """Until the API server's webhook set reflects the change (it follows an informer)."""
+    def wait_registration(
+        self, namespace: str, *, registered: bool, expect_rewrite: bool = True
+    ) -> None:
+        """Until the API server's webhook set reflects the change (it follows an informer).
+
+        A rewrite shows in a dry-run pod; the null webhook changes nothing, so for it the
+        probe is the API server's count of webhook calls by name."""
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
+            calls = self.null_calls() if not expect_rewrite else 0
             out = self.core.create_namespaced_pod(namespace, legacy_pod("probe"), dry_run="All")
-            if bool(out.spec.resource_claims) == registered:
+            if expect_rewrite and bool(out.spec.resource_claims) == registered:
+                return
+            if not expect_rewrite and (self.null_calls() > calls) == registered:
                 return
             time.sleep(0.1)
         raise RuntimeError(
             f"webhook registration did not become {'active' if registered else 'inactive'}"
         )
+
+    def null_calls(self) -> float:
+        """How many reviews the API server has sent the null webhook (its own metric)."""
+        text = self.cl.kubectl("get", "--raw", "/metrics").stdout
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("apiserver_admission_webhook_request_total")
+            and f'name="{NULL}.' in line
+        )
+
+    def settle(self, namespace: str, claims: int) -> None:
+        """Until the claim controller has made a claim for each GPU pod of `namespace`: the next
+        batch then does not compete with the last one's aftermath for the two cores."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            found = self.custom.list_namespaced_custom_object(
+                "resource.k8s.io", "v1", namespace, "resourceclaims"
+            )
+            if len(found["items"]) >= claims:
+                time.sleep(0.5)  # and the writes of its last syncs
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"the claim controller did not catch up in {namespace}")
 
     def drop(self, *namespaces: str) -> None:
         for ns in namespaces:
@@ -175,12 +215,14 @@ class Bench:
             cpu_before = webhook_cpu_seconds(self.cl)
             times["legacy+webhook"] = self.create_many(legacy_ns, legacy_pod("x"), pods, clients)
             times["webhook CPU ms/pod"] = (webhook_cpu_seconds(self.cl) - cpu_before) / pods * 1000
+            self.settle(legacy_ns, pods + 1)
             times["cpu+webhook"] = self.create_many(cpu_on_ns, cpu_pod("x"), pods, clients)
 
         def without_webhook() -> None:
             self.cl.webhook_unregister(WEBHOOK)
             self.wait_registration(legacy_ns, registered=False)
             times["converted, no webhook"] = self.create_many(conv_ns, converted, pods, clients)
+            self.settle(conv_ns, pods)
             times["cpu, no webhook"] = self.create_many(cpu_off_ns, cpu_pod("x"), pods, clients)
 
         for half in (
@@ -189,6 +231,70 @@ class Bench:
             half()
         self.drop(legacy_ns, conv_ns, cpu_on_ns, cpu_off_ns)
         return times
+
+    def floor_round(self, pods: int, clients: int, *, webhook_first: bool) -> dict[str, float]:
+        """Legacy pods with the null webhook registered vs with no webhook at all: the same
+        pods, so the difference is what calling a webhook that does nothing costs."""
+        with_ns, without_ns = self.namespace("null1", NULL), self.namespace("null2", NULL)
+        times: dict[str, float] = {}
+
+        def with_webhook() -> None:
+            self.cl.kubectl("apply", "-f", str(null_registration(self.cl)))
+            self.wait_registration(with_ns, registered=True, expect_rewrite=False)
+            times["legacy+null webhook"] = self.create_many(with_ns, legacy_pod("x"), pods, clients)
+
+        def without_webhook() -> None:
+            self.cl.webhook_unregister(NULL)
+            self.wait_registration(with_ns, registered=False, expect_rewrite=False)
+            times["legacy, no webhook"] = self.create_many(
+                without_ns, legacy_pod("x"), pods, clients
+            )
+
+        for half in (
+            (with_webhook, without_webhook) if webhook_first else (without_webhook, with_webhook)
+        ):
+            half()
+        self.drop(with_ns, without_ns)
+        return times
+
+
+def null_webhook_up(cl: cluster_mod.Cluster) -> None:
+    """Build (Go, standard library only) and start bench/nullwebhook with a certificate from the
+    cluster's CA; its registration is written for `floor_round` to apply."""
+    binary = cl.paths.root / "nullwebhook"
+    subprocess.run(
+        ["go", "build", "-o", str(binary), str(ROOT / "bench" / "nullwebhook" / "main.go")],
+        check=True,
+    )
+    folder = cl.webhook_dir(NULL)
+    ca = certs.load_key_pair(cl.paths.pki / "ca.crt", cl.paths.pki / "ca.key")
+    leaf = certs.issue_cert(ca, "null-webhook", ip_addresses=["127.0.0.1"])
+    certs.write_tls_dir(folder / "certs", leaf=leaf, ca=ca)
+    (port,) = cluster_mod.free_ports(1)
+    address = f"127.0.0.1:{port}"
+    cl.spawn(
+        f"webhook-{NULL}",
+        [
+            str(binary),
+            address,
+            str(folder / "certs" / "tls.crt"),
+            str(folder / "certs" / "tls.key"),
+        ],
+    )
+    cl.wait_ready(
+        f"webhook-{NULL}", timeout=30, probe=lambda: cl._https_ok(f"https://{address}/readyz")
+    )
+    config = cluster_mod.registration_from_manifests(
+        NULL,
+        url=f"https://{address}/mutate",
+        ca_pem=ca.cert_pem,
+        namespace_selector={"matchLabels": {cluster_mod.INSTANCE_LABEL: NULL}},
+    )
+    null_registration(cl).write_text(yaml.safe_dump(config))
+
+
+def null_registration(cl: cluster_mod.Cluster) -> Path:
+    return cl.webhook_dir(NULL) / "registration.yaml"
 
 
 def webhook_cpu_seconds(cl: cluster_mod.Cluster) -> float:
@@ -239,8 +345,17 @@ def measure(pods: int, rounds: int, clients: Sequence[int]) -> dict[str, Any]:
                 med["legacy/converted"] = med["legacy+webhook"] / med["converted, no webhook"]
                 med["cpu with/without"] = med["cpu+webhook"] / med["cpu, no webhook"]
                 results[f"{count} client(s)"] = med
-        results["webhook RSS MiB"] = webhook_rss_mib(cl)
+            results["webhook RSS MiB"] = webhook_rss_mib(cl)
+            null_webhook_up(cl)
+            for count in clients:
+                runs = [
+                    bench.floor_round(pods, count, webhook_first=i % 2 == 0) for i in range(rounds)
+                ]
+                med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+                med["null webhook/none"] = med["legacy+null webhook"] / med["legacy, no webhook"]
+                results[f"{count} client(s)"].update(med)
     finally:
+        cl.webhook_down(NULL, quiet=True)
         cl.webhook_down(WEBHOOK, quiet=True)
         if not reuse:
             cl.down(quiet=True)
@@ -250,7 +365,7 @@ def measure(pods: int, rounds: int, clients: Sequence[int]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pods", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     args = parser.parse_args(argv)
     results = measure(args.pods, args.rounds, args.clients)
@@ -263,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  webhook CPU per legacy pod   {med['webhook CPU ms/pod']:.2f} ms")
         print(f"  legacy+webhook / converted   {med['legacy/converted']:.2f}")
         print(f"  cpu+webhook / cpu            {med['cpu with/without']:.2f}")
+        print(f"  legacy+null webhook / none   {med['null webhook/none']:.2f}  (the floor)")
     print(
         f"\nwebhook RSS after the runs (master + 2 workers): {results['webhook RSS MiB']:.1f} MiB"
     )
