@@ -194,9 +194,17 @@ class Bench:
         raise RuntimeError(f"the claim controller did not catch up in {namespace}")
 
     def drop(self, *namespaces: str) -> None:
+        """Delete the round's namespaces and wait until they are gone: the namespace controller's
+        work would otherwise compete with the next round."""
         for ns in namespaces:
             self.core.delete_collection_namespaced_pod(ns, grace_period_seconds=0)
             self.core.delete_namespace(ns)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            left = {ns.metadata.name for ns in self.core.list_namespace().items}
+            if not left & set(namespaces):
+                return
+            time.sleep(0.5)
 
     def round(self, pods: int, clients: int, *, webhook_first: bool) -> dict[str, float]:
         legacy_ns, conv_ns, cpu_on_ns, cpu_off_ns = (

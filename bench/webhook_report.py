@@ -96,6 +96,10 @@ def main() -> None:
         lines.append(
             f"| webhook CPU per legacy pod, {clients} | {med['webhook CPU ms/pod']:.2f} ms | | |"
         )
+        lines.append(
+            f"| the floor: a Go webhook that changes nothing vs none, {clients} | "
+            f"{med['null webhook/none']:.2f} x | | |"
+        )
     lines.append(
         f"| webhook RSS after the pod runs (online) | {pods['webhook RSS MiB']:.1f} MiB | | |"
     )

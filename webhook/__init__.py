@@ -1,5 +1,5 @@
 """kubectl-dra webhook: rewrites legacy `nvidia.com/gpu` pods into DRA ResourceClaimTemplate references.
 
-The pure core is `policy`, `translate` and `review`; `app`/`routes` (Flask), `kube` (the API)
-and `cli` (click) are thin adapters around it.
+The pure core is `webhook.core`; `http11`/`endpoints`/`reviewer` (HTTP), `kubeapi` (the API),
+`app`/`routes` (the same endpoints in Flask) and `cli` (click) are thin adapters around it.
 """

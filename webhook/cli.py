@@ -146,7 +146,7 @@ def serve(
     log_level: LogLevel,
     debug: bool,
 ) -> None:
-    """Serve POST /mutate, /healthz, /readyz and /metrics over HTTPS (HTTP/1.1 and HTTP/2).
+    """Serve POST /mutate, /healthz, /readyz and /metrics over HTTPS (HTTP/1.1, keep-alive).
 
     Logs are JSON lines on stderr. SIGTERM drains in-flight reviews, then exits.
     """

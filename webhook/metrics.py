@@ -14,7 +14,7 @@ certificate expiry is the value a live worker set most recently (the latest relo
 from __future__ import annotations
 
 import os
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -25,6 +25,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
 
 OUTCOMES: Final = ("patched", "unchanged", "denied", "error", "invalid")
@@ -34,6 +35,14 @@ OPERATIONS: Final = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})
 OTHER_OPERATION: Final = "OTHER"
 NO_OPERATION: Final = "UNKNOWN"
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+
+if os.environ.get(MULTIPROC_ENV):
+    # In multiprocess mode prometheus_client asks the OS for the pid on every update, to notice
+    # a fork: a system call each time, several per review. The pid changes only at a fork, so
+    # it is remembered, and refreshed in the child.
+    _pid = [os.getpid()]
+    os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
+    values.ValueClass = values.MultiProcessValue(process_identifier=lambda: _pid[0])  # type: ignore[no-untyped-call]
 
 REVIEWS = Counter(
     "dra_webhook_reviews",
@@ -84,10 +93,18 @@ def operation_label(operation: object) -> str:
     return operation if isinstance(operation, str) and operation in OPERATIONS else OTHER_OPERATION
 
 
+# The labelled counters by (operation, outcome): at most 6 x 5, looked up once each.
+_REVIEW_COUNTERS: dict[tuple[str, str], Any] = {}
+
+
 def observe_review(operation: str, outcome: str, seconds: float, templates_created: int) -> None:
     if outcome not in OUTCOMES:
         outcome = "error"
-    REVIEWS.labels(operation=operation_label(operation), outcome=outcome).inc()
+    key = (operation_label(operation), outcome)
+    counter = _REVIEW_COUNTERS.get(key)
+    if counter is None:
+        counter = _REVIEW_COUNTERS[key] = REVIEWS.labels(operation=key[0], outcome=key[1])
+    counter.inc()
     REVIEW_SECONDS.observe(seconds)
     if templates_created:
         TEMPLATES_CREATED.inc(templates_created)

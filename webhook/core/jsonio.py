@@ -12,6 +12,7 @@ fine for AdmissionReviews (the API server writes strict JSON):
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeVar
 
 import orjson
@@ -26,6 +27,19 @@ def loads(data: bytes | str) -> Any:
 
 def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
+
+
+def canonical_ascii(value: Any) -> str:
+    """Sorted keys, no spaces, non-ASCII escaped: `json.dumps(value, sort_keys=True,
+    separators=(",", ":"))` exactly, for trees of strings, integers, lists and dicts (orjson
+    formats some floats differently, so callers pass no floats)."""
+    try:
+        data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # integers beyond 64 bits, lone surrogates
+        data = b"\x80"
+    if data.isascii():
+        return data.decode()
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def decode_problem(error: ValueError) -> str:

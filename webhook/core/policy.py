@@ -130,7 +130,7 @@ class Policy:
     # Exact rules by name, then the wildcard rules in order: every container's every resource
     # name is looked up on each review, most of them (cpu, memory) matching nothing.
     _exact: dict[str, ResourceRule] = field(init=False, repr=False, compare=False)
-    _wildcards: tuple[ResourceRule, ...] = field(init=False, repr=False, compare=False)
+    _prefixes: tuple[tuple[str, ResourceRule], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         exact: dict[str, ResourceRule] = {}
@@ -138,18 +138,17 @@ class Policy:
             if not rule.is_wildcard:
                 exact.setdefault(rule.name, rule)
         object.__setattr__(self, "_exact", exact)
-        wildcards = tuple(rule for rule in self.resources if rule.is_wildcard)
-        object.__setattr__(self, "_wildcards", wildcards)
+        prefixes = tuple((rule.name[:-1], rule) for rule in self.resources if rule.is_wildcard)
+        object.__setattr__(self, "_prefixes", prefixes)
 
     def resource_rule(self, resource: str) -> tuple[ResourceRule, str] | None:
         """The rule for a legacy resource name (exact rules win over wildcards), with its profile."""
         rule = self._exact.get(resource)
         if rule is not None:
             return rule, ""
-        for rule in self._wildcards:
-            rest = rule.match(resource)
-            if rest is not None:
-                return rule, rest
+        for prefix, rule in self._prefixes:
+            if resource.startswith(prefix) and len(resource) > len(prefix):
+                return rule, resource[len(prefix) :]
         return None
 
     @classmethod

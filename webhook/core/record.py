@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from webhook.core import jsonio
 from webhook.core.errors import WebhookError, shown
 
 VERSION: Final = 1
@@ -87,7 +88,7 @@ class RewrittenRecord:
                 {"key": r.key, "operator": r.operator, "values": list(r.values)}
                 for r in self.node_affinity
             ]
-        return json.dumps(record, sort_keys=True, separators=(",", ":"))
+        return jsonio.canonical_ascii(record)
 
     @classmethod
     def from_annotation(cls, text: object) -> RewrittenRecord:
