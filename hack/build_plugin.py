@@ -36,7 +36,15 @@ PLATFORMS = [
     for v in ("311", "312", "313")
 ]
 # Distributions of the `webhook` extra: the plugin must not carry them.
-SERVER_STACK = ("flask", "gunicorn", "prometheus_client", "cryptography", "werkzeug")
+SERVER_STACK = (
+    "flask",
+    "gunicorn",
+    "prometheus_client",
+    "cryptography",
+    "werkzeug",
+    "httptools",
+    "uvloop",
+)
 
 
 def version() -> str:
