@@ -1,26 +1,28 @@
 #!/usr/bin/env python3
 """What our webhook costs at pod creation, measured through the real API server.
 
-Ratios of medians over `--rounds` rounds, each creating `--pods` pods per variant, once with one
-client creating pods one after another and once with 8 clients at the same time:
+Three comparisons, each as pairs of small batches created one after the other, A then B, then
+B then A, and so on (so drift in the machine's load hits both), once with one client creating
+pods one at a time and once with 8 clients at the same time; each ratio is of the medians:
 
-  legacy/converted  legacy 1-GPU pods with the webhook registered (admission calls us, we
-                    rewrite; the template exists after the first pod) vs the same pods already
-                    in the rewritten form, with no webhook registered;
-  cpu with/without  CPU-only pods with the webhook registered vs not: the matchConditions keep
-                    the API server from calling us at all, so ~1.0;
-  null webhook/none the floor: legacy pods with bench/nullwebhook registered (Go, allows every
-                    review unchanged) vs the same pods with no webhook, what calling any
-                    webhook costs the API server on this machine.
+  legacy/converted  legacy 1-GPU pods in a namespace our webhook serves (the API server calls
+                    us, we rewrite; the template exists from the first pod on) vs the same pods
+                    already in the rewritten form, in a namespace no webhook selects;
+  cpu with/without  CPU-only pods in a namespace our webhook serves vs one it does not: the
+                    matchConditions keep the API server from calling us at all, so ~1.0;
+  null webhook/none the floor: legacy pods in a namespace served by bench/nullwebhook (Go,
+                    allows every review unchanged) vs the same pods in one no webhook selects:
+                    what calling any webhook costs the API server on this machine.
 
-Rounds alternate which half goes first (A B, then B A), so drift in the machine's load hits
-both. Also printed: the webhook's own CPU time (master and workers, from /proc) per legacy pod,
-and its RSS after the runs. Pods name a scheduler that does not exist, so scheduling and
-allocation do not compete with the API server for the two cores; the claim controller still
-makes a claim per GPU pod in both GPU variants. The cluster runs in `.cluster/bench/` (started
-and stopped here) unless KUBECTL_DRA_REUSE_CLUSTER=1, which uses the running `.cluster/` one.
+The webhooks stay registered throughout and namespaces choose (namespaceSelector): toggling a
+registration takes the API server a second or more to notice, too coarse to interleave. Also
+printed: our webhook's CPU time (master and workers, from /proc) per legacy pod and its RSS.
+Pods name a scheduler that does not exist, so scheduling and allocation do not compete with the
+API server for the two cores; the claim controller still makes a claim per GPU pod in both GPU
+variants. The cluster runs in `.cluster/bench/` (started and stopped here) unless
+KUBECTL_DRA_REUSE_CLUSTER=1, which uses the running `.cluster/` one.
 
-    .venv/bin/python bench/api_overhead.py [--pods 200] [--rounds 3] [--clients 1 8]
+    .venv/bin/python bench/api_overhead.py [--pods 25] [--rounds 8] [--clients 1 8]
 """
 
 from __future__ import annotations
@@ -103,13 +105,13 @@ class Bench:
         return name
 
     def create_many(
-        self, namespace: str, body: dict[str, Any], count: int, clients: int = 1
+        self, namespace: str, body: dict[str, Any], count: int, clients: int = 1, prefix: str = "p"
     ) -> float:
         """Wall time of `count` pod creates by `clients` concurrent clients."""
 
         def create(i: int) -> None:
             pod = copy.deepcopy(body)
-            pod["metadata"]["name"] = f"p{i}"
+            pod["metadata"]["name"] = f"{prefix}{i}"
             self.core.create_namespaced_pod(namespace, pod)
 
         t0 = time.perf_counter()
@@ -179,91 +181,32 @@ class Bench:
             and f'name="{NULL}.' in line
         )
 
-    def settle(self, namespace: str, claims: int) -> None:
-        """Until the claim controller has made a claim for each GPU pod of `namespace`: the next
-        batch then does not compete with the last one's aftermath for the two cores."""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            found = self.custom.list_namespaced_custom_object(
-                "resource.k8s.io", "v1", namespace, "resourceclaims"
-            )
-            if len(found["items"]) >= claims:
-                time.sleep(0.5)  # and the writes of its last syncs
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"the claim controller did not catch up in {namespace}")
-
     def drop(self, *namespaces: str) -> None:
-        """Delete the round's namespaces and wait until they are gone: the namespace controller's
-        work would otherwise compete with the next round."""
         for ns in namespaces:
-            self.core.delete_collection_namespaced_pod(ns, grace_period_seconds=0)
             self.core.delete_namespace(ns)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            left = {ns.metadata.name for ns in self.core.list_namespace().items}
-            if not left & set(namespaces):
-                return
-            time.sleep(0.5)
 
-    def round(self, pods: int, clients: int, *, webhook_first: bool) -> dict[str, float]:
-        legacy_ns, conv_ns, cpu_on_ns, cpu_off_ns = (
-            self.namespace(k) for k in ("legacy", "conv", "cpu1", "cpu2")
-        )
-        self.cl.webhook_register(WEBHOOK)
-        self.wait_registration(legacy_ns, registered=True)
-        # Warm-up (not timed): the first legacy pod makes the webhook create the template.
-        self.core.create_namespaced_pod(legacy_ns, legacy_pod("warm-up"))
-        converted = self.converted_form(legacy_ns, conv_ns)
-        times: dict[str, float] = {}
-
-        def with_webhook() -> None:
-            self.cl.webhook_register(WEBHOOK)
-            self.wait_registration(legacy_ns, registered=True)
-            cpu_before = webhook_cpu_seconds(self.cl)
-            times["legacy+webhook"] = self.create_many(legacy_ns, legacy_pod("x"), pods, clients)
-            times["webhook CPU ms/pod"] = (webhook_cpu_seconds(self.cl) - cpu_before) / pods * 1000
-            self.settle(legacy_ns, pods + 1)
-            times["cpu+webhook"] = self.create_many(cpu_on_ns, cpu_pod("x"), pods, clients)
-
-        def without_webhook() -> None:
-            self.cl.webhook_unregister(WEBHOOK)
-            self.wait_registration(legacy_ns, registered=False)
-            times["converted, no webhook"] = self.create_many(conv_ns, converted, pods, clients)
-            self.settle(conv_ns, pods)
-            times["cpu, no webhook"] = self.create_many(cpu_off_ns, cpu_pod("x"), pods, clients)
-
-        for half in (
-            (with_webhook, without_webhook) if webhook_first else (without_webhook, with_webhook)
-        ):
-            half()
-        self.drop(legacy_ns, conv_ns, cpu_on_ns, cpu_off_ns)
-        return times
-
-    def floor_round(self, pods: int, clients: int, *, webhook_first: bool) -> dict[str, float]:
-        """Legacy pods with the null webhook registered vs with no webhook at all: the same
-        pods, so the difference is what calling a webhook that does nothing costs."""
-        with_ns, without_ns = self.namespace("null1", NULL), self.namespace("null2", NULL)
-        times: dict[str, float] = {}
-
-        def with_webhook() -> None:
-            self.cl.kubectl("apply", "-f", str(null_registration(self.cl)))
-            self.wait_registration(with_ns, registered=True, expect_rewrite=False)
-            times["legacy+null webhook"] = self.create_many(with_ns, legacy_pod("x"), pods, clients)
-
-        def without_webhook() -> None:
-            self.cl.webhook_unregister(NULL)
-            self.wait_registration(with_ns, registered=False, expect_rewrite=False)
-            times["legacy, no webhook"] = self.create_many(
-                without_ns, legacy_pod("x"), pods, clients
-            )
-
-        for half in (
-            (with_webhook, without_webhook) if webhook_first else (without_webhook, with_webhook)
-        ):
-            half()
-        self.drop(with_ns, without_ns)
-        return times
+    def compare(
+        self,
+        a: tuple[str, dict[str, Any]],
+        b: tuple[str, dict[str, Any]],
+        *,
+        pods: int,
+        rounds: int,
+        clients: int,
+        cpu: list[float] | None = None,
+    ) -> tuple[float, float]:
+        """Median wall time of `pods` creates in namespace a with pod a, and in b with pod b,
+        batches alternating A B, B A, ...; `cpu` collects our webhook's CPU seconds in A."""
+        times: dict[str, list[float]] = {"a": [], "b": []}
+        for i in range(rounds):
+            for side in ("a", "b") if i % 2 == 0 else ("b", "a"):
+                namespace, body = a if side == "a" else b
+                before = webhook_cpu_seconds(self.cl) if side == "a" and cpu is not None else 0.0
+                prefix = f"c{clients}r{i}-"
+                times[side].append(self.create_many(namespace, body, pods, clients, prefix))
+                if side == "a" and cpu is not None:
+                    cpu.append(webhook_cpu_seconds(self.cl) - before)
+        return statistics.median(times["a"]), statistics.median(times["b"])
 
 
 def null_webhook_up(cl: cluster_mod.Cluster) -> None:
@@ -328,7 +271,7 @@ def webhook_rss_mib(cl: cluster_mod.Cluster) -> float:
 
 
 def measure(pods: int, rounds: int, clients: Sequence[int]) -> dict[str, Any]:
-    """Per client count: the medians of every timing and the ratios; plus the webhook's RSS."""
+    """Per client count: the medians of every comparison and the ratios; plus our RSS."""
     reuse = os.environ.get("KUBECTL_DRA_REUSE_CLUSTER") == "1"
     cl = cluster_mod.Cluster() if reuse else cluster_mod.Cluster(ROOT / ".cluster" / "bench")
     if reuse and not cl.is_running():
@@ -338,30 +281,49 @@ def measure(pods: int, rounds: int, clients: Sequence[int]) -> dict[str, Any]:
     results: dict[str, Any] = {}
     try:
         cl.webhook_up(WEBHOOK)
+        null_webhook_up(cl)
         with cl.api_client() as api:
             bench = Bench(cl, api)
+            served, plain = bench.namespace("legacy"), bench.namespace("plain", "none")
+            cpu_on, cpu_off = bench.namespace("cpu1"), bench.namespace("cpu2", "none")
+            by_null, beside = bench.namespace("null"), bench.namespace("plain2", "none")
+            cl.kubectl(
+                "label", "namespace", by_null, f"{cluster_mod.INSTANCE_LABEL}={NULL}", "--overwrite"
+            )
+            cl.kubectl("apply", "-f", str(null_registration(cl)))
+            bench.wait_registration(served, registered=True)
+            bench.wait_registration(by_null, registered=True, expect_rewrite=False)
+            # The first legacy pod makes the webhook create the template (not timed).
+            bench.core.create_namespaced_pod(served, legacy_pod("warm-up"))
+            converted = bench.converted_form(served, plain)
             for count in clients:
-                runs = []
-                for i in range(rounds):
-                    runs.append(bench.round(pods, count, webhook_first=i % 2 == 0))
-                    print(
-                        f"{count} client(s), round {i + 1}: "
-                        + ", ".join(f"{k} {v:.2f}" for k, v in runs[-1].items()),
-                        flush=True,
-                    )
-                med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-                med["legacy/converted"] = med["legacy+webhook"] / med["converted, no webhook"]
-                med["cpu with/without"] = med["cpu+webhook"] / med["cpu, no webhook"]
-                results[f"{count} client(s)"] = med
+                cpu: list[float] = []
+                legacy, conv = bench.compare(
+                    (served, legacy_pod("x")), (plain, converted),
+                    pods=pods, rounds=rounds, clients=count, cpu=cpu,
+                )  # fmt: skip
+                cpu_with, cpu_without = bench.compare(
+                    (cpu_on, cpu_pod("x")), (cpu_off, cpu_pod("x")),
+                    pods=pods, rounds=rounds, clients=count,
+                )  # fmt: skip
+                with_null, without = bench.compare(
+                    (by_null, legacy_pod("x")), (beside, legacy_pod("x")),
+                    pods=pods, rounds=rounds, clients=count,
+                )  # fmt: skip
+                results[f"{count} client(s)"] = {
+                    "legacy+webhook": legacy,
+                    "converted, no webhook": conv,
+                    "cpu+webhook": cpu_with,
+                    "cpu, no webhook": cpu_without,
+                    "legacy+null webhook": with_null,
+                    "legacy, no webhook": without,
+                    "webhook CPU ms/pod": statistics.median(cpu) / pods * 1000,
+                    "legacy/converted": legacy / conv,
+                    "cpu with/without": cpu_with / cpu_without,
+                    "null webhook/none": with_null / without,
+                }
             results["webhook RSS MiB"] = webhook_rss_mib(cl)
-            null_webhook_up(cl)
-            for count in clients:
-                runs = [
-                    bench.floor_round(pods, count, webhook_first=i % 2 == 0) for i in range(rounds)
-                ]
-                med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-                med["null webhook/none"] = med["legacy+null webhook"] / med["legacy, no webhook"]
-                results[f"{count} client(s)"].update(med)
+            bench.drop(served, plain, cpu_on, cpu_off, by_null, beside)
     finally:
         cl.webhook_down(NULL, quiet=True)
         cl.webhook_down(WEBHOOK, quiet=True)
@@ -372,15 +334,15 @@ def measure(pods: int, rounds: int, clients: Sequence[int]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pods", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--pods", type=int, default=25, help="per batch")
+    parser.add_argument("--rounds", type=int, default=8, help="pairs of batches")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     args = parser.parse_args(argv)
     results = measure(args.pods, args.rounds, args.clients)
     for name, med in results.items():
         if not isinstance(med, dict):
             continue
-        print(f"\n{name}, medians over {args.rounds} rounds of {args.pods} pods:")
+        print(f"\n{name}, medians over {args.rounds} batches of {args.pods} pods each:")
         for key in ("legacy+webhook", "converted, no webhook", "cpu+webhook", "cpu, no webhook"):
             print(f"  {key:<24} {med[key]:6.2f} s   {med[key] / args.pods * 1000:6.1f} ms/pod")
         print(f"  webhook CPU per legacy pod   {med['webhook CPU ms/pod']:.2f} ms")

@@ -7,9 +7,9 @@
 2. p50 and p99 at a fixed 500 reviews/s on the default 2-worker configuration, the RSS of
    master and workers over that 60 s run, and reviews/s at saturation (bench/webhook_load.py).
 3. Pod creation through the real API server: legacy pods with the webhook vs the same pods
-   pre-converted without a webhook, and CPU-only pods with and without it, one client and 8
-   concurrent clients, medians of alternating rounds; and the floor, a Go webhook that allows
-   everything unchanged vs no webhook (bench/api_overhead.py, bench/nullwebhook).
+   pre-converted in a namespace no webhook selects, and CPU-only pods with and without it, one
+   client and 8 concurrent clients, medians of interleaved batches; and the floor, a Go webhook
+   that allows everything unchanged vs no webhook (bench/api_overhead.py, bench/nullwebhook).
 
 Prints a table of each figure, its target and whether it holds, then writes everything to
 bench/results/webhook_report.json. `--quick` shortens every run (for trying the script, not
@@ -54,7 +54,7 @@ def main() -> None:
     print("2/3 latency at 500 reviews/s and memory (2 workers)...", flush=True)
     latency = webhook_load.measure(10 if quick else 60, 500, 2)
     print("3/3 pod creation through the API server...", flush=True)
-    pods = api_overhead.measure(40 if quick else 200, 1 if quick else 5, (1, 8))
+    pods = api_overhead.measure(10 if quick else 25, 2 if quick else 8, (1, 8))
     results: dict[str, Any] = {"load_average": load, "cpu": cpu, "latency": latency, "pods": pods}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
