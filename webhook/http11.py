@@ -170,6 +170,7 @@ class Connection(asyncio.Protocol):
         self.started = False  # some byte of the next request has arrived
         self.headers_done = False
         self.head_bytes = 0
+        self.unfinished_head = 0
         self.url = b""
         self.content_type = ""
         self.body: list[bytes] = []
@@ -190,6 +191,7 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.transport is None or self.transport.is_closing():
             return
+        in_head = self.started and not self.headers_done
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -209,6 +211,13 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError:
             self._fail(error_reply(400, "malformed HTTP request"))
             return
+        if in_head and self.started and not self.headers_done:
+            # The parser holds a header it has not finished in memory, and reports it only once
+            # complete: count what arrives while a head stays unfinished (all of it is head).
+            self.unfinished_head += len(data)
+            if self.unfinished_head > MAX_HEAD_BYTES:
+                self._fail(error_reply(431, f"request head over {MAX_HEAD_BYTES} bytes"))
+                return
         self._answer_pending()
 
     def pause_writing(self) -> None:
@@ -235,8 +244,11 @@ class Connection(asyncio.Protocol):
         lowered = name.lower()
         if lowered == b"content-type":
             self.content_type = value.decode("latin-1")
-        elif lowered == b"content-length" and value.isdigit() and int(value) > self.limits.max_body:
+        elif lowered == b"content-length" and value.isdigit() and self._over_limit(value):
             raise _TooLarge
+
+    def _over_limit(self, length: bytes) -> bool:
+        return len(length) > 12 or int(length) > self.limits.max_body
 
     def on_headers_complete(self) -> None:
         self.headers_done = True

@@ -179,7 +179,10 @@ def _refused(server: Server, pair: tuple[Path, Path] | None) -> bool:
     try:
         with raw_tls(server, context) as tls:
             body = json.dumps(gpu_review()).encode()
-            tls.sendall((HEAD + f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+            # Connection: close, so the answer is followed by the end of the stream, not by the
+            # keep-alive timeout (as long as the socket's own timeout: a race).
+            head = HEAD + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            tls.sendall(head.encode() + body)
             return not read_all(tls).startswith(b"HTTP/1.1")
     except (ssl.SSLError, ConnectionError):
         return True

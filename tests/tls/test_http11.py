@@ -154,3 +154,18 @@ def test_a_connection_closes_after_1000_requests(start_server: StartServer) -> N
                 last = batch * 100 + i + 1 == 1000
                 assert (headers.get("connection") == "close") == last
         assert responses.closed()
+
+
+def test_a_header_that_never_ends_is_cut_off(start_server: StartServer) -> None:
+    """The parser keeps an unfinished header in memory: it must not grow past the head limit."""
+    server = start_server(workers=1)
+    with tls(server) as sock:
+        sock.sendall(b"POST /mutate HTTP/1.1\r\nHost: x\r\nX-Pad: ")
+        responses = Responses(sock)
+        try:
+            for _ in range(64):  # 512 KiB in 8 KiB pieces, never a line end
+                sock.sendall(b"a" * 8192)
+        except (ssl.SSLError, ConnectionError):
+            pass  # the server may close once it has answered
+        status, headers, _ = responses.next()
+        assert status == 431 and headers["connection"] == "close"
