@@ -25,8 +25,9 @@ less than handing it to a thread would cost. Larger reviews, and those that need
 server, go to a thread of a fixed pool, so a huge pod or a slow API call never stalls the
 loop's other connections.
 
-HTTP/2 is not offered: its pure-Python framing costs more per request than this parser, and
-the API server keeps HTTP/1.1 connections alive and reuses them (docs/performance.md).
+HTTP/2 is not offered: it would need a second framing layer in pure Python (h2, hpack) beside
+this C parser, for a client that keeps HTTP/1.1 connections alive and reuses them anyway
+(docs/performance.md).
 """
 
 from __future__ import annotations
