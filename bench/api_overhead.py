@@ -42,9 +42,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "hack"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import cluster as cluster_mod  # noqa: E402
 import yaml  # noqa: E402
+from bench_server import cpu_seconds, process_tree, rss_kib  # noqa: E402
 
 from webhook import certs  # noqa: E402
 
@@ -248,26 +250,17 @@ def null_registration(cl: cluster_mod.Cluster) -> Path:
     return cl.webhook_dir(NULL) / "registration.yaml"
 
 
+def _webhook_pids(cl: cluster_mod.Cluster) -> list[int]:
+    return process_tree(int(cl.paths.pid(f"webhook-{WEBHOOK}").read_text()))
+
+
 def webhook_cpu_seconds(cl: cluster_mod.Cluster) -> float:
     """utime + stime of the bench webhook's master and workers so far."""
-    master = int(cl.paths.pid(f"webhook-{WEBHOOK}").read_text())
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    total = 0.0
-    for pid in (master, *map(int, children)):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return sum(cpu_seconds(pid) for pid in _webhook_pids(cl))
 
 
 def webhook_rss_mib(cl: cluster_mod.Cluster) -> float:
-    master = int(cl.paths.pid(f"webhook-{WEBHOOK}").read_text())
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    total = 0
-    for pid in (master, *map(int, children)):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-    return total / 1024
+    return sum(rss_kib(pid) for pid in _webhook_pids(cl)) / 1024
 
 
 def measure(pods: int, rounds: int, clients: Sequence[int]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ SIGTERM (then SIGKILL after 30 s). RSS of the master and its workers is read fro
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -35,6 +36,21 @@ def review_body(gpus_per_container: int = 1, containers: int = 1) -> bytes:
         name=None,
     )
     return json.dumps(make_review(pod)).encode()
+
+
+def process_tree(master: int) -> list[int]:
+    """`master`'s pid, then its children's (gunicorn's workers)."""
+    try:
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    except OSError:
+        children = []
+    return [master, *(int(pid) for pid in children)]
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid` so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> int:
@@ -98,12 +114,7 @@ class BenchServer:
     def pids(self) -> list[int]:
         """The master's pid, then its workers'."""
         assert self.proc is not None
-        master = self.proc.pid
-        try:
-            children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-        except OSError:
-            children = []
-        return [master, *(int(pid) for pid in children)]
+        return process_tree(self.proc.pid)
 
     def rss_mib(self) -> dict[str, float]:
         pids = self.pids()

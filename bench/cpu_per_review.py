@@ -22,13 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_server import BenchServer, review_body  # noqa: E402
+from bench_server import BenchServer, cpu_seconds, review_body  # noqa: E402
 from soak import read_response  # noqa: E402
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def drive(server: BenchServer, body: bytes, seconds: float, connections: int) -> int:

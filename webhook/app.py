@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
@@ -17,6 +17,7 @@ from webhook.core.policy import Policy
 from webhook.endpoints import Endpoints
 from webhook.gateway import ClusterGateway
 from webhook.reload import Reloadable
+from webhook.reviewer import too_large_reply
 from webhook.routes import ENDPOINTS, blueprint
 from webhook.settings import Settings
 
@@ -41,9 +42,8 @@ def create_app(
     def http_error(exc: HTTPException) -> ResponseReturnValue:
         # 413 and 405 and the like: a one-line reason, never an HTML page.
         if exc.code == 413:
-            return jsonify(
-                error=f"review too large: the limit is {settings.max_review_bytes} bytes"
-            ), 413
+            refusal = too_large_reply(settings.max_review_bytes)
+            return Response(refusal.body, status=413, content_type=refusal.content_type)
         return jsonify(error=exc.description or exc.name), exc.code or 500
 
     return app

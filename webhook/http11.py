@@ -48,7 +48,7 @@ import httptools
 
 from webhook.admission import NeedsCluster
 from webhook.endpoints import Endpoints
-from webhook.reviewer import Reply, error_reply
+from webhook.reviewer import Reply, error_reply, too_large_reply
 
 log = logging.getLogger("webhook.http")
 
@@ -57,14 +57,17 @@ MAX_REQUESTS: Final = 1000
 # 1-GPU reviews are about 1.5 KiB; a pod with many containers and its managedFields 10-20 KiB.
 INLINE_REVIEW_BYTES: Final = 32 * 1024
 INTERNAL: Final = "internal error; the details are in the webhook's log"
+HEAD_TOO_LARGE: Final = f"request head over {MAX_HEAD_BYTES} bytes"
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    handshake_timeout: float = 5.0
-    header_timeout: float = 10.0
-    body_timeout: float = 10.0
-    max_body: int = 7 * 1024 * 1024
+    """The deadlines (seconds) and body limit, from `webhook.settings.Settings`."""
+
+    handshake_timeout: float
+    header_timeout: float
+    body_timeout: float
+    max_body: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,17 +141,13 @@ class Service:
             return loop.run_in_executor(
                 self.pool, endpoints.mutate, request.body, request.content_type
             )
-        handlers: dict[bytes, Callable[[], Reply]] = {
-            b"/healthz": endpoints.healthz,
-            b"/readyz": endpoints.readyz,
-        }
-        if path in handlers or path == b"/metrics":
-            if request.method != b"GET":
-                return error_reply(405, f"use GET for {path.decode('latin-1')}")
-            if path == b"/metrics":  # reads every worker's files: off the loop
-                return asyncio.get_running_loop().run_in_executor(self.pool, endpoints.metrics)
-            return handlers[path]()
-        return error_reply(404, "not found; the webhook serves POST /mutate")
+        if path not in (b"/healthz", b"/readyz", b"/metrics"):
+            return error_reply(404, "not found; the webhook serves POST /mutate")
+        if request.method != b"GET":
+            return error_reply(405, f"use GET for {path.decode('latin-1')}")
+        if path == b"/metrics":  # reads every worker's files: off the loop
+            return asyncio.get_running_loop().run_in_executor(self.pool, endpoints.metrics)
+        return endpoints.healthz() if path == b"/healthz" else endpoints.readyz()
 
 
 class Connection(asyncio.Protocol):
@@ -198,10 +197,9 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserCallbackError as exc:
             # Our callbacks' limits; the parser wraps what they raise.
             if isinstance(exc.__context__, _TooLarge):
-                limit = self.limits.max_body
-                self._fail(error_reply(413, f"review too large: the limit is {limit} bytes"))
+                self._fail(too_large_reply(self.limits.max_body))
             elif isinstance(exc.__context__, _HeadTooLarge):
-                self._fail(error_reply(431, f"request head over {MAX_HEAD_BYTES} bytes"))
+                self._fail(error_reply(431, HEAD_TOO_LARGE))
             else:  # a bug in a callback of ours
                 log.exception("reading a request failed")
                 self._fail(error_reply(500, INTERNAL))
@@ -217,7 +215,7 @@ class Connection(asyncio.Protocol):
             # complete: count what arrives while a head stays unfinished (all of it is head).
             self.unfinished_head += len(data)
             if self.unfinished_head > MAX_HEAD_BYTES:
-                self._fail(error_reply(431, f"request head over {MAX_HEAD_BYTES} bytes"))
+                self._fail(error_reply(431, HEAD_TOO_LARGE))
                 return
         self._answer_pending()
 

@@ -12,17 +12,12 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from webhook.core.status import status_message as core_status_message
+from webhook.core.status import status_line
 from webhook.errors import GatewayError
 
 
-def status_message(exc: ApiException) -> str:
-    """The message of the Status the API server answered with, else the HTTP reason."""
-    return core_status_message(exc.body, exc.reason)
-
-
 def _reason(exc: ApiException) -> str:
-    return f"{status_message(exc)} (HTTP {exc.status})"
+    return status_line(exc.body, exc.reason, exc.status)
 
 
 class KubeGateway:

@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from webhook.core import jsonio
-from webhook.core.status import status_message
+from webhook.core.status import status_line
 from webhook.core.yamlinput import YamlInputError, load_all
 from webhook.errors import GatewayError
 
@@ -260,7 +260,7 @@ class ApiGateway:
     @staticmethod
     def _reason(status: int, body: bytes) -> str:
         reason = http.client.responses.get(status, "")
-        return f"{status_message(body.decode('utf-8', 'replace'), reason)} (HTTP {status})"
+        return status_line(body.decode("utf-8", "replace"), reason, status)
 
     def _connection(self) -> tuple[http.client.HTTPSConnection, bool]:
         """A kept-alive connection (True) if a fresh enough one is idle, else a new one."""

@@ -41,6 +41,11 @@ def error_reply(status: int, reason: str) -> Reply:
     return Reply(status, jsonio.dumps({"error": reason}))
 
 
+def too_large_reply(limit: int) -> Reply:
+    """413: a review over the body limit, as both servers word it."""
+    return error_reply(413, f"review too large: the limit is {limit} bytes")
+
+
 class Reviewer:
     def __init__(self, admission: Admission) -> None:
         self.admission = admission

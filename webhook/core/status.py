@@ -12,3 +12,8 @@ def status_message(body: str | None, reason: str | None) -> str:
     except (ValueError, AttributeError):
         message = None
     return str(message or reason)
+
+
+def status_line(body: str | None, reason: str | None, code: object) -> str:
+    """The Status message with the HTTP code, as errors about an API answer show it."""
+    return f"{status_message(body, reason)} (HTTP {code})"
