@@ -9,6 +9,7 @@ FROM python:${PYTHON}-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY dracore ./dracore
 COPY webhook ./webhook
 COPY kubectl_dra ./kubectl_dra
 RUN python -m venv /opt/venv \

@@ -25,8 +25,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check webhook kubectl_dra tests bench hack
-	$(BIN)/ruff format --check webhook kubectl_dra tests bench hack
+	$(BIN)/ruff check dracore webhook kubectl_dra tests bench hack
+	$(BIN)/ruff format --check dracore webhook kubectl_dra tests bench hack
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -50,7 +50,7 @@ tools-build: $(STAMP)
 
 # The single-file plugin (a PEX zipapp of the plain install) that tests run through kubectl,
 # with this machine's wheels only; `make plugin` builds the multi-platform release file.
-PLUGIN_SOURCES := pyproject.toml hack/build_plugin.py $(shell find kubectl_dra webhook/core -name '*.py' -o -name '*.json')
+PLUGIN_SOURCES := pyproject.toml hack/build_plugin.py $(shell find kubectl_dra dracore -name '*.py' -o -name '*.json')
 dist/kubectl-dra: $(STAMP) $(PLUGIN_SOURCES)
 	$(BIN)/pip install --quiet 'pex>=2.20'
 	$(BIN)/python hack/build_plugin.py --no-manifest --this-platform

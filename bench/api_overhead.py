@@ -48,7 +48,7 @@ import cluster as cluster_mod  # noqa: E402
 import yaml  # noqa: E402
 from bench_server import cpu_seconds, process_tree, rss_kib  # noqa: E402
 
-from webhook import certs  # noqa: E402
+from webhook.ops import certs  # noqa: E402
 
 NO_SCHEDULER = "kubectl-dra-bench-no-scheduler"
 WEBHOOK = "bench"

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.builders import container, make_pod, make_review  # noqa: E402
-from webhook import certs  # noqa: E402
+from webhook.ops import certs  # noqa: E402
 
 
 def review_body(gpus_per_container: int = 1, containers: int = 1) -> bytes:

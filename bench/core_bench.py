@@ -23,11 +23,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: tests.builders
 
+from dracore.policy import Policy
+from dracore.translate import translate
 from tests.builders import container, make_pod, make_review
+from webhook.admission.gateway import MemoryGateway
 from webhook.app import create_app
-from webhook.core.policy import Policy
-from webhook.core.translate import translate
-from webhook.gateway import MemoryGateway
 from webhook.settings import Settings
 
 SHAPES: dict[str, dict[str, Any]] = {

@@ -30,10 +30,10 @@ from cpu_per_review import drive, pin  # noqa: E402
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("TLS reads and writes", ("ssl.py", "sslproto", "_ssl", "SSL_", "ssl3_", "tls1")),
     ("JSON decode and encode", ("json/", "orjson", "review.py:decode_body", "encode_json")),
-    ("per-review log line", ("logging/", "webhook/logs.py")),
-    ("metrics", ("prometheus_client", "webhook/metrics.py")),
-    ("JSON Patch", ("jsonpatch", "jsonpointer", "webhook/core/patch.py")),
-    ("admission decision", ("webhook/core/", "webhook/admission.py")),
+    ("per-review log line", ("logging/", "webhook/serving/logs.py")),
+    ("metrics", ("prometheus_client", "webhook/serving/metrics.py")),
+    ("JSON Patch", ("jsonpatch", "jsonpointer", "dracore/patch.py")),
+    ("admission decision", ("dracore/", "webhook/admission/decision.py")),
     ("Flask and werkzeug", ("flask/", "werkzeug/", "webhook/routes.py")),
     (
         "HTTP parsing and framing",

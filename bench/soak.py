@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from bench_server import BenchServer, review_body  # noqa: E402
 
 from tests.reviews import BAD_POLICY, POLICY  # noqa: E402
-from webhook import certs  # noqa: E402
+from webhook.ops import certs  # noqa: E402
 
 
 class Stats:

@@ -8,7 +8,7 @@
 Why this shape:
 - No Docker/kind on our machines, so the upstream binaries run as plain processes on 127.0.0.1,
   on free ports, with all state under `.cluster/` (gitignored; `KUBECTL_DRA_CLUSTER_DIR` moves it).
-- Every certificate comes from `webhook/certs.py` (one CA; etcd and the API server serve TLS;
+- Every certificate comes from `webhook/ops/certs.py` (one CA; etcd and the API server serve TLS;
   each component authenticates with its own client certificate; the admin user is in
   `system:masters`).  Authorization is Node,RBAC, as in a real cluster, so RBAC mistakes of our
   webhook show up here and not in production.
@@ -57,8 +57,8 @@ import fakegpu  # noqa: E402
 import k8s_build  # noqa: E402
 import node  # noqa: E402
 
-from webhook import certs  # noqa: E402
-from webhook.core.policy import Policy  # noqa: E402
+from dracore.policy import Policy  # noqa: E402
+from webhook.ops import certs  # noqa: E402
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 SERVICE_CIDR = "10.96.0.0/16"

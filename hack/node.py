@@ -47,7 +47,7 @@ sys.path.insert(0, str(HACK))
 
 import node_build  # noqa: E402
 
-from webhook import certs  # noqa: E402
+from webhook.ops import certs  # noqa: E402
 
 if TYPE_CHECKING:
     from cluster import Cluster

@@ -13,12 +13,12 @@ from typing import Any
 
 import click
 
+from dracore.errors import PolicyError
 from kubectl_dra.commands.audit import audit
 from kubectl_dra.commands.convert import convert
 from kubectl_dra.commands.describe import describe
 from kubectl_dra.commands.validate import validate
 from kubectl_dra.errors import DraError
-from webhook.core.errors import PolicyError
 
 CONTEXT_SETTINGS: dict[str, Any] = {
     "help_option_names": ["-h", "--help"],

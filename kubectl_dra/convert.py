@@ -11,13 +11,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from dracore.dra import describe_object
+from dracore.errors import TranslationError
+from dracore.policy import Policy
+from dracore.translate import check_shared_claim_fits, translate
 from kubectl_dra.documents import Document
 from kubectl_dra.errors import InputError
 from kubectl_dra.shapes import pod_template_problems, type_name
-from webhook.core.dra import describe_object
-from webhook.core.errors import TranslationError
-from webhook.core.policy import Policy
-from webhook.core.translate import check_shared_claim_fits, translate
 
 # Where each kind keeps its pod template, by (API group, kind); () means the object is the pod.
 POD_TEMPLATE_PATHS: Final[dict[tuple[str, str], tuple[str, ...]]] = {

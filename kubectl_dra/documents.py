@@ -2,7 +2,7 @@
 
 Whatever a file holds, reading it ends in documents or in one InputError naming the file and,
 for one document of several, its index and (when it can be read) its kind and name. YAML goes
-through the bounded loader of webhook.core.yamlinput; JSON gets the same bounds here (nesting
+through the bounded loader of dracore.yamlinput; JSON gets the same bounds here (nesting
 depth, integers Python can convert) and refuses NaN and Infinity, which JSON does not have.
 """
 
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
+from dracore import yamlinput
 from kubectl_dra.errors import InputError
 from kubectl_dra.shapes import type_name
-from webhook.core import yamlinput
 
 MAX_INT_DIGITS = 4_300  # Python's own bound for converting decimal text to int
 

@@ -16,9 +16,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
 
+from dracore import yamlinput
+from dracore.status import status_message
 from kubectl_dra.errors import KubeError, NotFoundError
-from webhook.core import yamlinput
-from webhook.core.status import status_message
 
 RESOURCE_GROUP = "resource.k8s.io"
 RESOURCE_VERSIONS = ("v1", "v1beta2", "v1beta1")

@@ -1,7 +1,7 @@
 """create_app(settings): the webhook's endpoints as a Flask app, for WSGI servers and tests.
 
 The production server (`dra-webhook serve`) calls the same `Endpoints` from its own event loop
-(`webhook.http11`) and never imports Flask; this app exists so that any WSGI server can host
+(`webhook.serving.http11`) and never imports Flask; this app exists so that any WSGI server can host
 the webhook and so that tests can drive it with Flask's test client.
 """
 
@@ -13,12 +13,12 @@ from flask import Flask, Response, jsonify
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
-from webhook.core.policy import Policy
-from webhook.endpoints import Endpoints
-from webhook.gateway import ClusterGateway
-from webhook.reload import Reloadable
-from webhook.reviewer import too_large_reply
+from dracore.policy import Policy
+from webhook.admission.gateway import ClusterGateway
+from webhook.admission.handler import too_large_reply
 from webhook.routes import ENDPOINTS, blueprint
+from webhook.serving.endpoints import Endpoints
+from webhook.serving.reload import Reloadable
 from webhook.settings import Settings
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from webhook.certs_cli import certs_group
+from webhook.ops.certs_cli import certs_group
 from webhook.settings import LogLevel, Settings
 
 
@@ -152,7 +152,7 @@ def serve(
     """
     if client_names and client_ca is None:
         raise click.UsageError("--client-name needs --client-ca")
-    from webhook import logs
+    from webhook.serving import logs
 
     logs.configure(log_level)
     settings = Settings(
@@ -177,7 +177,7 @@ def serve(
     )
     _prepare_metrics_dir(settings.metrics_dir)
     # Imported only now: prometheus_client picks its multiprocess storage at import time.
-    from webhook.server import StartupError, build
+    from webhook.serving.server import StartupError, build
 
     try:
         server = build(settings)

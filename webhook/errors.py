@@ -1,4 +1,4 @@
-"""Errors of the webhook's adapters; the pure core's own errors live in `webhook.core.errors`.
+"""Errors of the webhook's adapters; the pure core's own errors live in `dracore.errors`.
 
 - GatewayError: the API server refused (or did not answer) a request we needed, such as creating
   a template or a shared claim.
@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from webhook.core.errors import WebhookError
+from dracore.errors import WebhookError
 
 
 class GatewayError(WebhookError):

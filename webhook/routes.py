@@ -1,4 +1,4 @@
-"""The Flask routes of `webhook.app`: each hands its request to `webhook.endpoints.Endpoints`."""
+"""The Flask routes of `webhook.app`: each hands its request to `webhook.serving.endpoints.Endpoints`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any, Final
 from flask import Blueprint, Response, current_app, request
 from flask.typing import ResponseReturnValue
 
-from webhook.endpoints import Endpoints
-from webhook.reviewer import Reply
+from webhook.admission.handler import Reply
+from webhook.serving.endpoints import Endpoints
 
 blueprint = Blueprint("webhook", __name__)
 

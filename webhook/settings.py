@@ -1,7 +1,7 @@
 """Every setting of the webhook server in one frozen dataclass.
 
 `dra-webhook serve` fills it from its flags; tests and benchmarks build it directly;
-`webhook.server.build(settings)` turns it into a running server. Nothing else reads flags or the
+`webhook.serving.server.build(settings)` turns it into a running server. Nothing else reads flags or the
 environment for configuration.
 """
 

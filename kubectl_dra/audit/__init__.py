@@ -3,6 +3,6 @@ in the cluster, and whether DRA has the devices for them (pure, apart from `repo
 which goes through a reader).
 
 workloads.py finds each owner of pods once; decide.py runs the webhook's translation on its pod
-template; matching.py + readiness.py count devices (webhook/core/capacity.py) and produce the
+template; matching.py + readiness.py count devices (dracore/capacity.py) and produce the
 readiness findings; report.py joins them; render.py prints them.
 """

@@ -1,6 +1,6 @@
 """What Enforce would do to each workload's pods (pure), from the webhook's own translation.
 
-`decide` runs `webhook.core.translate.translate` on the workload's pod template in Enforce mode
+`decide` runs `dracore.translate.translate` on the workload's pod template in Enforce mode
 (whatever mode the policy in force has), with the namespace and its labels, exactly as the
 webhook does for each pod the workload creates. The outcome is one of:
 
@@ -21,11 +21,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from dracore.errors import TranslationError
+from dracore.policy import Policy
+from dracore.record import RewrittenRecord
+from dracore.translate import REWRITTEN_ANNOTATION, SKIP_ANNOTATION, translate
 from kubectl_dra.audit.workloads import Workload
-from webhook.core.errors import TranslationError
-from webhook.core.policy import Policy
-from webhook.core.record import RewrittenRecord
-from webhook.core.translate import REWRITTEN_ANNOTATION, SKIP_ANNOTATION, translate
 
 Decision = Literal["rewritten", "unchanged", "denied"]
 LEGACY_PREFIX: Final = "nvidia.com/"

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from dracore import dra
+from dracore.capacity import DeviceKey, UnitDevice, group_units
 from kubectl_dra import celcheck
-from webhook.core import dra
-from webhook.core.capacity import DeviceKey, UnitDevice, group_units
 
 Obj = Mapping[str, Any]
 _IDENTIFIERS = ("uuid", "UUID", "pciBusID", "pcieRoot")

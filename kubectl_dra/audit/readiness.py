@@ -4,7 +4,7 @@ Severity `unready` means pods would fail after the switch (a DeviceClass the pol
 missing, or the demand does not fit the free devices); `warning` means a risk an admin should
 decide on (device plugin still advertising GPUs, KEP-5004 classes, no or fail-open
 registration); `info` is inventory. Capacity is counted in physical units
-(webhook/core/capacity.py): a GPU and the MIG devices carved from it are one.
+(dracore/capacity.py): a GPU and the MIG devices carved from it are one.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from dracore.capacity import DeviceKey, UnitDevice, count_units
+from dracore.policy import Policy
 from kubectl_dra.audit.decide import LEGACY_PREFIX, WorkloadAudit
 from kubectl_dra.audit.matching import DeviceMatcher
-from webhook.core.capacity import DeviceKey, UnitDevice, count_units
-from webhook.core.policy import Policy
 
 Severity = Literal["info", "warning", "unready"]
 Obj = Mapping[str, Any]

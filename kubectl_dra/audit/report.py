@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from dracore.policy import Policy
 from kubectl_dra.audit.decide import WorkloadAudit, decide_all, namespace_labels
 from kubectl_dra.audit.matching import DeviceMatcher
 from kubectl_dra.audit.readiness import (
@@ -24,7 +25,6 @@ from kubectl_dra.audit.readiness import (
     registrations,
 )
 from kubectl_dra.audit.workloads import WORKLOAD_KINDS, find_workloads
-from webhook.core.policy import Policy
 
 Obj = Mapping[str, Any]
 

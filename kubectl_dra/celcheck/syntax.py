@@ -11,9 +11,9 @@ import celpy
 import lark
 from celpy.celparser import CELParseError
 
+from dracore.policy import MAX_CEL_LENGTH
 from kubectl_dra.celcheck.budget import MAX_TREE_NODES, check_tree, too_large, tree_size
 from kubectl_dra.celcheck.errors import CelError, CelTooExpensive
-from webhook.core.policy import MAX_CEL_LENGTH
 
 MAX_EXPRESSION_BYTES: Final = MAX_CEL_LENGTH
 DEVICE_FIELDS: Final = frozenset({"driver", "attributes", "capacity", "allowMultipleAllocations"})

@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from celpy import celtypes
 
-from webhook.core.quantity import parse_quantity
+from dracore.quantity import parse_quantity
 
 # --- Kubernetes value types -------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ def _reader(ctx: click.Context, kubeconfig: str | None, context: str | None) -> 
 
 
 def _policy(reader: Any, policy_file: Path | None, configmap: str) -> tuple[Any, str]:
-    from webhook.core.policy import Policy
+    from dracore.policy import Policy
 
     if policy_file is not None:
         return Policy.from_file(policy_file), str(policy_file)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from webhook.core.policy import Policy
+from dracore.policy import Policy
 
 if TYPE_CHECKING:
     from kubectl_dra.kube import ClusterReader

@@ -31,6 +31,7 @@ and pod that uses the same claim).
 
 from __future__ import annotations
 
+from dracore.quantity import parse_quantity
 from kubectl_dra.report.claims import build_claim_reports
 from kubectl_dra.report.devices import attribute, claim_requests, format_bytes, index_devices
 from kubectl_dra.report.nodes import (
@@ -57,7 +58,6 @@ from kubectl_dra.report.rows import (
     Rewritten,
     Sharing,
 )
-from webhook.core.quantity import parse_quantity
 
 __all__ = [
     "EXTENDED_RESOURCE_CLAIM_ANNOTATION",

@@ -7,6 +7,9 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from dracore.capacity import attribute as attribute  # re-exported: one reader for both
+from dracore.dra import newest_generation_devices, request_device_count
+from dracore.quantity import BINARY_SUFFIXES, parse_quantity
 from kubectl_dra.report.rows import (
     EXTENDED_RESOURCE_CLAIM_ANNOTATION,
     POD_CLAIM_NAME_ANNOTATION,
@@ -18,9 +21,6 @@ from kubectl_dra.report.rows import (
     Sharing,
     State,
 )
-from webhook.core.capacity import attribute as attribute  # re-exported: one reader for both
-from webhook.core.dra import newest_generation_devices, request_device_count
-from webhook.core.quantity import BINARY_SUFFIXES, parse_quantity
 
 # --- indexes ---------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from dracore.capacity import UnitDevice, count_units, group_units
 from kubectl_dra.report.devices import (
     allocation_of,
     claim_id,
@@ -26,7 +27,6 @@ from kubectl_dra.report.rows import (
     NodeReport,
     Obj,
 )
-from webhook.core.capacity import UnitDevice, count_units, group_units
 
 # --- nodes and cluster views -----------------------------------------------------------------
 

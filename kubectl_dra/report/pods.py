@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
+from dracore.dra import pod_containers
+from dracore.translate import REWRITTEN_ANNOTATION
 from kubectl_dra.report.devices import (
     annotations_of,
     claim_requests,
@@ -28,8 +30,6 @@ from kubectl_dra.report.rows import (
     State,
     T,
 )
-from webhook.core.dra import pod_containers
-from webhook.core.translate import REWRITTEN_ANNOTATION
 
 # --- pods view -------------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Reading the `kubectl-dra.io/rewritten` annotation, which anyone who can write a pod can forge.
 
-The webhook's typed record (webhook.core.record) reads it strictly and with bounds; a value it
+The webhook's typed record (dracore.record) reads it strictly and with bounds; a value it
 refuses (RecordError) shows in describe as an unreadable annotation for that pod alone.
 """
 
@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from dracore.record import ContainerRecord, RecordError, RewrittenRecord
+from dracore.translate import REWRITTEN_ANNOTATION
 from kubectl_dra.report.devices import annotations_of
 from kubectl_dra.report.rows import LegacyRequest, Obj, Rewritten
-from webhook.core.record import ContainerRecord, RecordError, RewrittenRecord
-from webhook.core.translate import REWRITTEN_ANNOTATION
 
 
 def _record(pod: Obj) -> RewrittenRecord | None:

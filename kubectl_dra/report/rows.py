@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
 
-from webhook.core.capacity import Capacity
+from dracore.capacity import Capacity
 
 EXTENDED_RESOURCE_CLAIM_ANNOTATION: Final = "resource.kubernetes.io/extended-resource-claim"
 POD_CLAIM_NAME_ANNOTATION: Final = "resource.kubernetes.io/pod-claim-name"
@@ -162,7 +162,7 @@ class NodeReport:
     node: str
     models: tuple[ModelCount, ...]  # published devices by model (a GPU and its MIG slices apart)
     devices: tuple[NodeDevice, ...]
-    # Physical units (webhook/core/capacity.py): a GPU and the MIG devices carved from it are
+    # Physical units (dracore/capacity.py): a GPU and the MIG devices carved from it are
     # one. None only for reports built by hand; then the model counts are summed.
     capacity: Capacity | None = None
 

@@ -21,12 +21,12 @@ check and `kubectl apply` validates them. Nothing here talks to the API server.
 
 from __future__ import annotations
 
+from dracore.dra import object_ref
 from kubectl_dra.validate.cluster import ClusterSnapshot
 from kubectl_dra.validate.findings import Finding, Severity
 from kubectl_dra.validate.output import format_findings, has_errors, summarize
 from kubectl_dra.validate.rules import RULES, Rule, is_checked, validate_documents
 from kubectl_dra.validate.schema import check_schema
-from webhook.core.dra import object_ref
 
 __all__ = [
     "RULES",

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dracore.names import is_dns_label, is_dns_subdomain
 from kubectl_dra import celcheck
 from kubectl_dra.validate.findings import (
     ALLOCATION_MODES,
@@ -25,7 +26,6 @@ from kubectl_dra.validate.findings import (
     as_list,
     metadata_of,
 )
-from webhook.core.names import is_dns_label, is_dns_subdomain
 
 # --- rules 1, 2, 4: claim specs and classes ---------------------------------------------------
 

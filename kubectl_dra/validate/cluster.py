@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dracore.dra import newest_generation_devices
 from kubectl_dra import celcheck
 from kubectl_dra.validate.claims import Request
 from kubectl_dra.validate.findings import (
@@ -16,7 +17,6 @@ from kubectl_dra.validate.findings import (
     name_of,
     plural,
 )
-from webhook.core.dra import newest_generation_devices
 
 if TYPE_CHECKING:
     from kubectl_dra.kube import ClusterReader

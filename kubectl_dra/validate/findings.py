@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from webhook.core.dra import object_name, object_ref
-from webhook.core.policy import MAX_DEVICES_PER_CLAIM
+from dracore.dra import object_name, object_ref
+from dracore.policy import MAX_DEVICES_PER_CLAIM
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: Final[tuple[Severity, ...]] = ("error", "warning", "info")

@@ -6,6 +6,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from dracore.dra import legacy_resources, pod_containers
+from dracore.names import is_dns_subdomain
+from dracore.policy import Policy
 from kubectl_dra.validate.claims import unique_label
 from kubectl_dra.validate.findings import (
     Report,
@@ -15,9 +18,6 @@ from kubectl_dra.validate.findings import (
     name_of,
 )
 from kubectl_dra.validate.schema import check_structure, join_path
-from webhook.core.dra import legacy_resources, pod_containers
-from webhook.core.names import is_dns_subdomain
-from webhook.core.policy import Policy
 
 # --- rule 3 and 6: pods -----------------------------------------------------------------------
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from webhook import certs
 from webhook.cli import cli
+from webhook.ops import certs
 
 
 @pytest.fixture(scope="module")

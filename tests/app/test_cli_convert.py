@@ -10,9 +10,9 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
+from dracore.translate import REWRITTEN_ANNOTATION
 from kubectl_dra.cli import cli
 from tests.builders import assert_valid, container, make_pod
-from webhook.core.translate import REWRITTEN_ANNOTATION
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(p for p in (ROOT / "examples").rglob("*.yaml") if not p.name.startswith("policy"))

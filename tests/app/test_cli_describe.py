@@ -12,11 +12,11 @@ import yaml
 from click.testing import CliRunner, Result
 from kubernetes.client.exceptions import ApiException
 
+from dracore.translate import REWRITTEN_ANNOTATION
 from kubectl_dra.cli import cli
 from kubectl_dra.errors import KubeError
 from kubectl_dra.kube import _explain
 from tests.builders import FakeCluster, cluster_pod, column, sample_cluster
-from webhook.core.translate import REWRITTEN_ANNOTATION
 
 
 def run(fake: Any, *args: str) -> Result:

@@ -27,8 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.builders import make_policy
+from webhook.admission.gateway import MemoryGateway
 from webhook.app import create_app
-from webhook.gateway import MemoryGateway
 from webhook.settings import Settings
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1000"))

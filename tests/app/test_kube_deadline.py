@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dracore.policy import Policy
 from tests.builders import container, make_pod, make_review
+from webhook.apiclient.kubeapi import ApiGateway
 from webhook.app import create_app
-from webhook.certs import generate_ca
-from webhook.core.policy import Policy
 from webhook.errors import GatewayError
-from webhook.kubeapi import ApiGateway
+from webhook.ops.certs import generate_ca
 from webhook.settings import Settings
 
 

@@ -1,4 +1,4 @@
-"""The webhook's own API client (webhook.kubeapi) against a scripted HTTPS server on 127.0.0.1.
+"""The webhook's own API client (webhook.apiclient.kubeapi) against a scripted HTTPS server on 127.0.0.1.
 
 The e2e tests run it against the real API server; these pin what e2e cannot easily provoke:
 each status the API server may answer, the token on every request, connection reuse, a
@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
-from webhook import certs
+from webhook.apiclient.kubeapi import ApiGateway, ConfigError, from_kubeconfig, in_cluster
 from webhook.errors import GatewayError
-from webhook.kubeapi import ApiGateway, ConfigError, from_kubeconfig, in_cluster
+from webhook.ops import certs
 
 TEMPLATES = "/apis/resource.k8s.io/v1/namespaces/ml/resourceclaimtemplates"
 FORBIDDEN = {"kind": "Status", "message": 'resourceclaims "x" is forbidden: no', "code": 403}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
+from dracore.policy import Policy
 from tests.builders import container, make_pod, make_review
-from webhook import metrics
 from webhook.app import create_app
-from webhook.core.policy import Policy
+from webhook.serving import metrics
 from webhook.settings import Settings
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from dracore.policy import Policy
 from webhook.app import create_app
-from webhook.core.policy import Policy
 
 FILES = Path(__file__).resolve().parents[2] / "charts" / "kubectl-dra" / "files"
 # PromQL words that are not metric names: aggregation/binary keywords (functions are followed by

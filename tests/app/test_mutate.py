@@ -10,12 +10,12 @@ import jsonpatch
 import pytest
 from flask.testing import FlaskClient
 
+from dracore import admission_review as review
+from dracore.policy import Policy
+from dracore.translate import SHARED_CLAIM_ANNOTATION, translate
 from tests.builders import container, make_pod, make_policy, make_review
+from webhook.admission.gateway import MemoryGateway
 from webhook.app import create_app
-from webhook.core import review
-from webhook.core.policy import Policy
-from webhook.core.translate import SHARED_CLAIM_ANNOTATION, translate
-from webhook.gateway import MemoryGateway
 from webhook.settings import Settings
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
+from dracore.policy import Policy
 from tests.reviews import gpu_review
 from webhook.app import create_app
-from webhook.core.policy import Policy
-from webhook.logs import JsonFormatter
-from webhook.reload import PolicyReloader
+from webhook.serving.logs import JsonFormatter
+from webhook.serving.reload import PolicyReloader
 
 GOOD = "apiVersion: kubectl-dra.io/v1alpha1\nkind: GPUPolicy\nspec:\n  defaults:\n    maxGPUsPerPod: {n}\n"
 

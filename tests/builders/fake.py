@@ -7,6 +7,7 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from dracore.translate import REWRITTEN_ANNOTATION
 from kubectl_dra.errors import NotFoundError
 from kubectl_dra.report import EXTENDED_RESOURCE_CLAIM_ANNOTATION, POD_CLAIM_NAME_ANNOTATION
 from tests.builders.dra import (
@@ -20,7 +21,6 @@ from tests.builders.dra import (
     sharing_config,
 )
 from tests.builders.pods import claim_ref, cluster_pod, template_ref
-from webhook.core.translate import REWRITTEN_ANNOTATION
 
 
 class FakeCluster:

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from webhook.core.policy import Policy
+from dracore.policy import Policy
 
 
 def container(

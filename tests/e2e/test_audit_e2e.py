@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from dracore.policy import Policy
 from kubectl_dra.cli import cli
 from kubectl_dra.kube import KubeGateway
 from tests.e2e.e2e_support import REWRITTEN, E2ECluster, WebhookPool
-from webhook.core.policy import Policy
 
 pytestmark = pytest.mark.e2e
 

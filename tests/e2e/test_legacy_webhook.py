@@ -17,6 +17,8 @@ import pytest
 import yaml
 from kubernetes import client
 
+from dracore.policy import Policy
+from dracore.translate import translate
 from tests.e2e.e2e_support import (
     POLICY_LABEL,
     REWRITTEN,
@@ -29,8 +31,6 @@ from tests.e2e.e2e_support import (
     reserved_uids,
     seed_scenario,
 )
-from webhook.core.policy import Policy
-from webhook.core.translate import translate
 
 pytestmark = pytest.mark.e2e
 

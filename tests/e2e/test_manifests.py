@@ -41,7 +41,7 @@ from tests.e2e.e2e_support import (
     cluster_mod,
     legacy_pod,
 )
-from webhook import certs
+from webhook.ops import certs
 
 pytestmark = pytest.mark.e2e
 

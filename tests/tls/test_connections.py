@@ -19,7 +19,7 @@ import pytest
 from tests.builders import wait_for
 from tests.reviews import gpu_review
 from tests.tls.tls_support import Server, StartServer
-from webhook import certs
+from webhook.ops import certs
 
 HEAD = "POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
 

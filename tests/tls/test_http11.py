@@ -1,4 +1,4 @@
-"""The server's own HTTP/1.1 (webhook.http11) over real TLS: framing, ordering and refusals.
+"""The server's own HTTP/1.1 (webhook.serving.http11) over real TLS: framing, ordering and refusals.
 
 Raw bytes on a TLS socket, so each test controls exactly what the server receives: pipelined
 requests answered in order (one decided on the loop, one on a thread), wrong methods and paths,

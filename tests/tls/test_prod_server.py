@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from dracore.policy import Policy
 from tests.builders import wait_for
 from tests.reviews import BAD_POLICY, POLICY, gpu_review, rewritten_policy
 from tests.tls.tls_support import REPO, Server, StartServer
-from webhook import certs
-from webhook.core.policy import Policy
+from webhook.ops import certs
 
 
 def served_serial(server: Server) -> int:

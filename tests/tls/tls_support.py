@@ -24,7 +24,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.builders import wait_for
-from webhook import certs
+from webhook.ops import certs
 
 REPO = Path(__file__).resolve().parents[2]
 

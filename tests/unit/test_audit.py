@@ -12,10 +12,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
 
 import fakegpu
 
+from dracore.policy import Policy
 from kubectl_dra.audit.decide import decide_all, label_selector_matches, legacy_demand
 from kubectl_dra.audit.report import ClusterObjects, build_audit
 from kubectl_dra.audit.workloads import find_workloads
-from webhook.core.policy import Policy
 
 GPU = "nvidia.com/gpu"
 

@@ -1,4 +1,4 @@
-"""Physical capacity (webhook/core/capacity.py): a GPU and its MIG devices are one unit."""
+"""Physical capacity (dracore/capacity.py): a GPU and its MIG devices are one unit."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
 
 import fakegpu
 
+from dracore.capacity import Capacity, count_units, group_units
 from kubectl_dra.report import build_cluster_report, build_node_reports
-from webhook.core.capacity import Capacity, count_units, group_units
 
 DRIVER = "gpu.nvidia.com"
 

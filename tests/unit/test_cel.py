@@ -7,8 +7,8 @@ import ast
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webhook.core import cel
-from webhook.core.selectors import _SUFFIX, Requirement, family_to_architecture, requirement_to_cel
+from dracore import cel
+from dracore.selectors import _SUFFIX, Requirement, family_to_architecture, requirement_to_cel
 
 # CEL's string escapes (\\ \" \uXXXX \UXXXXXXXX) are a subset of Python's, so Python can decode
 # our literals as a reference parser.

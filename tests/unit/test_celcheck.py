@@ -161,7 +161,7 @@ def test_guarded_reads_are_not_warned_about(expression: str) -> None:
 
 
 def test_the_webhooks_generated_selectors_check_clean() -> None:
-    from webhook.core.selectors import Requirement, requirement_to_cel
+    from dracore.selectors import Requirement, requirement_to_cel
 
     for key, operator, values in [
         ("nvidia.com/gpu.product", "In", ("NVIDIA-H100-80GB-HBM3",)),

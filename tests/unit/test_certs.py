@@ -13,9 +13,9 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from webhook import certs
-from webhook.certs_cli import parse_duration
-from webhook.tls_objects import ca_bundle_patch, inject_ca_bundle, tls_secret
+from webhook.ops import certs
+from webhook.ops.certs_cli import parse_duration
+from webhook.ops.tls_objects import ca_bundle_patch, inject_ca_bundle, tls_secret
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The shared DRA readers (webhook/core/dra.py), table-driven on plain dicts."""
+"""The shared DRA readers (dracore/dra.py), table-driven on plain dicts."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from webhook.core import dra
-from webhook.core.policy import Policy
+from dracore import dra
+from dracore.policy import Policy
 
 
 def _pod_spec() -> dict[str, Any]:

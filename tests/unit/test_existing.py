@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from dracore.existing import shared_claim_difference, template_difference
+from dracore.translate import SHARED_CLAIM_ANNOTATION, translate
 from tests.builders import container, make_pod, make_policy
-from webhook.core.existing import shared_claim_difference, template_difference
-from webhook.core.translate import SHARED_CLAIM_ANNOTATION, translate
 
 SELECTOR = 'device.attributes["gpu.nvidia.com"].productName == "H100"'
 POLICY = make_policy(

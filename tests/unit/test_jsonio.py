@@ -1,4 +1,4 @@
-"""webhook.core.jsonio: the one place the review path's JSON library is chosen."""
+"""dracore.jsonio: the one place the review path's JSON library is chosen."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webhook.core import jsonio
+from dracore import jsonio
 
 _TREES = st.recursive(
     st.none()

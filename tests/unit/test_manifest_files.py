@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
+from dracore.policy import Policy
 from tests.builders import assert_valid
-from webhook.core.policy import Policy
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 

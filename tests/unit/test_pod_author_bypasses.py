@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from dracore.errors import TranslationError
+from dracore.translate import REWRITTEN_ANNOTATION, SKIP_ANNOTATION, translate
 from tests.builders import container, make_pod, make_policy
-from webhook.core.errors import TranslationError
-from webhook.core.translate import REWRITTEN_ANNOTATION, SKIP_ANNOTATION, translate
 
 FORGED = '{"claim":"gpu","containers":[],"policy":"builtin","sharing":"Exclusive"}'
 

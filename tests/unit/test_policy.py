@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from webhook.core.errors import PolicyError
-from webhook.core.policy import Policy
+from dracore.errors import PolicyError
+from dracore.policy import Policy
 
 HEADER = "apiVersion: kubectl-dra.io/v1alpha1\nkind: GPUPolicy\n"
 

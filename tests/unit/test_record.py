@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from dracore.policy import Policy
+from dracore.record import ContainerRecord, RecordError, RewrittenRecord
+from dracore.translate import REWRITTEN_ANNOTATION, translate
 from kubectl_dra.report import LegacyRequest, build_pod_reports
 from tests.builders import cluster_claim, container, make_slice, result
 from tests.builders import make_pod as make_legacy_pod
-from webhook.core.policy import Policy
-from webhook.core.record import ContainerRecord, RecordError, RewrittenRecord
-from webhook.core.translate import REWRITTEN_ANNOTATION, translate
 
 GOOD = {
     "version": 1,

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from webhook import certs
-from webhook.core.errors import PolicyError
-from webhook.reload import CertReloader, PolicyReloader, Watcher
-from webhook.tls_context import server_context
+from dracore.errors import PolicyError
+from webhook.ops import certs
+from webhook.serving.reload import CertReloader, PolicyReloader, Watcher
+from webhook.serving.tls_context import server_context
 
 GOOD = "apiVersion: kubectl-dra.io/v1alpha1\nkind: GPUPolicy\nspec:\n  defaults:\n    maxGPUsPerPod: {n}\n"
 BAD = GOOD.format(n=2) + "    podSharing: Sometimes\n"
@@ -44,7 +44,7 @@ def test_bad_edit_keeps_the_last_good_policy_and_reports_the_field(
     reloader = PolicyReloader(path)
     good = reloader()
     _write(path, BAD)
-    with caplog.at_level(logging.ERROR, logger="webhook.reload"):
+    with caplog.at_level(logging.ERROR, logger="webhook.serving.reload"):
         assert reloader.check() is False
     assert reloader() is good
     status = reloader.status()
@@ -163,7 +163,7 @@ class _Exploding:
 def test_watcher_survives_a_failing_check(caplog: pytest.LogCaptureFixture) -> None:
     item = _Exploding()
     watcher = Watcher([item, item], interval=0.01)
-    with caplog.at_level(logging.ERROR, logger="webhook.reload"):
+    with caplog.at_level(logging.ERROR, logger="webhook.serving.reload"):
         watcher.poll()
     assert item.calls == 2
     assert "checking boom for changes failed" in caplog.text

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from dracore.translate import REWRITTEN_ANNOTATION
 from kubectl_dra.report import (
     EXTENDED_RESOURCE_CLAIM_ANNOTATION,
     POD_CLAIM_NAME_ANNOTATION,
@@ -34,7 +35,6 @@ from tests.builders import (
     sharing_config,
     template_ref,
 )
-from webhook.core.translate import REWRITTEN_ANNOTATION
 
 SLICES = [make_slice("node-0")]
 

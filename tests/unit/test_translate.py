@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.builders import assert_valid, container, make_pod, make_policy
-from webhook.core.errors import TranslationError
-from webhook.core.policy import Policy
-from webhook.core.translate import (
+from dracore.errors import TranslationError
+from dracore.policy import Policy
+from dracore.translate import (
     POD_SHARING_ANNOTATION,
     REWRITTEN_ANNOTATION,
     SHARED_CLAIM_ANNOTATION,
@@ -26,6 +25,7 @@ from webhook.core.translate import (
     restore_rewritten,
     translate,
 )
+from tests.builders import assert_valid, container, make_pod, make_policy
 
 DEFAULT = Policy.default()
 

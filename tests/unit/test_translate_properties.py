@@ -11,10 +11,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from dracore import admission_review as review
+from dracore.errors import TranslationError
+from dracore.translate import translate
 from tests.builders import assert_valid, make_pod, make_policy
-from webhook.core import review
-from webhook.core.errors import TranslationError
-from webhook.core.translate import translate
 
 RESOURCES = ["nvidia.com/gpu", "nvidia.com/gpu.shared", "nvidia.com/mig-1g.10gb"]
 POLICY = make_policy(maxGPUsPerPod=32)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from webhook.core import yamlinput
-from webhook.core.errors import PolicyError
-from webhook.core.policy import Policy
+from dracore import yamlinput
+from dracore.errors import PolicyError
+from dracore.policy import Policy
 
 
 def billion_laughs(levels: int) -> str:

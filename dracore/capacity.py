@@ -23,7 +23,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.core import dra
+from dracore import dra
 
 DeviceKey = tuple[str, str, str]  # driver, pool, device
 _Obj = Mapping[str, Any]

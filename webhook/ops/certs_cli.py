@@ -20,10 +20,10 @@ from typing import Any
 import click
 import yaml
 
-from webhook import certs
-from webhook.core import yamlinput
+from dracore import yamlinput
 from webhook.errors import GatewayError
-from webhook.tls_objects import (
+from webhook.ops import certs
+from webhook.ops.tls_objects import (
     WEBHOOK_CONFIG_KIND,
     ca_bundle_patch,
     inject_ca_bundle,
@@ -267,7 +267,7 @@ def inject(
             raise click.ClickException(f"{manifest} has no {WEBHOOK_CONFIG_KIND} with webhooks")
         _emit(documents, "yaml")
         return
-    from webhook.kube import KubeGateway
+    from webhook.ops.kube import KubeGateway
 
     try:
         gateway = KubeGateway.from_user_kubeconfig(kubeconfig, context)

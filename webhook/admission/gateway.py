@@ -1,6 +1,6 @@
 """What the webhook needs from the API server, as a Protocol, plus an in-memory fake.
 
-The production implementation (`webhook.kube.KubeGateway`) is the only code that imports
+The production implementation (`webhook.ops.kube.KubeGateway`) is the only code that imports
 `kubernetes`; unit tests use `MemoryGateway`, which keeps objects in dicts and counts calls.
 """
 

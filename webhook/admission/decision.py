@@ -16,21 +16,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.core import review
-from webhook.core.errors import TranslationError
-from webhook.core.existing import template_difference
-from webhook.core.policy import Policy
-from webhook.core.review import AdmissionRequest
-from webhook.core.translate import (
+from dracore import admission_review as review
+from dracore.admission_review import AdmissionRequest
+from dracore.errors import TranslationError
+from dracore.existing import template_difference
+from dracore.policy import Policy
+from dracore.translate import (
     Translation,
     check_shared_claim_fits,
     restore_rewritten,
     translate,
 )
+from webhook.admission.gateway import ClusterGateway
 from webhook.errors import GatewayError
-from webhook.gateway import ClusterGateway
 
-log = logging.getLogger("webhook.admission")
+log = logging.getLogger("webhook.admission.decision")
 
 
 class SeenCache:

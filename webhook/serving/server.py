@@ -2,7 +2,7 @@
 
 Why this stack: a slow client must cost a coroutine's worth of memory, not a thread, and a
 review must cost little more than its decision. In each worker process one event loop (uvloop
-where it is installed) does TLS handshakes and serves HTTP/1.1 through `webhook.http11`, which
+where it is installed) does TLS handshakes and serves HTTP/1.1 through `webhook.serving.http11`, which
 gives every phase of a connection a deadline and answers small reviews right on the loop; a
 review that needs the API server, or a very large one, runs on a thread of the worker's pool.
 The worker imports neither Flask nor a web framework (docs/performance.md has the numbers).
@@ -36,12 +36,12 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger
 from gunicorn.workers.base import Worker
 
-from webhook import http11, logs, metrics, tls_context
-from webhook.endpoints import Endpoints
-from webhook.reload import CertReloader, PolicyReloader, Reloadable, Watcher
+from webhook.serving import http11, logs, metrics, tls_context
+from webhook.serving.endpoints import Endpoints
+from webhook.serving.reload import CertReloader, PolicyReloader, Reloadable, Watcher
 from webhook.settings import Settings
 
-log = logging.getLogger("webhook.server")
+log = logging.getLogger("webhook.serving.server")
 
 
 class ReviewLogger(Logger):  # type: ignore[misc]
@@ -174,10 +174,10 @@ class StartupError(Exception):
 
 def build(settings: Settings) -> WebhookServer:
     """The server `settings` describe: certificate, policy, API client and app, loaded now."""
-    from webhook.core.errors import PolicyError
-    from webhook.core.policy import Policy
+    from dracore.errors import PolicyError
+    from dracore.policy import Policy
     from webhook.errors import GatewayError
-    from webhook.tls_context import ClientAuth
+    from webhook.serving.tls_context import ClientAuth
 
     cert_dir = settings.cert_dir
     if cert_dir is None:
@@ -203,7 +203,7 @@ def build(settings: Settings) -> WebhookServer:
         raise StartupError(f"{exc.source} is invalid: {'; '.join(exc.problems)}") from None
     gateway = None
     if not settings.offline:
-        from webhook.kubeapi import ApiGateway
+        from webhook.apiclient.kubeapi import ApiGateway
 
         try:
             gateway = ApiGateway.from_kubeconfig(settings.kubeconfig, timeout=settings.api_timeout)

@@ -17,8 +17,8 @@ from typing import Any, Final
 import jsonpatch
 from jsonpointer import escape
 
-from webhook.core import dra, jsonio
-from webhook.core.errors import BadReviewError, shown
+from dracore import dra, jsonio
+from dracore.errors import BadReviewError, shown
 
 API_VERSION: Final = "admission.k8s.io/v1"
 KIND: Final = "AdmissionReview"

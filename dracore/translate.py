@@ -26,12 +26,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from webhook.core import cel, dra, jsonio, selectors, sharing
-from webhook.core import existing as existing_objects
-from webhook.core.errors import TranslationError, shown
-from webhook.core.names import is_dns_subdomain, short_hash, to_dns_label, unique_label
-from webhook.core.policy import MAX_DEVICES_PER_CLAIM, Policy, ResourceRule, SharingRules
-from webhook.core.record import ContainerRecord, RecordError, RewrittenRecord
+from dracore import cel, dra, jsonio, selectors, sharing
+from dracore import existing as existing_objects
+from dracore.errors import TranslationError, shown
+from dracore.names import is_dns_subdomain, short_hash, to_dns_label, unique_label
+from dracore.policy import MAX_DEVICES_PER_CLAIM, Policy, ResourceRule, SharingRules
+from dracore.record import ContainerRecord, RecordError, RewrittenRecord
 
 PREFIX: Final = "kubectl-dra.io/"
 SKIP_ANNOTATION: Final = PREFIX + "skip"
@@ -705,7 +705,7 @@ def check_shared_claim_fits(
 ) -> str | None:
     """Why a pod's request does not fit an existing named claim, or None if it fits.
 
-    The rules are in webhook.core.existing.shared_claim_difference.
+    The rules are in dracore.existing.shared_claim_difference.
     """
     difference = existing_objects.shared_claim_difference(existing, wanted, max_devices=max_devices)
     return f"ResourceClaim {dra.object_name(existing)} {difference}" if difference else None

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from webhook import metrics
-from webhook.admission import Admission
-from webhook.core import jsonio
-from webhook.core.policy import Policy
-from webhook.gateway import ClusterGateway
-from webhook.reload import Reloadable
-from webhook.reviewer import Reply, Reviewer
+from dracore import jsonio
+from dracore.policy import Policy
+from webhook.admission.decision import Admission
+from webhook.admission.gateway import ClusterGateway
+from webhook.admission.handler import Reply, Reviewer
+from webhook.serving import metrics
+from webhook.serving.reload import Reloadable
 from webhook.settings import Settings
 
 JSON: Final = "application/json"

@@ -1,7 +1,7 @@
 """The official Kubernetes client, for operator tools only (`dra-webhook certs inject`).
 
 Those run on an operator's machine, with any kubeconfig kubectl accepts (exec plugins, cloud
-auth), so they use the official client's loader. The serving path uses `webhook.kubeapi`
+auth), so they use the official client's loader. The serving path uses `webhook.apiclient.kubeapi`
 instead, which needs no 20 MiB of generated models in every worker.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from webhook.core.status import status_line
+from dracore.status import status_line
 from webhook.errors import GatewayError
 
 

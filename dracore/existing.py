@@ -21,8 +21,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from webhook.core import dra
-from webhook.core.errors import shown
+from dracore import dra
+from dracore.errors import shown
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

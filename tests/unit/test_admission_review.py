@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dracore import admission_review as review
+from dracore.errors import BadReviewError
 from tests.builders import container, make_pod, make_review
-from webhook.core import review
-from webhook.core.errors import BadReviewError
 
 
 def test_parse_request_reads_the_fields_we_use() -> None:

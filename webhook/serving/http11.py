@@ -46,9 +46,9 @@ from typing import Final, cast
 
 import httptools
 
-from webhook.admission import NeedsCluster
-from webhook.endpoints import Endpoints
-from webhook.reviewer import Reply, error_reply, too_large_reply
+from webhook.admission.decision import NeedsCluster
+from webhook.admission.handler import Reply, error_reply, too_large_reply
+from webhook.serving.endpoints import Endpoints
 
 log = logging.getLogger("webhook.http")
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from webhook.core import cel, sharing, yamlinput
-from webhook.core.errors import PolicyError, shown
-from webhook.core.names import is_dns_label, is_dns_subdomain, is_extended_resource_name
+from dracore import cel, sharing, yamlinput
+from dracore.errors import PolicyError, shown
+from dracore.names import is_dns_label, is_dns_subdomain, is_extended_resource_name
 
 API_VERSION: Final = "kubectl-dra.io/v1alpha1"
 KIND: Final = "GPUPolicy"

@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from webhook.core import jsonio
-from webhook.core.errors import WebhookError, shown
+from dracore import jsonio
+from dracore.errors import WebhookError, shown
 
 VERSION: Final = 1
 # The API server's limit for all of a pod's annotations together: no real record is longer,

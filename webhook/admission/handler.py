@@ -14,10 +14,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from webhook import metrics
-from webhook.admission import Admission, NeedsCluster
-from webhook.core import jsonio, review
-from webhook.core.errors import BadReviewError
+from dracore import admission_review as review
+from dracore import jsonio
+from dracore.errors import BadReviewError
+from webhook.admission.decision import Admission, NeedsCluster
+from webhook.serving import metrics
 
 log = logging.getLogger("webhook.routes")
 

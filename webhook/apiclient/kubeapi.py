@@ -6,7 +6,7 @@ process (its generated models and APIs), for those five requests. `ApiGateway` m
 `http.client` over one TLS context, keeps a few connections alive, and gives each call the same
 deadline as before: `timeout` seconds to connect (TLS included) and for each read, no retries
 that could double it. Operator tools (`certs inject`) still use the official client
-(`webhook.kube`), which understands every kind of kubeconfig.
+(`webhook.ops.kube`), which understands every kind of kubeconfig.
 
 Credentials come from the in-cluster service account (the token file is read on every call,
 so a rotated token is used at once) or from a kubeconfig naming a certificate authority and a
@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from webhook.core import jsonio
-from webhook.core.status import status_line
-from webhook.core.yamlinput import YamlInputError, load_all
+from dracore import jsonio
+from dracore.status import status_line
+from dracore.yamlinput import YamlInputError, load_all
 from webhook.errors import GatewayError
 
 DEFAULT_TIMEOUT = 2.0

@@ -25,8 +25,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias, TypedDict
 
-from webhook.core.errors import shown
-from webhook.core.policy import Policy
+from dracore.errors import shown
+from dracore.policy import Policy
 
 ContainerKind = Literal["app", "init", "sidecar", "ephemeral"]
 ContainerList = Literal["containers", "initContainers", "ephemeralContainers"]

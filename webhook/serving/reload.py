@@ -9,7 +9,7 @@ swap shows up as a new inode even when mtimes are equal.
 - PolicyReloader is the `Callable[[], Policy]` that `Admission` takes. A new file that does not
   parse is rejected: the last good policy stays in force, the error (with field paths) is
   logged, `dra_webhook_policy_reload_failing` is 1 and `/readyz` says so.
-- CertReloader hands the server's TLS dispatcher (webhook/tls_context.py) a ready SSLContext. On change it builds a
+- CertReloader hands the server's TLS dispatcher (webhook/serving/tls_context.py) a ready SSLContext. On change it builds a
   fresh context (TLS 1.2+) from the new pair; open connections keep the old one, new ones get
   the new one, no request fails. A pair that does not load (key and certificate from different
   generations, mid-write) is ignored and retried on the next poll.
@@ -31,12 +31,12 @@ from typing import Any, Protocol
 
 from cryptography import x509
 
-from webhook import metrics
-from webhook.core.errors import PolicyError
-from webhook.core.policy import Policy
-from webhook.tls_context import ClientAuth, server_context
+from dracore.errors import PolicyError
+from dracore.policy import Policy
+from webhook.serving import metrics
+from webhook.serving.tls_context import ClientAuth, server_context
 
-log = logging.getLogger("webhook.reload")
+log = logging.getLogger("webhook.serving.reload")
 
 
 class Reloadable(Protocol):

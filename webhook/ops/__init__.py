@@ -1,0 +1,1 @@
+"""Operator tools: certificates, the Kubernetes objects that carry them, and their injection."""
