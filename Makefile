@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 help:
 	@echo "make demo   - the main job: the GPU scenarios, legacy and native, on a local control plane"
 	@echo "make test   - lint, type-check and run the whole test suite"
-	@echo "make cluster-up / cluster-down / cluster-status - local control plane and one real node (hack/cluster.py)"
+	@echo "make cluster-up / cluster-down / cluster-status - local control plane and one real node (python -m hack.cluster)"
 	@echo "make bench-webhook - CPU per review, latency, memory and pod-creation cost vs targets (bench/)"
 	@echo "make fuzz / soak / bench-slow-clients - the resilience suites (docs/deploy.md)"
 	@echo "make e2e    - only the e2e tests (K8S_VERSION=1.34 or 1.34.4 selects another release)"
@@ -36,29 +36,29 @@ unit: $(STAMP)
 # The Go build of the control plane (cached in ~/.cache/kubectl-dra/k8s/<version>) runs here, with
 # progress on the terminal, rather than silently inside a pytest fixture.
 k8s-build: $(STAMP)
-	$(BIN)/python hack/k8s_build.py
+	$(BIN)/python -m hack.k8s_build
 
 # The real node's parts (containerd, the DRA plugin, images; apt-get runc, CNI, busybox-static
 # when missing): hack/node_build.py, cached in ~/.cache/kubectl-dra/node.
 node-build: k8s-build
-	$(BIN)/python hack/node_build.py
+	$(BIN)/python -m hack.node_build
 
 # helm and promtool for the chart tests, built from the Go module proxy like the control plane
 # (cached in ~/.cache/kubectl-dra/tools/; cold times in hack/README.md).
 tools-build: $(STAMP)
-	$(BIN)/python hack/go_tools.py
+	$(BIN)/python -m hack.go_tools
 
 # The single-file plugin (a PEX zipapp of the plain install) that tests run through kubectl,
 # with this machine's wheels only; `make plugin` builds the multi-platform release file.
 PLUGIN_SOURCES := pyproject.toml hack/build_plugin.py $(shell find kubectl_dra dracore -name '*.py' -o -name '*.json')
 dist/kubectl-dra: $(STAMP) $(PLUGIN_SOURCES)
 	$(BIN)/pip install --quiet 'pex>=2.20'
-	$(BIN)/python hack/build_plugin.py --no-manifest --this-platform
+	$(BIN)/python -m hack.build_plugin --no-manifest --this-platform
 
 # Also writes the archive's sha256 into the krew manifest plugins/dra.yaml (a release step).
 plugin: $(STAMP)
 	$(BIN)/pip install --quiet 'pex>=2.20'
-	$(BIN)/python hack/build_plugin.py
+	$(BIN)/python -m hack.build_plugin
 
 test: lint node-build tools-build dist/kubectl-dra
 	$(BIN)/pytest -q
@@ -67,18 +67,18 @@ e2e: node-build tools-build dist/kubectl-dra
 	$(BIN)/pytest -m e2e -q
 
 cluster-up: node-build
-	$(BIN)/python hack/cluster.py up --node
+	$(BIN)/python -m hack.cluster up --node
 
 cluster-down:
-	@if [ -x $(BIN)/python ]; then $(BIN)/python hack/cluster.py down; else echo "no venv: nothing was started"; fi
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m hack.cluster down; else echo "no venv: nothing was started"; fi
 
 cluster-status: $(STAMP)
-	$(BIN)/python hack/cluster.py status
+	$(BIN)/python -m hack.cluster status
 
 # The server under load over HTTPS (installs oha or wrk if missing); see docs/deploy.md.
 # CPU per review, latency at 500/s, memory and pod-creation ratios against their targets.
 bench-webhook: $(STAMP) k8s-build
-	$(BIN)/python bench/webhook_report.py
+	$(BIN)/python -m bench.webhook_report
 
 # 100,000 hostile AdmissionReviews through the Flask app (tests/app/test_fuzz_reviews.py);
 # prints the count and the slowest review.
@@ -88,14 +88,14 @@ fuzz: $(STAMP)
 # The real server over HTTPS for 60 s at 1,000 reviews/s while its certificate rotates, its
 # policy is edited, a worker is killed and 40 slow-loris connections are held (bench/soak.py).
 soak: $(STAMP)
-	$(BIN)/python bench/soak.py
+	$(BIN)/python -m bench.soak
 
 # Stalled handshakes, headers and bodies, and a burst of 32 new connections (bench/slow_clients.py).
 bench-slow-clients: $(STAMP)
-	$(BIN)/python bench/slow_clients.py
+	$(BIN)/python -m bench.slow_clients
 
 demo: node-build
-	$(BIN)/python hack/demo.py
+	$(BIN)/python -m hack.demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -22,7 +22,7 @@ API server for the two cores; the claim controller still makes a claim per GPU p
 variants. The cluster runs in `.cluster/bench/` (started and stopped here) unless
 KUBECTL_DRA_REUSE_CLUSTER=1, which uses the running `.cluster/` one.
 
-    .venv/bin/python bench/api_overhead.py [--pods 25] [--rounds 8] [--clients 1 8]
+    .venv/bin/python -m bench.api_overhead [--pods 25] [--rounds 8] [--clients 1 8]
 """
 
 from __future__ import annotations
@@ -40,15 +40,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from bench.bench_server import cpu_seconds, process_tree, rss_kib
+from hack import cluster as cluster_mod
+from hack.procs import free_ports
+from hack.webhook_lifecycle import INSTANCE_LABEL, registration_from_manifests
+from webhook.ops import certs
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "hack"))
-sys.path.insert(0, str(ROOT / "bench"))
-
-import cluster as cluster_mod  # noqa: E402
-import yaml  # noqa: E402
-from bench_server import cpu_seconds, process_tree, rss_kib  # noqa: E402
-
-from webhook.ops import certs  # noqa: E402
 
 NO_SCHEDULER = "kubectl-dra-bench-no-scheduler"
 WEBHOOK = "bench"
@@ -94,7 +94,7 @@ class Bench:
 
     def namespace(self, kind: str, webhook: str = WEBHOOK) -> str:
         name = f"bench-{kind}-{uuid.uuid4().hex[:6]}"
-        labels = {cluster_mod.INSTANCE_LABEL: webhook}
+        labels = {INSTANCE_LABEL: webhook}
         self.core.create_namespace({"metadata": {"name": name, "labels": labels}})
         deadline = time.monotonic() + 30
         while not any(
@@ -223,7 +223,7 @@ def null_webhook_up(cl: cluster_mod.Cluster) -> None:
     ca = certs.load_key_pair(cl.paths.pki / "ca.crt", cl.paths.pki / "ca.key")
     leaf = certs.issue_cert(ca, "null-webhook", ip_addresses=["127.0.0.1"])
     certs.write_tls_dir(folder / "certs", leaf=leaf, ca=ca)
-    (port,) = cluster_mod.free_ports(1)
+    (port,) = free_ports(1)
     address = f"127.0.0.1:{port}"
     cl.spawn(
         f"webhook-{NULL}",
@@ -235,13 +235,13 @@ def null_webhook_up(cl: cluster_mod.Cluster) -> None:
         ],
     )
     cl.wait_ready(
-        f"webhook-{NULL}", timeout=30, probe=lambda: cl._https_ok(f"https://{address}/readyz")
+        f"webhook-{NULL}", timeout=30, probe=lambda: cl.https_ok(f"https://{address}/readyz")
     )
-    config = cluster_mod.registration_from_manifests(
+    config = registration_from_manifests(
         NULL,
         url=f"https://{address}/mutate",
         ca_pem=ca.cert_pem,
-        namespace_selector={"matchLabels": {cluster_mod.INSTANCE_LABEL: NULL}},
+        namespace_selector={"matchLabels": {INSTANCE_LABEL: NULL}},
     )
     null_registration(cl).write_text(yaml.safe_dump(config))
 
@@ -280,9 +280,7 @@ def measure(pods: int, rounds: int, clients: Sequence[int]) -> dict[str, Any]:
             served, plain = bench.namespace("legacy"), bench.namespace("plain", "none")
             cpu_on, cpu_off = bench.namespace("cpu1"), bench.namespace("cpu2", "none")
             by_null, beside = bench.namespace("null"), bench.namespace("plain2", "none")
-            cl.kubectl(
-                "label", "namespace", by_null, f"{cluster_mod.INSTANCE_LABEL}={NULL}", "--overwrite"
-            )
+            cl.kubectl("label", "namespace", by_null, f"{INSTANCE_LABEL}={NULL}", "--overwrite")
             cl.kubectl("apply", "-f", str(null_registration(cl)))
             bench.wait_registration(served, registered=True)
             bench.wait_registration(by_null, registered=True, expect_rewrite=False)

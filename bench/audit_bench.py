@@ -1,6 +1,6 @@
 """`kubectl dra audit -A` at scale on the real local control plane (hack/cluster.py).
 
-    nice .venv/bin/python bench/audit_bench.py [--nodes 1000] [--claims 4000] [--keep]
+    nice .venv/bin/python -m bench.audit_bench [--nodes 1000] [--claims 4000] [--keep]
 
 The cluster of bench/describe_bench.py (1,000 simulated nodes x 8 GPUs, 4,000 pods holding
 allocated claims), plus legacy GPU workloads for audit to judge: 100 Deployments of 2 replicas
@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from describe_bench import (
+from bench.describe_bench import (
     MEASURE,
     MEASURE_KUBECTL,
     bench_args,

@@ -19,11 +19,10 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from tests.builders import container, make_pod, make_review
+from webhook.ops import certs
 
-from tests.builders import container, make_pod, make_review  # noqa: E402
-from webhook.ops import certs  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def review_body(gpus_per_container: int = 1, containers: int = 1) -> bytes:

@@ -1,7 +1,7 @@
 """Core throughput: pods translated per second (pure core) and reviews per second through
 create_app in-process (Flask test client, no network), for three pod shapes.
 
-    .venv/bin/python bench/core_bench.py [--seconds 2]
+    .venv/bin/python -m bench.core_bench [--seconds 2]
 
 Prints one line per shape and the ratio of review cost to translation cost. Single-threaded,
 so the numbers are per core. Aim: >= 5,000 pods/s in the core.
@@ -15,13 +15,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: tests.builders
 
 from dracore.policy import Policy
 from dracore.translate import translate

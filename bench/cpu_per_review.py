@@ -1,6 +1,6 @@
 """CPU per review of the real server: one worker pinned to core 0, the load on core 1.
 
-    .venv/bin/python bench/cpu_per_review.py [--seconds 10] [--connections 16]
+    .venv/bin/python -m bench.cpu_per_review [--seconds 10] [--connections 16]
 
 Starts `dra-webhook serve --offline --workers 1 --threads 4`, pins the master and the worker (all
 threads) to CPU 0 and this process to CPU 1, then drives POST /mutate over HTTPS keep-alive in a
@@ -15,15 +15,13 @@ import argparse
 import asyncio
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
+from bench.bench_server import BenchServer, cpu_seconds, review_body
+from bench.soak import read_response
 
-from bench_server import BenchServer, cpu_seconds, review_body  # noqa: E402
-from soak import read_response  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 async def drive(server: BenchServer, body: bytes, seconds: float, connections: int) -> int:

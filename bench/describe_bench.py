@@ -1,6 +1,6 @@
 """`kubectl dra describe` at scale on the real local control plane (hack/cluster.py).
 
-    .venv/bin/python bench/describe_bench.py [--nodes 1000] [--claims 4000] [--keep]
+    .venv/bin/python -m bench.describe_bench [--nodes 1000] [--claims 4000] [--keep]
 
 Builds 1,000 simulated nodes x 8 GPUs (Nodes + ResourceSlices, hack/fakegpu.py) and 4,000
 pods, each with a named ResourceClaim whose `status.allocation` and `reservedFor` are written
@@ -33,11 +33,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "hack"))
+from hack import cluster as cluster_mod
+from hack import fakegpu, fixtures
 
-import cluster as cluster_mod  # noqa: E402
-import fakegpu  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 NAMESPACES = 20
 GPUS_PER_NODE = 8
@@ -103,10 +102,10 @@ def populate(api: Any, *, nodes: int, claims: int) -> None:
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     fake_nodes = fakegpu.scale_nodes(nodes)
     for device_class in fakegpu.device_classes():
-        fakegpu.apply_object(api, device_class)
-    parallel("nodes", lambda n: fakegpu.apply_object(api, fakegpu.make_node(n)), fake_nodes)
+        fixtures.apply_object(api, device_class)
+    parallel("nodes", lambda n: fixtures.apply_object(api, fakegpu.make_node(n)), fake_nodes)
     parallel(
-        "resourceslices", lambda n: fakegpu.apply_object(api, fakegpu.make_slice(n)), fake_nodes
+        "resourceslices", lambda n: fixtures.apply_object(api, fakegpu.make_slice(n)), fake_nodes
     )
     for i in range(NAMESPACES):
         core.create_namespace({"metadata": {"name": f"bench-{i:02d}"}})

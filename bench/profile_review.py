@@ -1,6 +1,6 @@
 """Where a review's CPU goes: py-spy samples of one pinned worker at saturation, by layer.
 
-    .venv/bin/python bench/profile_review.py [--seconds 12] [--gpus 1] [--containers 1]
+    .venv/bin/python -m bench.profile_review [--seconds 12] [--gpus 1] [--containers 1]
 
 Starts the real server like bench/cpu_per_review.py (one worker on CPU 0, the load on CPU 1),
 records the thread holding the GIL with py-spy (`--gil`, 200 Hz, native frames included), and
@@ -20,11 +20,10 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
+from bench.bench_server import BenchServer, review_body
+from bench.cpu_per_review import drive, pin
 
-from bench_server import BenchServer, review_body  # noqa: E402
-from cpu_per_review import drive, pin  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 # (layer, substrings of a frame), tried innermost frame first; the first match names the sample.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (

@@ -1,6 +1,6 @@
 """Slow clients and connection bursts against the real server over HTTPS, on 127.0.0.1.
 
-    .venv/bin/python bench/slow_clients.py [--stalled 40] [--burst 32] [-- extra serve args]
+    .venv/bin/python -m bench.slow_clients [--stalled 40] [--burst 32] [-- extra serve args]
 
 Starts `dra-webhook serve --offline` with a fresh CA, then:
 
@@ -21,16 +21,13 @@ import argparse
 import json
 import socket
 import statistics
-import sys
 import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT))
+from bench.bench_server import BenchServer, review_body
 
-from bench_server import BenchServer, review_body  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 CLIENT_TIMEOUT = 5.0
 

@@ -1,6 +1,6 @@
 """Soak: the real server over HTTPS for 60 s at 1,000 reviews/s while everything goes wrong.
 
-    .venv/bin/python bench/soak.py [--seconds 60] [--rate 1000] [--connections 32]
+    .venv/bin/python -m bench.soak [--seconds 60] [--rate 1000] [--connections 32]
 
 During the run, on 127.0.0.1: the serving certificate is renewed every 10 s, the policy is
 edited (a good edit, a bad edit that must be rejected, a good edit again), one worker is killed
@@ -26,19 +26,15 @@ import os
 import signal
 import ssl
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.bench_server import BenchServer, review_body
+from tests.reviews import BAD_POLICY, POLICY
+from webhook.ops import certs
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT))
-
-from bench_server import BenchServer, review_body  # noqa: E402
-
-from tests.reviews import BAD_POLICY, POLICY  # noqa: E402
-from webhook.ops import certs  # noqa: E402
 
 
 class Stats:

@@ -1,6 +1,6 @@
 """Latency and memory of the real server at a fixed rate, then its throughput at saturation.
 
-    .venv/bin/python bench/webhook_load.py [--seconds 60] [--rate 500] [--workers 2]
+    .venv/bin/python -m bench.webhook_load [--seconds 60] [--rate 500] [--workers 2]
 
 Starts `dra-webhook serve --offline` (the default configuration: 2 workers, TLS, JSON logs to a
 file) with a fresh CA and drives POST /mutate with the review of a 1-GPU pod using `oha`: first
@@ -27,10 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
+from bench.bench_server import BenchServer, review_body
 
-from bench_server import BenchServer, review_body  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 RESULTS = ROOT / "bench" / "results" / "webhook_load.json"
 

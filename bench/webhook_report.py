@@ -1,6 +1,6 @@
 """Every performance figure of the webhook in one run, against its targets (`make bench-webhook`).
 
-    .venv/bin/python bench/webhook_report.py [--quick]
+    .venv/bin/python -m bench.webhook_report [--quick]
 
 1. CPU per review and reviews per CPU-second: the real server, one worker pinned to CPU 0, the
    load on CPU 1, HTTPS keep-alive (bench/cpu_per_review.py).
@@ -21,16 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
+from bench import api_overhead, cpu_per_review, webhook_load
 
-import api_overhead  # noqa: E402
-import cpu_per_review  # noqa: E402
-import webhook_load  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 RESULTS = ROOT / "bench" / "results" / "webhook_report.json"
 

@@ -10,7 +10,7 @@ file needs only `python3` >= 3.11 on PATH. It is run as `kubectl dra` when it is
 `kubectl-dra`. Builds are reproducible (PEX's default; the archive has fixed mtimes), so the
 manifest's sha256 changes only when a dependency resolves to a new release.
 
-Usage: python hack/build_plugin.py [--out dist] [--manifest plugins/dra.yaml | --no-manifest]
+Usage: python -m hack.build_plugin [--out dist] [--manifest plugins/dra.yaml | --no-manifest]
 """
 
 from __future__ import annotations

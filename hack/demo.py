@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make demo`: the user's GPU scenarios, legacy and native, on a real local control plane.
 
-1. build (cached) and start the control plane with simulated GPU nodes (hack/cluster.py);
+1. build (cached) and start the control plane with simulated GPU nodes (python -m hack.cluster);
 2. serve our webhook on loopback and register it:
    - instance `default` with examples/policy-example-driver.yaml (legacy `nvidia.com/gpu` ->
      `gpu.example.com`, pod sharing / shared claims where that policy allows them),
@@ -23,13 +23,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-HACK = Path(__file__).resolve().parent
-sys.path.insert(0, str(HACK))
+from hack import cluster as cluster_mod
+from hack import node as node_mod
+from hack.procs import ClusterError
+from hack.webhook_lifecycle import INSTANCE_LABEL
 
-import cluster as cluster_mod  # noqa: E402
-import node as node_mod  # noqa: E402
-
-ROOT = HACK.parent
+ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 NVIDIA_NAMESPACE = "nvidia-legacy"
 SCENARIOS = ("01-two-gpus-one-pod.yaml", "02-intra-pod-sharing.yaml", "03-inter-pod-sharing.yaml")
@@ -69,7 +68,7 @@ def create(
             return
         # A new namespace gets its default ServiceAccount a moment after it exists.
         if 'serviceaccount "default" not found' not in proc.stderr or time.monotonic() > deadline:
-            raise cluster_mod.ClusterError(f"kubectl {' '.join(args)}:\n{proc.stderr}")
+            raise ClusterError(f"kubectl {' '.join(args)}:\n{proc.stderr}")
         time.sleep(0.3)
 
 
@@ -90,7 +89,8 @@ def allocation_rows(api: Any, namespaces: list[str]) -> tuple[list[list[str]], l
     """One row per (pod, allocated device); plus the pods still waiting."""
     from kubernetes import client
 
-    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    core: Any = client.CoreV1Api(api)
+    custom: Any = client.CustomObjectsApi(api)
     slices = custom.list_cluster_custom_object("resource.k8s.io", "v1", "resourceslices")["items"]
     describe = {}
     for s in slices:
@@ -107,7 +107,7 @@ def allocation_rows(api: Any, namespaces: list[str]) -> tuple[list[list[str]], l
                 s["name"]: s.get("resourceClaimName")
                 for s in pod.get("status", {}).get("resourceClaimStatuses") or []
             }
-            pod_rows = []
+            pod_rows: list[list[str]] = []
             for ref in pod["spec"].get("resourceClaims") or []:
                 claim_name = ref.get("resourceClaimName") or generated.get(ref["name"])
                 claim = (
@@ -137,7 +137,7 @@ def allocation_rows(api: Any, namespaces: list[str]) -> tuple[list[list[str]], l
                             name,
                             ",".join(users),
                             node,
-                            claim_name,
+                            str(claim_name),
                             f"{r['driver']}/{r['device']}",
                             describe.get(key, ""),
                         ]
@@ -231,7 +231,7 @@ def main() -> int:
             "--overwrite",
             "namespace",
             NVIDIA_NAMESPACE,
-            f"{cluster_mod.INSTANCE_LABEL}=nvidia",
+            f"{INSTANCE_LABEL}=nvidia",
         )
 
         step(f"native DRA scenarios (examples/0[1-3]-*.yaml), pods pinned to {node_name}")
@@ -263,7 +263,7 @@ def main() -> int:
             print(f"\nstill not allocated after 60 s: {', '.join(waiting)}", file=sys.stderr)
         step(f"what the containers on {node_name} got from the example driver (kubectl logs)")
         not_running = show_logs(cl, namespaces[:-1])
-    except (cluster_mod.ClusterError, node_mod.NodeError) as exc:
+    except (ClusterError, node_mod.NodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     kubectl = cl.kubectl_path()

@@ -5,7 +5,7 @@ and allocation are exercised against realistic data:
 
 - Nodes carry the labels GPU Feature Discovery writes (`nvidia.com/gpu.product` sanitised as GFD
   does, `.family`, `.memory` in MiB, `.count`) and a Ready condition.  Nothing heartbeats them:
-  hack/cluster.py runs kube-controller-manager without the node lifecycle controller, so the
+  hack/components.py runs kube-controller-manager without the node lifecycle controller, so the
   condition we write stays as written.  They advertise no `nvidia.com/gpu` capacity: DRA-only
   nodes, as with the NVIDIA DRA driver and no device plugin.
 - ResourceSlices as the NVIDIA DRA driver (`gpu.nvidia.com`) and the example driver
@@ -13,8 +13,10 @@ and allocation are exercised against realistic data:
 - DeviceClasses as the drivers' Helm charts create them (without `extendedResourceName`; tests
   that need KEP-5004 add it themselves).
 
-Everything is plain dicts (`make_*`) plus one function that applies them
-(`apply_cluster_fixtures`), so a benchmark can build 1,000 nodes with the same code.
+Everything here is pure, plain dicts (`make_*`); hack/fixtures.py applies them, so a benchmark
+can build 1,000 nodes with the same code.  The unit tests of capacity and audit import this
+module too: they count exactly the devices the local cluster, the demo and the e2e tests see,
+and a second catalogue under tests/ would drift from this one.
 """
 
 from __future__ import annotations
@@ -22,8 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -303,77 +304,3 @@ def device_classes() -> list[dict[str, Any]]:
         make_device_class("mig.nvidia.com", f'{nvidia} && {attrs}.type == "mig"'),
         make_device_class("gpu.example.com", 'device.driver == "gpu.example.com"'),
     ]
-
-
-# ---------------------------------------------------------------------------------------------
-# Applying (the only part that talks to the API server)
-
-
-def _is_status(exc: Exception, code: int) -> bool:
-    return getattr(exc, "status", None) == code
-
-
-def apply_object(api_client: Any, obj: Mapping[str, Any]) -> None:
-    """Create `obj`, or replace it if it exists (cluster-scoped Node/ResourceSlice/DeviceClass)."""
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
-
-    kind = obj["kind"]
-    name = obj["metadata"]["name"]
-    body = dict(obj)
-    if kind == "Node":
-        core = client.CoreV1Api(api_client)
-        status = body.pop("status", None)
-        try:
-            core.create_node(body)
-        except ApiException as exc:
-            if not _is_status(exc, 409):
-                raise
-            core.patch_node(name, {"metadata": body["metadata"], "spec": body.get("spec", {})})
-        if status is not None:
-            core.patch_node_status(name, {"status": status})
-        # The TaintNodesByCondition admission plugin adds node.kubernetes.io/not-ready on create;
-        # the (disabled) node lifecycle controller would lift it once Ready.  We do it instead.
-        core.patch_node(name, {"spec": {"taints": body.get("spec", {}).get("taints") or None}})
-        return
-    plural = {"ResourceSlice": "resourceslices", "DeviceClass": "deviceclasses"}[kind]
-    custom = client.CustomObjectsApi(api_client)
-    try:
-        custom.create_cluster_custom_object("resource.k8s.io", "v1", plural, body)
-    except ApiException as exc:
-        if not _is_status(exc, 409):
-            raise
-        current = custom.get_cluster_custom_object("resource.k8s.io", "v1", plural, name)
-        body = {
-            **body,
-            "metadata": {
-                **body["metadata"],
-                "resourceVersion": current["metadata"]["resourceVersion"],
-            },
-        }
-        custom.replace_cluster_custom_object("resource.k8s.io", "v1", plural, name, body)
-
-
-def apply_cluster_fixtures(
-    api_client: Any,
-    *,
-    nodes: Sequence[FakeNode] | None = None,
-    classes: Iterable[Mapping[str, Any]] | None = None,
-    workers: int = 8,
-) -> list[FakeNode]:
-    """Create/refresh DeviceClasses, Nodes (Ready) and their ResourceSlices; return the nodes.
-
-    Nodes go in parallel (`workers` threads share the client's connection pool).  On 2 cores,
-    1,000 nodes take ~48 s this way (API-server bound) and ~64 s one at a time.
-    """
-    nodes = list(default_nodes() if nodes is None else nodes)
-    for cls in device_classes() if classes is None else classes:
-        apply_object(api_client, cls)
-
-    def apply_node(node: FakeNode) -> None:
-        apply_object(api_client, make_node(node))
-        apply_object(api_client, make_slice(node))
-
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(nodes)))) as pool:
-        list(pool.map(apply_node, nodes))  # list(): re-raise the first failure
-    return nodes

@@ -6,7 +6,7 @@ instead of a hand-written field list. kubernetes-validate is a test dependency o
 definitions we need are copied into the package, descriptions dropped. Run after bumping the
 schema version:
 
-    .venv/bin/python hack/gen_dra_schema.py
+    .venv/bin/python -m hack.gen_dra_schema
 """
 
 from __future__ import annotations

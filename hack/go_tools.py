@@ -9,7 +9,7 @@ already cached is not rebuilt. Builds run under `nice` (the machines are shared)
 Cold build times on 2 cores (shared with other builds, warm Go standard library) are in
 hack/README.md.
 
-Usage: python hack/go_tools.py [helm|promtool ...] [--print-path NAME]
+Usage: python -m hack.go_tools [helm|promtool ...] [--print-path NAME]
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ versions the API server's storage layer expects.
 Binaries land in `$XDG_CACHE_HOME/kubectl-dra/k8s/<version>/bin/` (default `~/.cache/...`)
 and are rebuilt only when missing.  `K8S_VERSION` picks the release (default: DEFAULT_VERSION).
 
-Usage: python hack/k8s_build.py [--version 1.37.2] [--print-bin-dir]
+Usage: python -m hack.k8s_build [--version 1.37.2] [--print-bin-dir]
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 # Newest stable release the Go proxy served when this was pinned (`go list -m -versions
 # k8s.io/kubernetes`).  Bump deliberately: e2e expectations depend on DRA API behaviour.
@@ -207,7 +208,7 @@ def ldflags(version: str) -> str:
 
 
 @contextlib.contextmanager
-def cache_lock(directory: Path, *, out=sys.stderr) -> Iterator[None]:
+def cache_lock(directory: Path, *, out: TextIO = sys.stderr) -> Iterator[None]:
     """Hold an exclusive lock on a cache directory while building into it.
 
     Two checkouts on one machine (a dev cluster and a test run, say) share the cache; without the
@@ -223,7 +224,7 @@ def cache_lock(directory: Path, *, out=sys.stderr) -> Iterator[None]:
         yield
 
 
-def build(version: str, *, force: bool = False, out=sys.stderr) -> Path:
+def build(version: str, *, force: bool = False, out: TextIO = sys.stderr) -> Path:
     """Build (or reuse) all binaries for `version`; return the bin dir."""
     version = normalize_version(version)
     if is_built(version) and not force:
@@ -234,7 +235,7 @@ def build(version: str, *, force: bool = False, out=sys.stderr) -> Path:
         return _build_unlocked(version, force=force, out=out)
 
 
-def _build_unlocked(version: str, *, force: bool, out) -> Path:
+def _build_unlocked(version: str, *, force: bool, out: TextIO) -> Path:
     bdir = bin_dir(version)
     if shutil.which("go") is None:
         raise SystemExit(

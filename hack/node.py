@@ -1,7 +1,7 @@
 """One real node for the local control plane: containerd, runc, a kubelet and a DRA plugin.
 
-    python hack/cluster.py node-up     # (after `up`) build (cached) and start the node
-    python hack/cluster.py node-down   # stop it and remove everything it left behind
+    python -m hack.cluster node-up     # (after `up`) build (cached) and start the node
+    python -m hack.cluster node-down   # stop it and remove everything it left behind
 
 The simulated nodes (fakegpu.py) stay; this is one more node, named after the host (the API
 server dials the kubelet by node name, and the host name resolves to 127.0.0.1 here).  It is
@@ -38,23 +38,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TextIO
 
 import yaml
 
-HACK = Path(__file__).resolve().parent
-sys.path.insert(0, str(HACK))
-
-import node_build  # noqa: E402
-
-from webhook.ops import certs  # noqa: E402
-
-if TYPE_CHECKING:
-    from cluster import Cluster
+from hack import node_build
+from hack.controlplane import ControlPlane
+from hack.pki import APISERVER_KUBELET_USER
+from hack.procs import free_ports, pid_alive, pid_cmdline
+from webhook.ops import certs
 
 REAL_NODE_LABEL = "kubectl-dra.io/real-node"
-# `kube-apiserver --kubelet-client-certificate` identity (bound to system:kubelet-api-admin).
-APISERVER_KUBELET_USER = "kube-apiserver-kubelet-client"
 PROCESSES = ("node-containerd", "node-kubelet", "node-dra-plugin")
 CGROUP_MOUNTS = Path("/sys/fs/cgroup")
 SHIM_SOCKETS = Path("/run/containerd/s")
@@ -232,7 +226,7 @@ def kubelet_config(
 
 
 class RealNode:
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: ControlPlane) -> None:
         self.cluster = cluster
         self.paths = NodePaths(cluster.paths.root)
 
@@ -247,12 +241,10 @@ class RealNode:
             return {}
 
     def is_running(self) -> bool:
-        from cluster import pid_alive
-
-        pids = [self.cluster._read_pid(n) for n in PROCESSES]
+        pids = [self.cluster.read_pid(n) for n in PROCESSES]
         return bool(self.info()) and all(pid is not None and pid_alive(pid) for pid in pids)
 
-    def up(self, *, out: Any = sys.stderr) -> str:
+    def up(self, *, out: TextIO = sys.stderr) -> str:
         """Start the node (after cleaning what a crashed run left); return its name."""
         if self.is_running():
             print(f"real node {self.info()['name']} already running", file=out)
@@ -340,8 +332,6 @@ class RealNode:
                     (d / knob).write_text((d.parent / knob).read_text())
 
     def _start_kubelet(self, art: node_build.NodeArtifacts, name: str) -> None:
-        from cluster import free_ports
-
         cl, p = self.cluster, self.paths
         pki = cl.paths.pki
         ca = certs.load_key_pair(pki / "ca.crt", pki / "ca.key")
@@ -428,17 +418,17 @@ class RealNode:
 
     # -- teardown ---------------------------------------------------------------------------
 
-    def down(self, *, quiet: bool = False, out: Any = sys.stderr) -> None:
+    def down(self, *, quiet: bool = False, out: TextIO = sys.stderr) -> None:
         """Stop the node and remove what it left: pods' processes, mounts, cgroups, state, the
         Node object.  Safe to run on a half-started or crashed node, and when none exists."""
         if not self.paths.root.exists():
             return
         name = self.info().get("name")
-        api_up = bool(self.cluster.state.get("ports")) and self.cluster._ready("kube-apiserver")
+        api_up = bool(self.cluster.state.get("ports")) and self.cluster.ready("kube-apiserver")
         if name and api_up and self.is_running():
             self._drain(name)
         for proc_name in reversed(PROCESSES):
-            self.cluster._stop(proc_name, quiet=quiet, out=out)
+            self.cluster.stop(proc_name, quiet=quiet, out=out)
         self._kill_containers()
         self._stop_leftovers()
         self._remove_shim_sockets()
@@ -482,8 +472,6 @@ class RealNode:
 
     def _stop_leftovers(self) -> None:
         """Shims (and anything else) whose command line names our node directory."""
-        from cluster import pid_alive, pid_cmdline
-
         mine = str(self.paths.root)
         victims = [
             int(d.name)

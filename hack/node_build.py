@@ -14,7 +14,7 @@
 Everything lands in `$XDG_CACHE_HOME/kubectl-dra/node/` and is rebuilt only when missing (the
 plugin also when its sources change).
 
-Usage: python hack/node_build.py [--version 1.37.2]
+Usage: python -m hack.node_build [--version 1.37.2]
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
+
+from hack import k8s_build
 
 HACK = Path(__file__).resolve().parent
-sys.path.insert(0, str(HACK))
-
-import k8s_build  # noqa: E402
 
 CONTAINERD_VERSION = "2.4.2"
 CONTAINERD_MODULE = "github.com/containerd/containerd/v2"
@@ -83,7 +83,7 @@ def _go_build(pkgs: list[str], *, out: Path, cwd: Path, tags: str, log: Path) ->
     k8s_build._run([*argv, "-o", str(out), *pkgs], cwd=cwd, env=env, log=log)
 
 
-def build_containerd(out_stream=sys.stderr) -> Path:
+def build_containerd(out_stream: TextIO = sys.stderr) -> Path:
     """containerd, containerd-shim-runc-v2 and ctr at CONTAINERD_VERSION; returns their dir."""
     vdir = node_cache() / f"containerd-{CONTAINERD_VERSION}"
     bdir = vdir / "bin"
@@ -125,7 +125,7 @@ def _plugin_sources() -> list[Path]:
     )
 
 
-def build_plugin(version: str, out_stream=sys.stderr) -> Path:
+def build_plugin(version: str, out_stream: TextIO = sys.stderr) -> Path:
     """The example driver's kubelet plugin against dynamic-resource-allocation v0.<minor>.<patch>."""
     version = k8s_build.normalize_version(version)
     digest = hashlib.sha256()
@@ -175,7 +175,7 @@ def build_plugin(version: str, out_stream=sys.stderr) -> Path:
 # -- Debian packages ----------------------------------------------------------------------------
 
 
-def ensure_packages(out_stream=sys.stderr) -> None:
+def ensure_packages(out_stream: TextIO = sys.stderr) -> None:
     """apt-get install what is missing (one `apt-get update` first); a no-op when present."""
     missing = [pkg for pkg, path in APT_PACKAGES.items() if not path.exists()]
     if not missing:
@@ -245,7 +245,7 @@ def oci_archive(path: Path, *, repo: str, tag: str, layer: bytes, entrypoint: li
         "config": config_desc,
         "layers": [layer_desc],
     }
-    manifest_desc = blob(json.dumps(manifest).encode(), manifest["mediaType"])
+    manifest_desc = blob(json.dumps(manifest).encode(), str(manifest["mediaType"]))
     manifest_desc["annotations"] = {"org.opencontainers.image.ref.name": tag}
     manifest_desc["platform"] = {"architecture": "amd64", "os": "linux"}
     index = {"schemaVersion": 2, "manifests": [manifest_desc]}
@@ -262,7 +262,7 @@ def oci_archive(path: Path, *, repo: str, tag: str, layer: bytes, entrypoint: li
 _ROOT_DIRS = ["bin", "dev", "etc", "proc", "sys", "tmp", "usr", "usr/bin", "usr/sbin", "sbin"]
 
 
-def busybox_archive(out_stream=sys.stderr) -> Path:
+def busybox_archive(out_stream: TextIO = sys.stderr) -> Path:
     """busybox with every applet linked: the pods' shell, `export`, `sleep`."""
     archive = node_cache() / "images" / "busybox.tar"
     if archive.exists():
@@ -280,7 +280,7 @@ def busybox_archive(out_stream=sys.stderr) -> Path:
     return archive
 
 
-def pause_archive(version: str, out_stream=sys.stderr) -> Path:
+def pause_archive(version: str, out_stream: TextIO = sys.stderr) -> Path:
     """The pause image compiled from the release's own pause.c."""
     version = k8s_build.normalize_version(version)
     archive = node_cache() / "images" / f"pause-{version}.tar"
@@ -311,7 +311,7 @@ def image_ref(archive: Path) -> str:
     return archive.with_suffix(".ref").read_text().strip()
 
 
-def build(version: str | None = None, out_stream=sys.stderr) -> NodeArtifacts:
+def build(version: str | None = None, out_stream: TextIO = sys.stderr) -> NodeArtifacts:
     """Everything for one real node of `version` (built or taken from the cache)."""
     version = version or k8s_build.selected_version()
     ensure_packages(out_stream)

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 from click.testing import CliRunner, Result
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
-
-import fakegpu
-
+from hack import fakegpu
 from kubectl_dra.cli import cli
 
 POLICY_CM = {

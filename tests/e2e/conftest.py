@@ -1,4 +1,4 @@
-"""e2e fixtures: one real control plane per test session (hack/cluster.py), one namespace per test.
+"""e2e fixtures: one real control plane per test session (hack.cluster), one namespace per test.
 
 The cluster lives in `.cluster/e2e/` so a cluster started by `make cluster-up`/`make demo` in
 `.cluster/` is left alone.  `KUBECTL_DRA_REUSE_CLUSTER=1` reuses an already running cluster in
@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from hack import cluster as cluster_mod
+from hack import fixtures
+from hack.procs import ClusterError
 from tests.e2e.e2e_support import (
     ROOT,
     E2ECluster,
     WebhookPool,
-    cluster_mod,
-    fakegpu,
     load_yaml_docs,
     seed_scenario,
 )
@@ -41,13 +42,13 @@ def k8s() -> Iterator[E2ECluster]:
         failure = None
         try:
             cl.up(fixtures=False)
-        except (cluster_mod.ClusterError, SystemExit) as exc:
+        except (ClusterError, SystemExit) as exc:
             failure = str(exc)
         if failure is not None:
             pytest.fail(f"could not start the local control plane:\n{failure}", pytrace=False)
     api = cl.api_client()
     try:
-        nodes = fakegpu.apply_cluster_fixtures(api)
+        nodes = fixtures.apply_cluster_fixtures(api)
         yield E2ECluster(cluster=cl, api=api, nodes=nodes)
     finally:
         api.close()

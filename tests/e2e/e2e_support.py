@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,14 +17,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from hack import cluster as cluster_mod
+from hack import fakegpu
+from hack.webhook_lifecycle import INSTANCE_LABEL
 from tests import builders
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "hack"))
-
-import cluster as cluster_mod  # noqa: E402
-import fakegpu  # noqa: E402
-import node as node_mod  # noqa: E402, F401  (re-exported for the real-node tests)
 
 T = TypeVar("T")
 POLL = 0.2
@@ -215,7 +212,7 @@ def load_yaml_docs(path: Path) -> list[dict[str, Any]]:
 
 # -- webhooks per policy -------------------------------------------------------------------------
 
-POLICY_LABEL = cluster_mod.INSTANCE_LABEL
+POLICY_LABEL = INSTANCE_LABEL
 REWRITTEN = "kubectl-dra.io/rewritten"
 
 

@@ -24,12 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
+from hack import go_tools, k8s_build
 from tests.e2e.e2e_support import ROOT, E2ECluster
-
-sys.path.insert(0, str(ROOT / "hack"))
-
-import go_tools
-import k8s_build
 
 pytestmark = pytest.mark.e2e
 

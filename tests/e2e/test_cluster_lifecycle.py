@@ -1,4 +1,4 @@
-"""hack/cluster.py itself: a second, throw-away control plane comes up and goes away cleanly."""
+"""hack.cluster itself: a second, throw-away control plane comes up and goes away cleanly."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.e2e_support import cluster_mod
+from hack import cluster as cluster_mod
+from hack.components import COMPONENTS
+from hack.procs import pid_alive, port_open
 
 pytestmark = pytest.mark.e2e
 
@@ -16,13 +18,13 @@ def test_down_stops_only_its_own_processes_and_frees_every_port(tmp_path: Path) 
     other.up(fixtures=False)
     try:
         ports = list(other.state["ports"].values())
-        pids = {name: other._read_pid(name) for name in cluster_mod.COMPONENTS}
-        assert all(cluster_mod.port_open(p) for p in ports), ports
+        pids = {name: other.read_pid(name) for name in COMPONENTS}
+        assert all(port_open(p) for p in ports), ports
         assert other.kubectl("get", "--raw", "/readyz").stdout.strip() == "ok"
     finally:
         other.down(quiet=True)
 
-    assert not any(cluster_mod.port_open(p) for p in ports), ports
-    assert not any(pid is not None and cluster_mod.pid_alive(pid) for pid in pids.values()), pids
+    assert not any(port_open(p) for p in ports), ports
+    assert not any(pid is not None and pid_alive(pid) for pid in pids.values()), pids
     assert not other.state, "state is cleared"
     assert not (tmp_path / "other" / "etcd-data").exists()

@@ -318,7 +318,7 @@ def gpu_class_with_extended_resource(k8s: E2ECluster) -> Iterator[None]:
         got = k8s.custom.get_cluster_custom_object(
             "resource.k8s.io", "v1", "deviceclasses", "gpu.nvidia.com"
         )
-        # The field exists from 1.34 behind DRAExtendedResource, which hack/cluster.py turns on
+        # The field exists from 1.34 behind DRAExtendedResource, which hack/components.py turns on
         # whenever the release still has it as a gate (GA and always on from 1.37): every
         # release the harness runs must serve it, so a dropped field is a failure, not a skip.
         version = client.VersionApi(k8s.api).get_code()
@@ -329,7 +329,7 @@ def gpu_class_with_extended_resource(k8s: E2ECluster) -> Iterator[None]:
         assert got["spec"].get("extendedResourceName") == "nvidia.com/gpu", (
             f"{version.git_version} should serve DeviceClass.spec.extendedResourceName "
             "(KEP-5004, on by feature gate from 1.34, GA in 1.37) but dropped it: "
-            "check the --feature-gates hack/cluster.py passes"
+            "check the --feature-gates hack/components.py passes"
         )
         yield
     finally:

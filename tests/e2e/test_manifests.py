@@ -9,7 +9,7 @@ sideEffects, ...) is what users deploy. The server runs with a client certificat
 ServiceAccount's user name, so it has exactly the RBAC in manifests/base/rbac.yaml.
 
 Cluster-scoped objects this module creates (the webhook configuration, namespace kubectl-dra)
-are deleted at the end; the ClusterRole and its binding stay, because hack/cluster.py registers
+are deleted at the end; the ClusterRole and its binding stay, because hack/webhook_lifecycle.py registers
 every e2e webhook with exactly these objects.
 """
 
@@ -32,13 +32,13 @@ from typing import Any
 import pytest
 import yaml
 
+from hack.pki import ADMISSION_CLIENT_NAME
 from tests.builders import make_review
 from tests.e2e.e2e_support import (
     POLICY_LABEL,
     REWRITTEN,
     ROOT,
     E2ECluster,
-    cluster_mod,
     legacy_pod,
 )
 from webhook.ops import certs
@@ -72,7 +72,7 @@ def installed(k8s: E2ECluster) -> Iterator[None]:
     finally:
         for doc in reversed(_docs(MANIFESTS / "base" / "rbac.yaml")):
             if doc["kind"] in ("ClusterRole", "ClusterRoleBinding"):
-                continue  # hack/cluster.py's webhooks run with these same objects: keep them
+                continue  # hack/webhook_lifecycle.py's webhooks run with these same objects: keep them
             k8s.kubectl(
                 "delete", doc["kind"], doc["metadata"]["name"], "-n", NAMESPACE,
                 "--ignore-not-found", "--wait=false", check=False,
@@ -185,7 +185,7 @@ def gunicorn_webhook(
         "--host=127.0.0.1", "--port=0", f"--kubeconfig={kubeconfig}",
         f"--metrics-dir={tmp_path / 'metrics'}", "--workers=2",
         f"--client-ca={pki / 'admission-client-ca.crt'}",
-        f"--client-name={cluster_mod.ADMISSION_CLIENT_NAME}",
+        f"--client-name={ADMISSION_CLIENT_NAME}",
     ]  # fmt: skip
     with log.open("wb") as sink:
         proc = subprocess.Popen(argv, stdout=sink, stderr=sink, cwd=ROOT)

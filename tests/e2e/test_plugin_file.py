@@ -13,19 +13,14 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
 
+from hack import build_plugin, k8s_build
 from tests.e2e.e2e_support import ROOT, E2ECluster
-
-sys.path.insert(0, str(ROOT / "hack"))
-
-import build_plugin
-import k8s_build
 
 pytestmark = pytest.mark.e2e
 

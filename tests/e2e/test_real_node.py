@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 import yaml
 
+from hack import node as node_mod
+from hack.procs import ClusterError, log_tail
 from tests.e2e.e2e_support import (
     ROOT,
     E2ECluster,
     WebhookPool,
-    cluster_mod,
     devices_of,
     load_yaml_docs,
-    node_mod,
     seed_scenario,
 )
 
@@ -44,7 +44,7 @@ class Node:
         return self.node.paths.cdi / f"k8s.gpu.example.com-{claim_uid}.json"
 
     def kubelet_log(self) -> str:
-        return cluster_mod.log_tail(self.node.cluster.paths.log("node-kubelet"))
+        return log_tail(self.node.cluster.paths.log("node-kubelet"))
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def real_node(k8s: E2ECluster) -> Iterator[Node]:
     started_here = not rn.is_running()
     try:
         name = rn.up()
-    except (node_mod.NodeError, cluster_mod.ClusterError, SystemExit) as exc:
+    except (node_mod.NodeError, ClusterError, SystemExit) as exc:
         pytest.fail(f"could not start the real node:\n{exc}", pytrace=False)
     try:
         yield Node(name, rn)

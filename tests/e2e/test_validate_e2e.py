@@ -10,8 +10,9 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
+from hack import fakegpu
 from kubectl_dra.cli import cli
-from tests.e2e.e2e_support import ROOT, E2ECluster, fakegpu
+from tests.e2e.e2e_support import ROOT, E2ECluster
 
 pytestmark = pytest.mark.e2e
 

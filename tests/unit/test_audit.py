@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
-
-import fakegpu
-
 from dracore.policy import Policy
+from hack import fakegpu
 from kubectl_dra.audit.decide import decide_all, label_selector_matches, legacy_demand
 from kubectl_dra.audit.report import ClusterObjects, build_audit
 from kubectl_dra.audit.workloads import find_workloads

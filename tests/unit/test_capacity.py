@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
-
-import fakegpu
-
 from dracore.capacity import Capacity, count_units, group_units
+from hack import fakegpu
 from kubectl_dra.report import build_cluster_report, build_node_reports
 
 DRIVER = "gpu.nvidia.com"

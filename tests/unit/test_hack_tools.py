@@ -7,15 +7,11 @@ tests/e2e against the real one; these catch mistakes before a 10-minute build or
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
-
-import fakegpu
-import k8s_build
+from hack import fakegpu, k8s_build
 
 GO_MOD = """module k8s.io/kubernetes
 

@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
-
-import node
-import node_build
+from hack import node, node_build
 
 SCENARIO = [
     {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gpu0"}},
