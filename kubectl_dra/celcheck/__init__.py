@@ -38,8 +38,9 @@ from kubectl_dra.celcheck.evaluation import (
     CelEvaluationTooExpensive,
     device_value,
 )
+from kubectl_dra.celcheck.node import Node
 from kubectl_dra.celcheck.static import KNOWN_FUNCTIONS, Checked, check, evaluate
-from kubectl_dra.celcheck.syntax import Node, parse, to_node
+from kubectl_dra.celcheck.syntax import parse, to_node
 from kubectl_dra.celcheck.values import FUNCTIONS, Quantity, Semver
 
 __all__ = [

@@ -24,14 +24,12 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import lark
 
 from kubectl_dra.celcheck.errors import CelTooExpensive, Problem
-
-if TYPE_CHECKING:
-    from kubectl_dra.celcheck.syntax import Node
+from kubectl_dra.celcheck.node import Node
 
 MAX_COST: Final = 1_000_000  # the API server's cost limit for one device selector
 # celpy evaluates far slower than cel-go (about 0.1 ms per tree node visited), so evaluation

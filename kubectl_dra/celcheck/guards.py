@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kubectl_dra.celcheck.syntax import Node
+from kubectl_dra.celcheck.node import Node
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,8 @@ from kubectl_dra.celcheck.budget import check_cost, literal_problems
 from kubectl_dra.celcheck.errors import CelTooExpensive, Problem
 from kubectl_dra.celcheck.evaluation import Program, compile_program, run
 from kubectl_dra.celcheck.guards import attribute_read, string_literal, unguarded_reads
-from kubectl_dra.celcheck.syntax import DEVICE_FIELDS, Node, Tree, parse, to_node
+from kubectl_dra.celcheck.node import Node
+from kubectl_dra.celcheck.syntax import DEVICE_FIELDS, Tree, parse, to_node
 from kubectl_dra.celcheck.values import Quantity, Semver
 
 

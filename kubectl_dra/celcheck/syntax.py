@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast as pyast
-from dataclasses import dataclass
 from functools import cache
 from typing import Any, Final, TypeAlias
 
@@ -14,27 +13,12 @@ from celpy.celparser import CELParseError
 from dracore.policy import MAX_CEL_LENGTH
 from kubectl_dra.celcheck.budget import MAX_TREE_NODES, check_tree, too_large, tree_size
 from kubectl_dra.celcheck.errors import CelError, CelTooExpensive
+from kubectl_dra.celcheck.node import Node
 
 MAX_EXPRESSION_BYTES: Final = MAX_CEL_LENGTH
 DEVICE_FIELDS: Final = frozenset({"driver", "attributes", "capacity", "allowMultipleAllocations"})
 
 Tree: TypeAlias = "lark.Tree[Any]"
-
-
-# --- A small syntax tree over celpy's lark parse tree -----------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Node:
-    """kind: and|or|not|neg|cond|rel|in|arith|select|index|call|ident|lit|list|map|object."""
-
-    kind: str
-    children: tuple[Node, ...] = ()
-    value: Any = None  # operator, field, function name, identifier or literal value
-    line: int = 0
-    column: int = 0
-    target: bool = False  # call: the first child is the receiver (`x.f(...)`)
-    raw: str | None = None  # lit: the literal as written
 
 
 _OPERATORS: Final = {
