@@ -1,5 +1,5 @@
 """Core throughput: pods translated per second (pure core) and reviews per second through
-create_app in-process (Flask test client, no network), for three pod shapes.
+the webhook's Endpoints in-process (tests.builders.webhook_client), for three pod shapes.
 
     .venv/bin/python -m bench.core_bench [--seconds 2]
 
@@ -21,9 +21,8 @@ from typing import Any
 
 from dracore.policy import Policy
 from dracore.translate import translate
-from tests.builders import container, make_pod, make_review
+from tests.builders import container, make_pod, make_review, webhook_client
 from webhook.admission.gateway import MemoryGateway
-from webhook.app import create_app
 from webhook.settings import Settings
 
 SHAPES: dict[str, dict[str, Any]] = {
@@ -55,7 +54,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
     args = parser.parse_args()
     policy = Policy.default()
-    client = create_app(Settings(), policy=policy, gateway=MemoryGateway()).test_client()
+    client = webhook_client(Settings(), policy=policy, gateway=MemoryGateway())
     print(f"{'shape':<18}{'core pods/s':>14}{'reviews/s':>12}{'review/core cost':>18}")
     for name, pod in SHAPES.items():
         core = rate(lambda pod=pod: translate(pod, policy=policy, namespace="ml"), args.seconds)
@@ -63,7 +62,7 @@ def main() -> None:
 
         def review(body: dict[str, Any] = body) -> None:
             response = client.post("/mutate", json=body)
-            assert response.status_code == 200
+            assert response.status == 200
 
         reviews = rate(review, args.seconds)
         print(f"{name:<18}{core:>14,.0f}{reviews:>12,.0f}{core / reviews:>17.1f}x")
@@ -81,7 +80,7 @@ def scaling() -> None:
         }
     )
     settings = Settings(max_review_bytes=64 * 1024 * 1024)
-    client = create_app(settings, policy=policy, gateway=MemoryGateway()).test_client()
+    client = webhook_client(settings, policy=policy, gateway=MemoryGateway())
     print(f"{'containers':>10}{'ms/review':>12}{'us/container':>14}")
     for n in (10, 1_000, 10_000):
         body = make_review(make_pod(*(container(f"c{i}", gpus=1) for i in range(n))))
@@ -90,7 +89,7 @@ def scaling() -> None:
             start = time.perf_counter()
             response = client.post("/mutate", json=body)
             rounds.append(time.perf_counter() - start)
-            assert response.status_code == 200 and response.get_json()["response"]["allowed"]
+            assert response.status == 200 and response.json()["response"]["allowed"]
         best = min(rounds)
         print(f"{n:>10,}{best * 1000:>12.1f}{best / n * 1e6:>14.1f}")
 

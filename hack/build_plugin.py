@@ -3,7 +3,7 @@
 the krew manifest plugins/dra.yaml with the archive's sha256.
 
 dist/kubectl-dra is a PEX zipapp of the plain install (the plugin; not the `webhook` extra, so no
-Flask, gunicorn, prometheus_client or cryptography), with the dependencies' wheels for CPython
+gunicorn, prometheus_client or cryptography), with the dependencies' wheels for CPython
 3.11-3.13 on Linux x86_64/aarch64 and macOS arm64: some dependencies (google-re2, pendulum,
 pydantic-core) are compiled, and PEX picks the wheels matching the python3 it runs on, so the one
 file needs only `python3` >= 3.11 on PATH. It is run as `kubectl dra` when it is on PATH as
@@ -37,11 +37,9 @@ PLATFORMS = [
 ]
 # Distributions of the `webhook` extra: the plugin must not carry them.
 SERVER_STACK = (
-    "flask",
     "gunicorn",
     "prometheus_client",
     "cryptography",
-    "werkzeug",
     "httptools",
     "uvloop",
 )

@@ -1,7 +1,7 @@
-"""Fuzzing POST /mutate through the Flask app with structured, partly hostile AdmissionReviews.
+"""Fuzzing POST /mutate through the webhook's Endpoints with structured, partly hostile reviews.
 
-For every review hypothesis builds: no 5xx, no exception escapes the app (PROPAGATE_EXCEPTIONS
-makes one fail the test instead of becoming a 500), a 200 answer is a well-formed response for
+For every review hypothesis builds: no 5xx, no exception escapes the endpoints (they are called
+directly, so one fails the test instead of becoming a 500), a 200 answer is a well-formed response for
 the same uid, a patch applies to the object it was computed from, and the review costs less
 than REVIEW_CPU_BOUND seconds of CPU. The bound is CPU time of this process (not wall clock), so
 a loaded machine does not make it flaky, and it is generous: a 1-GPU review costs about a
@@ -22,13 +22,11 @@ from typing import Any
 
 import jsonpatch
 import pytest
-from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.builders import make_policy
+from tests.builders import EndpointsClient, make_policy, webhook_client
 from webhook.admission.gateway import MemoryGateway
-from webhook.app import create_app
 from webhook.settings import Settings
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1000"))
@@ -169,11 +167,9 @@ def tally() -> Iterator[Tally]:
 
 
 @pytest.fixture(scope="module")
-def client() -> FlaskClient:
+def client() -> EndpointsClient:
     policy = make_policy(podSharing="Allowed", sharedClaims="Allowed", maxGPUsPerPod=8)
-    app = create_app(Settings(), policy=policy, gateway=MemoryGateway())
-    app.config["PROPAGATE_EXCEPTIONS"] = True
-    return app.test_client()
+    return webhook_client(Settings(), policy=policy, gateway=MemoryGateway())
 
 
 @settings(
@@ -184,7 +180,7 @@ def client() -> FlaskClient:
 )
 @given(body=reviews())
 def test_any_review_gets_a_bounded_well_formed_answer(
-    body: dict[str, Any], client: FlaskClient, tally: Tally
+    body: dict[str, Any], client: EndpointsClient, tally: Tally
 ) -> None:
     payload = json.dumps(body, allow_nan=True)
     started = time.process_time()
@@ -192,13 +188,13 @@ def test_any_review_gets_a_bounded_well_formed_answer(
     cpu = time.process_time() - started
     tally.count += 1
     tally.slowest = max(tally.slowest, cpu)
-    tally.statuses[resp.status_code] = tally.statuses.get(resp.status_code, 0) + 1
-    assert resp.status_code < 500, resp.get_data(as_text=True)
+    tally.statuses[resp.status] = tally.statuses.get(resp.status, 0) + 1
+    assert resp.status < 500, resp.text()
     assert cpu < REVIEW_CPU_BOUND, f"a review took {cpu:.3f} s of CPU"
-    if resp.status_code != 200:
-        assert resp.status_code == 400 and resp.get_json()["error"]
+    if resp.status != 200:
+        assert resp.status == 400 and resp.json()["error"]
         return
-    response = resp.get_json()["response"]
+    response = resp.json()["response"]
     assert response["uid"] == body["request"]["uid"]
     status = response.get("status") or {}
     assert status.get("code") != 500, status  # an internal error, not a decision

@@ -18,9 +18,8 @@ import pytest
 import yaml
 
 from dracore.policy import Policy
-from tests.builders import container, make_pod, make_review
+from tests.builders import container, make_pod, make_review, webhook_client
 from webhook.apiclient.kubeapi import ApiGateway
-from webhook.app import create_app
 from webhook.errors import GatewayError
 from webhook.ops.certs import generate_ca
 from webhook.settings import Settings
@@ -90,14 +89,13 @@ def test_each_gateway_call_gives_up_with_a_retryable_error(silent_api_server: Pa
 
 def test_a_silent_api_server_denies_the_pod_and_frees_the_thread(silent_api_server: Path) -> None:
     gateway = ApiGateway.from_kubeconfig(str(silent_api_server), timeout=0.3)
-    app = create_app(Settings(), policy=Policy.default(), gateway=gateway)
-    client = app.test_client()
+    client = webhook_client(Settings(), policy=Policy.default(), gateway=gateway)
     review = make_review(make_pod(container("train", gpus=1)))
     answers = []
     for _ in range(3):  # the same thread reviews again: nothing stayed pinned
         resp = client.post("/mutate", json=review)
-        assert resp.status_code == 200
-        answers.append(resp.get_json()["response"])
+        assert resp.status == 200
+        answers.append(resp.json()["response"])
     for response in answers:
         assert response["allowed"] is False
         message = response["status"]["message"]

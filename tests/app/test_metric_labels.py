@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 
 from dracore.policy import Policy
-from tests.builders import container, make_pod, make_review
-from webhook.app import create_app
+from tests.builders import container, make_pod, make_review, webhook_client
 from webhook.serving import metrics
 from webhook.settings import Settings
 
@@ -17,13 +16,13 @@ def operation_labels() -> set[str]:
 
 
 def test_odd_operations_are_counted_under_fixed_label_values() -> None:
-    client = create_app(Settings(), policy=Policy.default()).test_client()
+    client = webhook_client(Settings(), policy=Policy.default())
     review = make_review(make_pod(container("train", gpus=1)))
     for i in range(300):
         review["request"]["operation"] = f"CREATE-{i}\u202e{'x' * i}"
-        assert client.post("/mutate", json=review).status_code == 200
+        assert client.post("/mutate", json=review).status == 200
     review["request"]["operation"] = "UPDATE"
-    assert client.post("/mutate", json=review).status_code == 200
+    assert client.post("/mutate", json=review).status == 200
     labels = operation_labels()
     assert labels <= {"CREATE", "UPDATE", "DELETE", "CONNECT", "OTHER", "UNKNOWN"}
     assert {"OTHER", "UPDATE"} <= labels

@@ -15,7 +15,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from dracore.policy import Policy
-from webhook.app import create_app
+from tests.builders import webhook_client
 
 FILES = Path(__file__).resolve().parents[2] / "charts" / "kubectl-dra" / "files"
 # PromQL words that are not metric names: aggregation/binary keywords (functions are followed by
@@ -58,10 +58,9 @@ def test_the_tokenizer_finds_metric_names_only() -> None:
 
 
 def served_series() -> set[str]:
-    app = create_app(policy=Policy.default())
-    client = app.test_client()
+    client = webhook_client(policy=Policy.default())
     client.post("/mutate", data=b"not json")  # an invalid review, so every family has samples
-    text = client.get("/metrics").get_data(as_text=True)
+    text = client.get("/metrics").text()
     return {s.name for family in text_string_to_metric_families(text) for s in family.samples}
 
 

@@ -1,4 +1,4 @@
-"""The Flask layer: POST /mutate end to end through create_app, with an in-memory gateway."""
+"""POST /mutate end to end through the webhook's Endpoints, with an in-memory gateway."""
 
 from __future__ import annotations
 
@@ -8,22 +8,26 @@ from typing import Any
 
 import jsonpatch
 import pytest
-from flask.testing import FlaskClient
 
 from dracore import admission_review as review
 from dracore.policy import Policy
 from dracore.translate import SHARED_CLAIM_ANNOTATION, translate
-from tests.builders import container, make_pod, make_policy, make_review
+from tests.builders import (
+    EndpointsClient,
+    container,
+    make_pod,
+    make_policy,
+    make_review,
+    webhook_client,
+)
 from webhook.admission.gateway import MemoryGateway
-from webhook.app import create_app
 from webhook.settings import Settings
 
 
 def client_for(
     policy: Policy | None = None, gateway: MemoryGateway | None = None, **settings: Any
-) -> FlaskClient:
-    app = create_app(Settings(**settings), policy=policy or Policy.default(), gateway=gateway)
-    return app.test_client()
+) -> EndpointsClient:
+    return webhook_client(Settings(**settings), policy=policy or Policy.default(), gateway=gateway)
 
 
 @pytest.fixture
@@ -31,10 +35,10 @@ def gateway() -> MemoryGateway:
     return MemoryGateway()
 
 
-def post(client: FlaskClient, body: dict[str, Any]) -> dict[str, Any]:
+def post(client: EndpointsClient, body: dict[str, Any]) -> dict[str, Any]:
     resp = client.post("/mutate", json=body)
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    result: dict[str, Any] = resp.get_json()
+    assert resp.status == 200, resp.text()
+    result: dict[str, Any] = resp.json()
     assert result["apiVersion"] == "admission.k8s.io/v1" and result["kind"] == "AdmissionReview"
     assert result["response"]["uid"] == body["request"]["uid"]
     return result["response"]
@@ -169,22 +173,22 @@ def test_shared_claim_is_not_created_on_dry_run(gateway: MemoryGateway) -> None:
 
 
 def test_a_bug_is_a_500_review_and_never_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
-    app = create_app(Settings(), policy=Policy.default())
+    client = webhook_client(Settings(), policy=Policy.default())
 
     def broken() -> Policy:
         raise RuntimeError("boom")
 
-    app.extensions["kubectl-dra"].reviewer.admission._policy = broken
+    client.endpoints.reviewer.admission._policy = broken
     body = make_review(make_pod(container("app", gpus=1)))
-    resp = app.test_client().post("/mutate", json=body)
-    assert resp.status_code == 200
-    response = resp.get_json()["response"]
+    resp = client.post("/mutate", json=body)
+    assert resp.status == 200
+    response = resp.json()["response"]
     assert (response["uid"], response["allowed"], response["status"]["code"]) == (
         body["request"]["uid"],
         False,
         500,
     )
-    assert "boom" not in resp.get_data(as_text=True)
+    assert "boom" not in resp.text()
     assert "boom" in caplog.text
 
 
@@ -216,15 +220,15 @@ def test_a_bug_is_a_500_review_and_never_a_traceback(caplog: pytest.LogCaptureFi
 )
 def test_malformed_reviews(kwargs: dict[str, Any], status: int, error: str) -> None:
     resp = client_for(max_review_bytes=1024).post("/mutate", **kwargs)
-    assert resp.status_code == status
-    assert error in resp.get_json()["error"]
+    assert resp.status == status
+    assert error in resp.json()["error"]
 
 
 def test_health_endpoints() -> None:
     client = client_for()
-    assert client.get("/healthz").status_code == 200
-    assert client.get("/readyz").status_code == 200
-    assert client.get("/mutate").status_code == 405
+    assert client.get("/healthz").status == 200
+    assert client.get("/readyz").status == 200
+    assert client.get("/mutate").status == 405
 
 
 def test_namespace_labels_are_remembered_between_reviews() -> None:
@@ -378,16 +382,16 @@ def test_malformed_pod_in_a_review_is_400_with_the_field(
     changes: dict[str, Any], reason: str
 ) -> None:
     resp = client_for().post("/mutate", json=_review_with(**changes))
-    assert resp.status_code == 400, resp.get_data(as_text=True)
-    assert resp.get_json()["error"].startswith(reason)
+    assert resp.status == 400, resp.text()
+    assert resp.json()["error"].startswith(reason)
 
 
 def test_malformed_old_object_is_400() -> None:
     pod = make_pod(container("app"))
     body = make_review(pod, operation="UPDATE", old={**pod, "spec": {"containers": "x"}})
     resp = client_for().post("/mutate", json=body)
-    assert resp.status_code == 400
-    assert resp.get_json()["error"].startswith("request.oldObject.spec.containers: expected a list")
+    assert resp.status == 400
+    assert resp.json()["error"].startswith("request.oldObject.spec.containers: expected a list")
 
 
 @pytest.mark.parametrize("depth", [150, 100_000])
@@ -399,11 +403,11 @@ def test_absurdly_nested_review_is_400(depth: int) -> None:
     resp = client_for(max_review_bytes=10 * 1024 * 1024).post(
         "/mutate", data=data, content_type="application/json"
     )
-    assert resp.status_code == 400
-    assert "nested more than 100 levels deep" in resp.get_json()["error"]
+    assert resp.status == 400
+    assert "nested more than 100 levels deep" in resp.json()["error"]
 
 
 def test_non_utf8_body_is_400() -> None:
     resp = client_for().post("/mutate", data=b'{"a": "\xff"}', content_type="application/json")
-    assert resp.status_code == 400
-    assert "not UTF-8 JSON" in resp.get_json()["error"]
+    assert resp.status == 400
+    assert "not UTF-8 JSON" in resp.json()["error"]

@@ -1,4 +1,4 @@
-"""create_app with a policy provider and status reporters; /readyz, /metrics, JSON log lines."""
+"""The webhook's Endpoints with a policy provider and status reporters; /readyz, /metrics, JSON log lines."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from dracore.policy import Policy
+from tests.builders import webhook_client
 from tests.reviews import gpu_review
-from webhook.app import create_app
 from webhook.serving.logs import JsonFormatter
 from webhook.serving.reload import PolicyReloader
 
@@ -27,41 +27,37 @@ def test_policy_provider_is_called_per_review(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text(GOOD.format(n=2))
     reloader = PolicyReloader(path)
-    client = create_app(policy=reloader, status=[reloader]).test_client()
-    assert (
-        client.post("/mutate", json=gpu_review(gpus=3)).get_json()["response"]["allowed"] is False
-    )
+    client = webhook_client(policy=reloader, status=[reloader])
+    assert client.post("/mutate", json=gpu_review(gpus=3)).json()["response"]["allowed"] is False
     path.write_text(GOOD.format(n=4))
     reloader.check()
-    assert client.post("/mutate", json=gpu_review(gpus=3)).get_json()["response"]["allowed"] is True
+    assert client.post("/mutate", json=gpu_review(gpus=3)).json()["response"]["allowed"] is True
 
 
 def test_readyz_reports_a_rejected_policy_but_stays_200(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text(GOOD.format(n=2))
     reloader = PolicyReloader(path)
-    client = create_app(policy=reloader, status=[reloader]).test_client()
-    assert client.get("/readyz").get_json()["status"] == "ok"
+    client = webhook_client(policy=reloader, status=[reloader])
+    assert client.get("/readyz").json()["status"] == "ok"
     path.write_text(GOOD.format(n=2) + "    bogus: 1\n")
     reloader.check()
     resp = client.get("/readyz")
-    body = resp.get_json()
-    assert resp.status_code == 200
+    body = resp.json()
+    assert resp.status == 200
     assert body["status"] == "degraded"
     assert "spec.defaults.bogus" in body["checks"]["policy"]["error"]
     assert body["checks"]["policy"]["digest"] == reloader().digest
 
 
 def test_a_plain_policy_still_works() -> None:
-    client = create_app(policy=Policy.default()).test_client()
-    assert (
-        client.post("/mutate", json=gpu_review()).get_json()["response"]["patchType"] == "JSONPatch"
-    )
-    assert client.get("/readyz").get_json() == {"status": "ok", "checks": {}}
+    client = webhook_client(policy=Policy.default())
+    assert client.post("/mutate", json=gpu_review()).json()["response"]["patchType"] == "JSONPatch"
+    assert client.get("/readyz").json() == {"status": "ok", "checks": {}}
 
 
 def test_metrics_count_each_outcome_in_process() -> None:
-    client = create_app().test_client()
+    client = webhook_client()
     before = {
         o: sample("dra_webhook_reviews_total", operation="CREATE", outcome=o)
         for o in ("patched", "unchanged", "denied")
@@ -85,7 +81,7 @@ def test_metrics_count_each_outcome_in_process() -> None:
         invalid + 1
     )
     assert sample("dra_webhook_review_duration_seconds_count") == count + 4
-    text = client.get("/metrics").get_data(as_text=True)
+    text = client.get("/metrics").text()
     assert "dra_webhook_reviews_total" in text and "dra_webhook_policy_reloads_total" in text
 
 
@@ -95,11 +91,11 @@ def test_a_bug_in_admission_is_counted_as_error_and_logged_with_uid(
     def broken() -> Policy:
         raise RuntimeError("bug")
 
-    client = create_app(policy=broken).test_client()
+    client = webhook_client(policy=broken)
     before = sample("dra_webhook_reviews_total", operation="CREATE", outcome="error")
     body = gpu_review()
     with caplog.at_level(logging.ERROR, logger="webhook.routes"):
-        resp = client.post("/mutate", json=body).get_json()["response"]
+        resp = client.post("/mutate", json=body).json()["response"]
     assert resp["allowed"] is False and resp["status"]["code"] == 500
     assert "RuntimeError" not in resp["status"]["message"]
     assert sample("dra_webhook_reviews_total", operation="CREATE", outcome="error") == before + 1

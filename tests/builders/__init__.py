@@ -1,5 +1,6 @@
 """One set of test builders, imported as `tests.builders`: pods and reviews (pods), DRA
-objects and devices (dra), the fake cluster reader (fake), assertions and polling (checks)."""
+objects and devices (dra), the fake cluster reader (fake), assertions and polling (checks),
+requests to the webhook's endpoints in-process (endpoints)."""
 
 from tests.builders.checks import SCHEMA_VERSION, assert_valid, column, wait_for
 from tests.builders.dra import (
@@ -23,6 +24,7 @@ from tests.builders.dra import (
     selector,
     sharing_config,
 )
+from tests.builders.endpoints import EndpointsClient, Response, webhook_client
 from tests.builders.fake import VALIDATE_FORBIDS, FakeCluster, sample_cluster, validate_cluster
 from tests.builders.pods import (
     claim_container,
@@ -44,7 +46,9 @@ __all__ = [
     "NVIDIA",
     "SCHEMA_VERSION",
     "VALIDATE_FORBIDS",
+    "EndpointsClient",
     "FakeCluster",
+    "Response",
     "allocated_claim",
     "assert_valid",
     "claim_container",
@@ -73,4 +77,5 @@ __all__ = [
     "template_ref",
     "validate_cluster",
     "wait_for",
+    "webhook_client",
 ]

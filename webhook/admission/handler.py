@@ -1,7 +1,7 @@
 """POST /mutate without a web framework: body bytes in, status and body bytes out.
 
-The server's event loop calls `Reviewer.answer` directly, and the Flask route does too (tests
-through the Flask client run the same code). Each review is logged once (uid, namespace, pod,
+The server's event loop calls `Reviewer.answer` through `Endpoints`, and so do the in-process
+tests (tests.builders.webhook_client). Each review is logged once (uid, namespace, pod,
 operation, decision as JSON fields) and counted in the metrics by operation and outcome, with
 its latency. A user's mistake is a 400 with a one-line reason; a bug on our side is an errored
 AdmissionReview (code 500 inside an HTTP 200) and a traceback in the log, never in the answer.

@@ -1,8 +1,8 @@
 """What the webhook answers, without a web framework: POST /mutate, /healthz, /readyz, /metrics.
 
-`Endpoints` is the application both servers share: the production server (`webhook.http`) calls
-it from its event loop, and the Flask app (`webhook.app`, for WSGI servers and the test client)
-wraps the same methods. Each returns a `Reply`, ready to be written.
+`Endpoints` is the application: the production server (`webhook.serving.http11`) calls it from
+its event loop, and the in-process tests call it directly (tests.builders.webhook_client). Each
+returns a `Reply`, ready to be written.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 imported (prometheus_client decides its storage at import time). Each worker then writes its
 values to mmap files there; `/metrics`, served by whichever worker, merges them, and gunicorn's
 child_exit hook calls `mark_process_dead` so gauges of dead workers vanish. Without the
-variable (tests with the Flask client) the default in-process registry is used.
+variable (tests that call the endpoints in-process) the default in-process registry is used.
 
 Counters are per worker process and summed: a policy edit seen by 2 workers counts 2 reloads.
 Gauges say the state: `..._policy_reload_failing` is the max over live workers, the
