@@ -80,7 +80,7 @@ cluster-status: $(STAMP)
 bench-webhook: $(STAMP) k8s-build
 	$(BIN)/python -m bench.webhook_report
 
-# 100,000 hostile AdmissionReviews through the Flask app (tests/app/test_fuzz_reviews.py);
+# 100,000 hostile AdmissionReviews through the webhook's endpoints (tests/app/test_fuzz_reviews.py);
 # prints the count and the slowest review.
 fuzz: $(STAMP)
 	FUZZ_EXAMPLES=100000 $(BIN)/pytest -q -s tests/app/test_fuzz_reviews.py

@@ -1,9 +1,10 @@
-"""AdmissionReview v1 in and out, as plain dicts (pure; no Flask).
+"""AdmissionReview v1 in and out, as plain dicts typed by TypedDicts (pure; no I/O).
 
 `parse_request` turns a decoded body into an AdmissionRequest or raises BadReviewError (the
-review itself is broken: HTTP 400). The builders make the four answers: allowed, patched
-(JSONPatch diffed from the old and new pod), denied (a policy decision, HTTP 200 with
-allowed: false, code 403) and errored (a bug on our side, code 500, generic message).
+review itself is broken: HTTP 400). The builders make the four answers, each an
+`AdmissionReviewOut`: allowed, patched (JSONPatch diffed from the old and new pod), denied (a
+policy decision, HTTP 200 with allowed: false, code 403) and errored (a bug on our side, code
+500, generic message).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import base64
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal, NotRequired, TypedDict
 
 import jsonpatch
 from jsonpointer import escape
@@ -27,6 +28,59 @@ MAX_WARNING_LENGTH: Final = 256
 # A pod nests about 10 levels (20 with managedFields); anything far deeper is not a pod, and
 # refusing it up front keeps every later walk (copy, diff) cheap and recursion-safe.
 MAX_DEPTH: Final = 100
+
+# What the API server sends. `AdmissionRequest.operation` keeps the raw string: a review with
+# another value is still answered (allowed, unchanged) and counted apart, not refused.
+Operation = Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
+# The one-word result of a decision, for logs and metrics.
+Decision = Literal["patched", "unchanged", "denied", "error"]
+
+
+class GroupVersionKind(TypedDict, total=False):
+    group: str
+    version: str
+    kind: str
+
+
+class AdmissionRequestIn(TypedDict, total=False):
+    """The fields of `request` we read; `parse_request` checks each before use."""
+
+    uid: str
+    kind: GroupVersionKind
+    operation: str
+    namespace: str
+    name: str
+    object: dict[str, Any]
+    oldObject: dict[str, Any]
+    dryRun: bool
+
+
+class AdmissionReviewIn(TypedDict, total=False):
+    apiVersion: str
+    kind: str
+    request: AdmissionRequestIn
+
+
+class ReviewStatus(TypedDict):
+    code: int
+    message: str
+    reason: Literal["Forbidden", "InternalError"]
+
+
+class AdmissionResponse(TypedDict):
+    uid: str
+    allowed: bool
+    warnings: NotRequired[list[str]]
+    auditAnnotations: NotRequired[dict[str, str]]
+    patchType: NotRequired[Literal["JSONPatch"]]
+    patch: NotRequired[str]
+    status: NotRequired[ReviewStatus]
+
+
+class AdmissionReviewOut(TypedDict):
+    apiVersion: str
+    kind: str
+    response: AdmissionResponse
 
 
 def decode_body(data: bytes) -> Any:
@@ -58,7 +112,8 @@ class AdmissionRequest:
     old_object: Mapping[str, Any] | None = None
 
 
-def parse_request(body: Any) -> AdmissionRequest:
+def parse_request(body: AdmissionReviewIn | Any) -> AdmissionRequest:
+    """Check the shape of a decoded body (untrusted JSON) field by field."""
     if not isinstance(body, Mapping):
         raise BadReviewError("body is not a JSON object; expected an AdmissionReview")
     if body.get("kind") != KIND:
@@ -107,7 +162,7 @@ def parse_request(body: Any) -> AdmissionRequest:
     )
 
 
-def _review(response: dict[str, Any]) -> dict[str, Any]:
+def _review(response: AdmissionResponse) -> AdmissionReviewOut:
     return {"apiVersion": API_VERSION, "kind": KIND, "response": response}
 
 
@@ -119,8 +174,8 @@ def _clip(warnings: Sequence[str]) -> list[str]:
 
 def build_allowed(
     uid: str, *, warnings: Sequence[str] = (), audit: Mapping[str, str] | None = None
-) -> dict[str, Any]:
-    response: dict[str, Any] = {"uid": uid, "allowed": True}
+) -> AdmissionReviewOut:
+    response: AdmissionResponse = {"uid": uid, "allowed": True}
     if warnings:
         response["warnings"] = _clip(warnings)
     if audit:
@@ -175,7 +230,7 @@ def make_patch(old: Any, new: Any, path: str = "") -> list[dict[str, Any]]:
 
 def build_patched(
     uid: str, *, old: Mapping[str, Any], new: Mapping[str, Any], warnings: Sequence[str] = ()
-) -> dict[str, Any]:
+) -> AdmissionReviewOut:
     """Allowed, with the RFC 6902 diff from old to new; no `patch` key if nothing changed."""
     review = build_allowed(uid, warnings=warnings)
     operations = make_patch(old, new)
@@ -185,7 +240,7 @@ def build_patched(
     return review
 
 
-def build_denied(uid: str, message: str, *, code: int = 403) -> dict[str, Any]:
+def build_denied(uid: str, message: str, *, code: int = 403) -> AdmissionReviewOut:
     return _review(
         {
             "uid": uid,
@@ -195,7 +250,7 @@ def build_denied(uid: str, message: str, *, code: int = 403) -> dict[str, Any]:
     )
 
 
-def build_errored(uid: str) -> dict[str, Any]:
+def build_errored(uid: str) -> AdmissionReviewOut:
     message = "internal error in the kubectl-dra webhook; the details are in its log"
     return _review(
         {
@@ -206,7 +261,8 @@ def build_errored(uid: str) -> dict[str, Any]:
     )
 
 
-def decode_patch(review: Mapping[str, Any]) -> list[dict[str, Any]]:
+def decode_patch(review: AdmissionReviewOut | Mapping[str, Any]) -> list[dict[str, Any]]:
     """The JSONPatch operations of a response (for tests and `convert`)."""
     patch = (review.get("response") or {}).get("patch")
-    return json.loads(base64.b64decode(patch)) if patch else []
+    operations: list[dict[str, Any]] = json.loads(base64.b64decode(patch)) if patch else []
+    return operations

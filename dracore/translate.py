@@ -2,7 +2,7 @@
 
 `translate(pod, policy=..., namespace=...)` returns a new pod (the input is never modified), the
 ResourceClaimTemplate or shared ResourceClaim it needs, and warnings. A pod the policy refuses
-raises TranslationError with a message for its author. No Flask, click or API calls here.
+raises TranslationError with a message for its author. No I/O and no API calls here.
 
 Device-plugin semantics are preserved: the count comes from the limit; a sidecar and each app
 container have devices of their own; a plain init container reuses the devices of the app
@@ -12,16 +12,13 @@ needs max(apps + sidecars, max over init containers of (init + sidecars before i
 Ephemeral containers are never touched.
 
 Longer than 500 lines: reading demands, planning requests and building the claim share the
-Demand and PlannedRequest types; request planning (`_plan_requests`) is the part to move into a
+Demand and PlannedRequest types; request planning (`plan_requests`) is the part to move into a
 module of its own, once its init-container rules settle.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-import re
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -29,8 +26,15 @@ from typing import Any, Final
 from dracore import cel, dra, jsonio, selectors, sharing
 from dracore import existing as existing_objects
 from dracore.errors import TranslationError, shown
-from dracore.names import is_dns_subdomain, short_hash, to_dns_label, unique_label
-from dracore.policy import MAX_DEVICES_PER_CLAIM, Policy, ResourceRule, SharingRules
+from dracore.names import is_dns_subdomain, short_hash, unique_label
+from dracore.planning import (
+    PlannedRequest,
+    check_largest,
+    check_limits,
+    collect_demands,
+    plan_requests,
+)
+from dracore.policy import MAX_DEVICES_PER_CLAIM, Policy, SharingRules
 from dracore.record import ContainerRecord, RecordError, RewrittenRecord
 
 PREFIX: Final = "kubectl-dra.io/"
@@ -60,28 +64,6 @@ class Translation:
     audit: Mapping[str, str] = field(default_factory=dict)
     # The most devices the pod may see: an existing shared claim holding more is refused.
     max_devices: int = MAX_DEVICES_PER_CLAIM
-
-
-@dataclass(frozen=True, slots=True)
-class Demand:
-    """One legacy resource asked for by one container."""
-
-    kind: ContainerKind
-    index: int
-    container: str
-    resource: str
-    count: int
-    rule: ResourceRule
-    profile: str
-
-
-@dataclass(slots=True)
-class PlannedRequest:
-    name: str
-    resource: str
-    rule: ResourceRule
-    profile: str
-    count: int
 
 
 def translate(
@@ -194,68 +176,6 @@ def _has_legacy_resource(spec: Mapping[str, Any], policy: Policy) -> bool:
     return any(dra.legacy_resources(ref.container, policy) for ref in dra.pod_containers(spec))
 
 
-# The largest count the API server accepts for an extended resource (a Quantity as int64).
-MAX_COUNT: Final = 2**63 - 1
-_ASCII_DIGITS: Final = re.compile(r"[0-9]{1,19}")
-
-
-def _parse_count(value: Any) -> int | None:
-    """A whole number of devices: a JSON integer or a string of ASCII digits; -1: too large.
-
-    `str.isdigit` would accept other scripts' digits ('٣'), which the API server refuses.
-    """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return None if value < 0 else (value if value <= MAX_COUNT else -1)
-    if isinstance(value, str):
-        if _ASCII_DIGITS.fullmatch(value):
-            count = int(value)
-            return count if count <= MAX_COUNT else -1
-        if value.isascii() and value.isdigit():
-            return -1  # 20 digits or more
-    return None
-
-
-def _collect_demands(spec: Mapping[str, Any], policy: Policy, who: str) -> list[Demand]:
-    demands = []
-    for kind, index, container in _containers(spec):
-        resources = container.get("resources") or {}
-        limits = resources.get("limits") or {}
-        requests = resources.get("requests") or {}
-        name = container.get("name", f"#{index}")
-        field_base = f"spec.{_LISTS[kind]}[{index}].resources"
-        for resource in sorted(set(limits) | set(requests)):
-            match = policy.resource_rule(resource)
-            if match is None:
-                continue
-            section = "limits" if resource in limits else "requests"
-            raw = limits.get(resource, requests.get(resource))
-            count = _parse_count(raw)
-            if count is None:
-                raise TranslationError(
-                    f'{who}, container "{name}": {field_base}.{section}["{resource}"] is '
-                    f"{shown(raw)}; it must be a whole number of devices (0 or more)"
-                )
-            if count < 0 or (resource in requests and _parse_count(requests[resource]) == -1):
-                raise TranslationError(
-                    f'{who}, container "{name}": {field_base}.{section}["{resource}"] is '
-                    f"{shown(raw)}; larger than the API server accepts (at most {MAX_COUNT})"
-                )
-            if (
-                resource in limits
-                and resource in requests
-                and _parse_count(requests[resource]) != count
-            ):
-                raise TranslationError(
-                    f'{who}, container "{name}": {field_base}.requests["{resource}"] '
-                    f"({shown(requests[resource])}) differs from the limit ({shown(limits[resource])}); "
-                    "GPUs cannot be overcommitted, so set them equal or keep only the limit"
-                )
-            demands.append(Demand(kind, index, name, resource, count, *match))
-    return demands
-
-
 # --- the rewrite ------------------------------------------------------------------------------
 
 
@@ -299,7 +219,7 @@ def _rewrite(
     spec = new_pod["spec"]
     metadata = new_pod["metadata"]
     annotations = metadata.get("annotations") or {}
-    demands = _collect_demands(spec, policy, who)
+    demands = collect_demands(spec, policy, who)
     warnings: list[str] = []
 
     by_container: dict[tuple[ContainerKind, int], list[str]] = {}
@@ -308,7 +228,7 @@ def _rewrite(
     for kind, index, container in _containers(spec):
         _strip_legacy(container, by_container.get((kind, index), []))
     active = [d for d in demands if d.count > 0]
-    _check_largest(active, rules, who)
+    check_largest(active, rules, who)
 
     shared_claim = annotations.get(SHARED_CLAIM_ANNOTATION)
     pod_sharing = rules.pod_sharing == "Always" or (
@@ -333,7 +253,10 @@ def _rewrite(
                 "valid ResourceClaim name (lower-case letters, digits, '-' and '.')"
             )
 
-    targets: dict[str, str] = {}  # claim, template or resourceClaim
+    # What the record names: the pod claim, and its template or its shared ResourceClaim.
+    record_claim: str | None = None
+    record_template: str | None = None
+    record_resource_claim: str | None = None
     container_requests: dict[tuple[ContainerKind, int, str], tuple[str, ...]] = {}
     dropped = selectors.NodeTerms.of(spec)
     templates: tuple[dict[str, Any], ...] = ()
@@ -341,8 +264,8 @@ def _rewrite(
     if active:
         # A shared claim is seen whole by every container of every pod using it.
         one_request_per_resource = pod_sharing or shared_claim is not None
-        planned, references = _plan_requests(active, shared=one_request_per_resource)
-        _check_limits(planned, rules, who)
+        planned, references = plan_requests(active, shared=one_request_per_resource)
+        check_limits(planned, rules, who)
         node = selectors.translate_node_constraints(
             spec,
             mode=rules.node_selectors if _any_nvidia(planned) else "Ignore",
@@ -358,7 +281,7 @@ def _rewrite(
         if shared_claim is not None:
             pod_claim["resourceClaimName"] = shared_claim
             claims = (_object("ResourceClaim", shared_claim, namespace, claim_spec),)
-            targets["resource_claim"] = shared_claim
+            record_resource_claim = shared_claim
         else:
             template_name = "kubectl-dra-" + short_hash(_canonical(claim_spec))
             template_spec = {
@@ -367,7 +290,7 @@ def _rewrite(
             }
             templates = (_object("ResourceClaimTemplate", template_name, namespace, template_spec),)
             pod_claim["resourceClaimTemplateName"] = template_name
-            targets["template"] = template_name
+            record_template = template_name
         spec.setdefault("resourceClaims", []).append(pod_claim)
         for (kind, index, _), request_names in references.items():
             claims_list = (
@@ -380,7 +303,7 @@ def _rewrite(
                 else [{"name": claim_name, "request": r} for r in request_names]
             )
             claims_list.extend(ref for ref in wanted if ref not in claims_list)
-        targets["claim"] = claim_name
+        record_claim = claim_name
         if shared_claim is None:
             container_requests = {key: tuple(names) for key, names in references.items()}
         _add_tolerations(spec, sorted({d.resource for d in active}))
@@ -399,7 +322,9 @@ def _rewrite(
         ),
         node_selector=dropped.node_selector,
         node_affinity=dropped.node_affinity,
-        **targets,
+        claim=record_claim,
+        template=record_template,
+        resource_claim=record_resource_claim,
     )
     metadata.setdefault("annotations", {})[REWRITTEN_ANNOTATION] = record.to_annotation()
     return Translation(
@@ -461,158 +386,6 @@ def _strip_legacy(container: dict[str, Any], legacy: list[str]) -> None:
             del resources[section]
     if not resources:
         del container["resources"]
-
-
-def _plan_requests(
-    demands: list[Demand], *, shared: bool
-) -> tuple[list[PlannedRequest], dict[tuple[ContainerKind, int, str], list[str]]]:
-    """Decide the claim's requests and which of them each container uses, per resource."""
-    planned: list[PlannedRequest] = []
-    references: dict[tuple[ContainerKind, int, str], list[str]] = {}
-    taken: set[str] = set()
-
-    def new_request(base: str, demand: Demand, count: int) -> PlannedRequest:
-        request = PlannedRequest(
-            unique_label(base, taken), demand.resource, demand.rule, demand.profile, count
-        )
-        taken.add(request.name)
-        planned.append(request)
-        return request
-
-    def refer(demand: Demand, name: str) -> None:
-        names = references.setdefault((demand.kind, demand.index, demand.resource), [])
-        if name not in names:
-            names.append(name)
-
-    def split(
-        segments: list[tuple[PlannedRequest, Demand]], cuts: set[int]
-    ) -> list[tuple[str, int]]:
-        """Lay the requests end to end, split any that a cut falls inside (the owner keeps
-        every piece), and return each piece's name with the offset where it ends."""
-        ends: list[tuple[str, int]] = []
-        start = 0
-        for request, owner in segments:
-            end = start + request.count
-            bounds = [start, *sorted(c for c in cuts if start < c < end), end]
-            request.count = bounds[1] - bounds[0]
-            ends.append((request.name, bounds[1]))
-            previous = request
-            for low, high in itertools.pairwise(bounds[1:]):
-                piece = new_request(request.name, owner, high - low)
-                planned.remove(piece)
-                planned.insert(planned.index(previous) + 1, piece)
-                refer(owner, piece.name)
-                ends.append((piece.name, high))
-                previous = piece
-            start = end
-        return ends
-
-    by_resource: dict[str, list[Demand]] = {}
-    for demand in demands:
-        by_resource.setdefault(demand.resource, []).append(demand)
-    # A container asking for several resources names each request after the resource too.
-    resources_per_container = Counter((d.kind, d.index) for d in demands)
-
-    for resource, group in by_resource.items():
-        if shared:
-            request = new_request(_resource_label(resource), group[0], max(d.count for d in group))
-            for demand in group:
-                refer(demand, request.name)
-            continue
-        apps: list[tuple[PlannedRequest, Demand]] = []
-        sidecars: list[tuple[PlannedRequest, Demand]] = []
-        for demand in group:
-            if demand.kind == "init":
-                continue
-            base = demand.container
-            if resources_per_container[(demand.kind, demand.index)] > 1:
-                base = f"{demand.container}-{_resource_label(resource)}"
-            request = new_request(to_dns_label(base), demand, demand.count)
-            refer(demand, request.name)
-            (apps if demand.kind == "app" else sidecars).append((request, demand))
-        inits = [d for d in group if d.kind == "init"]
-        if not inits:
-            continue
-        # A plain init container runs before the app containers and before the sidecars listed
-        # after it start, so it reuses their devices; only what it needs beyond them gets a
-        # request of its own (shared by all init containers: they run one at a time).  With the
-        # sidecars latest-first after the apps, what an init container may reuse is a prefix.
-        line = apps + sidecars[::-1]
-        reusable = {
-            d.index: sum(r.count for r, _ in apps)
-            + sum(r.count for r, s in sidecars if s.index > d.index)
-            for d in inits
-        }
-        excess = {d.index: max(0, d.count - reusable[d.index]) for d in inits}
-        extra: list[tuple[PlannedRequest, Demand]] = []
-        if any(excess.values()):
-            largest = max(inits, key=lambda d: excess[d.index])
-            extra = [
-                (
-                    new_request(to_dns_label(largest.container), largest, excess[largest.index]),
-                    largest,
-                )
-            ]
-        # Cut requests where an init container's share ends, so it sees exactly its count.
-        line_ends = split(line, {min(d.count, reusable[d.index]) for d in inits})
-        extra_ends = split(extra, set(excess.values()))
-        for demand in inits:
-            for name, end in line_ends:
-                if end <= min(demand.count, reusable[demand.index]):
-                    refer(demand, name)
-            for name, end in extra_ends:
-                if end <= excess[demand.index]:
-                    refer(demand, name)
-    return planned, references
-
-
-def _resource_label(resource: str) -> str:
-    """`nvidia.com/gpu` -> `gpu`, `nvidia.com/mig-1g.10gb` -> `mig-1g-10gb`."""
-    return to_dns_label(resource.split("/", 1)[-1])
-
-
-def _check_largest(demands: list[Demand], rules: SharingRules, who: str) -> None:
-    """Before planning: no way of sharing gives a pod fewer devices than its largest demand.
-
-    Denying here keeps planning proportional to the pod (counts are at most 32 past this).
-    """
-    largest = max(demands, key=lambda d: d.count, default=None)
-    if largest is not None and largest.count > min(rules.max_gpus_per_pod, MAX_DEVICES_PER_CLAIM):
-        _check_limits(
-            [
-                PlannedRequest(
-                    to_dns_label(largest.container),
-                    largest.resource,
-                    largest.rule,
-                    largest.profile,
-                    largest.count,
-                )
-            ],
-            rules,
-            who,
-        )
-
-
-def _check_limits(planned: list[PlannedRequest], rules: SharingRules, who: str) -> None:
-    """The policy's maxGPUsPerPod first (it is what the pod's author can act on), then DRA's."""
-    total = sum(r.count for r in planned)
-    too_big = [r for r in planned if r.count > MAX_DEVICES_PER_CLAIM]
-    dra_limit = "".join(
-        f"; request {r.name} asks for {r.count} {r.resource}, and DRA allocates at most "
-        f"{MAX_DEVICES_PER_CLAIM} devices per request"
-        for r in too_big[:1]
-    )
-    limit = min(rules.max_gpus_per_pod, MAX_DEVICES_PER_CLAIM)
-    if total > limit:
-        source = (
-            f"policy maxGPUsPerPod is {rules.max_gpus_per_pod}"
-            if limit == rules.max_gpus_per_pod
-            else f"DRA allocates at most {MAX_DEVICES_PER_CLAIM} devices per claim"
-        )
-        raise TranslationError(
-            f"{who} needs {total} GPU devices in all; {source}{dra_limit}; ask for fewer, or "
-            "split the work across pods"
-        )
 
 
 def _any_nvidia(planned: list[PlannedRequest]) -> bool:

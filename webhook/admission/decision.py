@@ -1,4 +1,4 @@
-"""One admission decision: AdmissionRequest -> AdmissionReview response dict.
+"""One admission decision: AdmissionRequest -> Outcome (the AdmissionReview answer and a word).
 
 Joins the pure core to the cluster: reads namespace labels when the policy selects by label,
 creates the ResourceClaimTemplate (or shared ResourceClaim) a rewritten pod needs before it is
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dracore import admission_review as review
-from dracore.admission_review import AdmissionRequest
+from dracore.admission_review import AdmissionRequest, AdmissionReviewOut, Decision
 from dracore.errors import TranslationError
 from dracore.existing import template_difference
 from dracore.policy import Policy
@@ -78,8 +78,8 @@ class NeedsCluster(Exception):
 class Outcome:
     """The response and a one-word decision for logs and metrics."""
 
-    response: dict[str, Any]
-    decision: str  # patched | unchanged | denied | error
+    response: AdmissionReviewOut
+    decision: Decision
     templates_created: int = 0
 
 
