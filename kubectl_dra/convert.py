@@ -9,34 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from dracore.dra import describe_object
 from dracore.errors import TranslationError
 from dracore.policy import Policy
 from dracore.translate import check_shared_claim_fits, translate
+from dracore.workload_kinds import template_of, template_path
 from kubectl_dra.documents import Document
 from kubectl_dra.errors import InputError
 from kubectl_dra.shapes import pod_template_problems, type_name
-
-# Where each kind keeps its pod template, by (API group, kind); () means the object is the pod.
-POD_TEMPLATE_PATHS: Final[dict[tuple[str, str], tuple[str, ...]]] = {
-    ("", "Pod"): (),
-    ("", "PodTemplate"): ("template",),
-    ("", "ReplicationController"): ("spec", "template"),
-    ("apps", "Deployment"): ("spec", "template"),
-    ("apps", "StatefulSet"): ("spec", "template"),
-    ("apps", "DaemonSet"): ("spec", "template"),
-    ("apps", "ReplicaSet"): ("spec", "template"),
-    ("batch", "Job"): ("spec", "template"),
-    ("batch", "CronJob"): ("spec", "jobTemplate", "spec", "template"),
-}
-
-
-def template_path(obj: dict[str, Any]) -> tuple[str, ...] | None:
-    api_version = str(obj.get("apiVersion", ""))
-    group = api_version.split("/")[0] if "/" in api_version else ""
-    return POD_TEMPLATE_PATHS.get((group, str(obj.get("kind"))))
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,16 +26,6 @@ class Conversion:
     objects: tuple[dict[str, Any], ...]
     warnings: tuple[str, ...]
     converted: int  # how many pod templates were rewritten
-
-
-def template_of(obj: dict[str, Any]) -> dict[str, Any] | None:
-    path = template_path(obj)
-    if path is None:
-        return None
-    node: Any = obj
-    for key in path:
-        node = node.get(key) if isinstance(node, dict) else None
-    return node if isinstance(node, dict) else None
 
 
 def template_problems(obj: dict[str, Any]) -> list[tuple[str, str]]:

@@ -18,6 +18,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 from dracore import yamlinput
 from dracore.status import status_message
+from dracore.workload_kinds import BY_KIND
 from kubectl_dra.errors import KubeError, NotFoundError
 
 RESOURCE_GROUP = "resource.k8s.io"
@@ -298,7 +299,7 @@ class KubeGateway:
         """One list call for a kind of WORKLOAD_LISTS, in `namespace` or in all of them."""
         from kubernetes import client
 
-        api_class, namespaced, everywhere, api_version = WORKLOAD_LISTS[kind]
+        api_class, namespaced, everywhere = WORKLOAD_LISTS[kind]
         api = (
             self._core if api_class == "CoreV1Api" else getattr(client, api_class)(self._api_client)
         )
@@ -312,7 +313,7 @@ class KubeGateway:
             response = self._call_json(
                 f"list {plural}", lambda: getattr(api, everywhere)(_preload_content=False)
             )
-        return self._items(response, kind, api_version)
+        return self._items(response, kind, BY_KIND[kind].api_version)
 
     def list_namespaces(self) -> list[dict[str, Any]]:
         response = self._call_json(
@@ -346,16 +347,16 @@ class KubeGateway:
         return {"apiVersion": "v1", "kind": "ConfigMap", **found}
 
 
-# kind -> (client API class, namespaced list method, all-namespaces list method, apiVersion):
-# the objects `kubectl dra audit` reads, each with one list call.
-WORKLOAD_LISTS: Final[dict[str, tuple[str, str, str, str]]] = {
-    "Deployment": ("AppsV1Api", "list_namespaced_deployment", "list_deployment_for_all_namespaces", "apps/v1"),
-    "StatefulSet": ("AppsV1Api", "list_namespaced_stateful_set", "list_stateful_set_for_all_namespaces", "apps/v1"),
-    "DaemonSet": ("AppsV1Api", "list_namespaced_daemon_set", "list_daemon_set_for_all_namespaces", "apps/v1"),
-    "ReplicaSet": ("AppsV1Api", "list_namespaced_replica_set", "list_replica_set_for_all_namespaces", "apps/v1"),
-    "ReplicationController": ("CoreV1Api", "list_namespaced_replication_controller", "list_replication_controller_for_all_namespaces", "v1"),
-    "Job": ("BatchV1Api", "list_namespaced_job", "list_job_for_all_namespaces", "batch/v1"),
-    "CronJob": ("BatchV1Api", "list_namespaced_cron_job", "list_cron_job_for_all_namespaces", "batch/v1"),
+# kind -> (client API class, namespaced list method, all-namespaces list method): the objects
+# `kubectl dra audit` reads, each with one list call; their apiVersion is dracore.workload_kinds'.
+WORKLOAD_LISTS: Final[dict[str, tuple[str, str, str]]] = {
+    "Deployment": ("AppsV1Api", "list_namespaced_deployment", "list_deployment_for_all_namespaces"),
+    "StatefulSet": ("AppsV1Api", "list_namespaced_stateful_set", "list_stateful_set_for_all_namespaces"),
+    "DaemonSet": ("AppsV1Api", "list_namespaced_daemon_set", "list_daemon_set_for_all_namespaces"),
+    "ReplicaSet": ("AppsV1Api", "list_namespaced_replica_set", "list_replica_set_for_all_namespaces"),
+    "ReplicationController": ("CoreV1Api", "list_namespaced_replication_controller", "list_replication_controller_for_all_namespaces"),
+    "Job": ("BatchV1Api", "list_namespaced_job", "list_job_for_all_namespaces"),
+    "CronJob": ("BatchV1Api", "list_namespaced_cron_job", "list_cron_job_for_all_namespaces"),
 }  # fmt: skip
 
 

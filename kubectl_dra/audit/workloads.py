@@ -17,10 +17,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from dracore.workload_kinds import BY_KIND, follow
+
 Obj = Mapping[str, Any]
 ObjectKey = tuple[str, str, str]  # kind, namespace, name
 
-# Listed kinds in the order their pod templates are read (owners before what they own).
+# Listed kinds in the order their pod templates are read (owners before what they own); where
+# each keeps its template is dracore.workload_kinds. PodTemplates run no pods: not listed.
 WORKLOAD_KINDS: Final = (
     "Deployment",
     "StatefulSet",
@@ -71,13 +74,11 @@ def controller_of(obj: Obj) -> tuple[str, str] | None:
 
 
 def pod_template(kind: str, obj: Obj) -> Obj:
-    """The pod (metadata + spec) that `obj`'s pods are made from."""
-    spec = _spec(obj)
-    if kind == "Pod":
-        return {"metadata": _meta(obj), "spec": spec}
-    if kind == "CronJob":
-        spec = _spec(spec.get("jobTemplate") or {})
-    template = spec.get("template")
+    """The pod (metadata + spec) that `obj`'s pods are made from (a kind of WORKLOAD_KINDS)."""
+    path = BY_KIND[kind].template_path
+    if not path:
+        return {"metadata": _meta(obj), "spec": _spec(obj)}
+    template = follow(obj, path)
     return template if isinstance(template, Mapping) else {}
 
 

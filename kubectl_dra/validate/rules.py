@@ -12,8 +12,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from dracore.workload_kinds import template_of, template_path
 from kubectl_dra import celcheck
-from kubectl_dra.convert import template_of, template_path, template_problems
+from kubectl_dra.convert import template_problems
 from kubectl_dra.documents import Document
 from kubectl_dra.validate.claims import Request, claim_spec_rules, device_class_rules
 from kubectl_dra.validate.cluster import ClusterCheck, ClusterSnapshot
