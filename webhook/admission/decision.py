@@ -30,7 +30,7 @@ from dracore.translate import (
 from webhook.admission.gateway import ClusterGateway
 from webhook.errors import GatewayError
 
-log = logging.getLogger("webhook.admission.decision")
+log = logging.getLogger(__name__)
 
 
 class SeenCache:

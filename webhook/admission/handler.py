@@ -20,7 +20,7 @@ from dracore.errors import BadReviewError
 from webhook.admission.decision import Admission, NeedsCluster
 from webhook.serving import metrics
 
-log = logging.getLogger("webhook.routes")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

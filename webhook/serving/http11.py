@@ -50,7 +50,7 @@ from webhook.admission.decision import NeedsCluster
 from webhook.admission.handler import Reply, error_reply, too_large_reply
 from webhook.serving.endpoints import Endpoints
 
-log = logging.getLogger("webhook.http")
+log = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES: Final = 16 * 1024
 MAX_REQUESTS: Final = 1000

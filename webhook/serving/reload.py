@@ -36,7 +36,7 @@ from dracore.policy import Policy
 from webhook.serving import metrics
 from webhook.serving.tls_context import ClientAuth, server_context
 
-log = logging.getLogger("webhook.serving.reload")
+log = logging.getLogger(__name__)
 
 
 class Reloadable(Protocol):

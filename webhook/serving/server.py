@@ -41,7 +41,7 @@ from webhook.serving.endpoints import Endpoints
 from webhook.serving.reload import CertReloader, PolicyReloader, Reloadable, Watcher
 from webhook.settings import Settings
 
-log = logging.getLogger("webhook.serving.server")
+log = logging.getLogger(__name__)
 
 
 class ReviewLogger(Logger):  # type: ignore[misc]
