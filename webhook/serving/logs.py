@@ -81,7 +81,7 @@ def logging_config(level: str = "info") -> dict[str, Any]:
         "root": {"level": level.upper(), "handlers": ["stderr"]},
         "loggers": {
             "gunicorn.error": {"level": level.upper(), "handlers": ["stderr"], "propagate": False},
-            # Each review is logged by routes.py with its fields; access lines would repeat it.
+            # Each review is logged by admission/handler.py with its fields; access lines would repeat it.
             "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
         },
     }

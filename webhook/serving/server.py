@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 
 class ReviewLogger(Logger):  # type: ignore[misc]
-    """gunicorn's logger without access lines: reviewer.py logs each review with its fields."""
+    """gunicorn's logger without access lines: admission/handler.py logs each review with its fields."""
 
     def access(self, *args: Any, **kwargs: Any) -> None:
         return None
