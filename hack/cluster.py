@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from hack import webhook_lifecycle
 from hack.controlplane import ControlPlane
 from hack.node import NodeError, RealNode
 from hack.procs import ClusterError
-from hack.webhook_lifecycle import INSTANCE_LABEL, WebhookInfo
+from hack.webhook_lifecycle import INSTANCE_LABEL
 
 
 class Cluster(ControlPlane):
@@ -36,38 +36,12 @@ class Cluster(ControlPlane):
     def webhook_dir(self, name: str) -> Path:
         return self.paths.webhook(name)
 
-    def webhook_up(
-        self,
-        name: str = "default",
-        *,
-        policy: Path | None = None,
-        namespace_selector: dict[str, Any] | None = None,
-        failure_policy: str = "Fail",
-        out: TextIO = sys.stderr,
-    ) -> WebhookInfo:
-        """See `webhook_lifecycle.start`."""
-        return webhook_lifecycle.start(
-            self,
-            name,
-            policy=policy,
-            namespace_selector=namespace_selector,
-            failure_policy=failure_policy,
-            out=out,
-        )
-
-    def webhook_register(self, name: str = "default") -> None:
-        webhook_lifecycle.register(self, name)
-
-    def webhook_unregister(self, name: str = "default") -> None:
-        webhook_lifecycle.unregister(self, name)
-
-    def webhook_down(
-        self, name: str = "default", *, unregister: bool = True, quiet: bool = False
-    ) -> None:
-        webhook_lifecycle.stop(self, name, unregister_it=unregister, quiet=quiet)
-
-    def https_ok(self, url: str) -> bool:
-        return webhook_lifecycle.https_ok(self, url)
+    # Our webhook instances (hack/webhook_lifecycle.py), as methods of the cluster they run on.
+    webhook_up = webhook_lifecycle.start
+    webhook_register = webhook_lifecycle.register
+    webhook_unregister = webhook_lifecycle.deregister
+    webhook_down = webhook_lifecycle.stop
+    https_ok = webhook_lifecycle.https_ok
 
 
 def main(argv: list[str] | None = None) -> int:

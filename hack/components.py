@@ -21,14 +21,15 @@ SERVICE_CIDR = "10.96.0.0/16"
 WANTED_GATES = ("DRAExtendedResource",)
 
 
+def _help_text(binary: Path) -> str:
+    return subprocess.run(
+        [str(binary), "--help"], capture_output=True, text=True, check=False
+    ).stdout
+
+
 def feature_gates(bin_dir: Path) -> str:
     """`--feature-gates` value: WANTED_GATES that this release still lists as alpha/beta."""
-    help_text = subprocess.run(
-        [str(bin_dir / "kube-apiserver"), "--help"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
+    help_text = _help_text(bin_dir / "kube-apiserver")
     enabled = []
     for gate in WANTED_GATES:
         # 1.37 prints "kube:Name=true|false (BETA - ...)"; older releases have no prefix.
@@ -39,12 +40,7 @@ def feature_gates(bin_dir: Path) -> str:
 
 def controllers_flag(bin_dir: Path) -> str:
     """Every default controller but node lifecycle (its name changed across releases)."""
-    help_text = subprocess.run(
-        [str(bin_dir / "kube-controller-manager"), "--help"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
+    help_text = _help_text(bin_dir / "kube-controller-manager")
     name = (
         "node-lifecycle-controller" if "node-lifecycle-controller" in help_text else "nodelifecycle"
     )
@@ -122,16 +118,10 @@ def apiserver_argv(bin_dir: Path, paths: Paths, ports: Mapping[str, int], gates:
 def controller_manager_argv(
     bin_dir: Path, paths: Paths, ports: Mapping[str, int], gates: str
 ) -> list[str]:
-    pki, kcfg = paths.pki, paths.root / "controller-manager.kubeconfig"
+    pki = paths.pki
     argv = [
-        str(bin_dir / "kube-controller-manager"),
-        f"--kubeconfig={kcfg}",
-        f"--authentication-kubeconfig={kcfg}",
-        f"--authorization-kubeconfig={kcfg}",
-        "--bind-address=127.0.0.1",
+        *_secure_component(bin_dir / "kube-controller-manager", paths, "controller-manager"),
         f"--secure-port={ports['controllerManager']}",
-        f"--tls-cert-file={pki / 'controller-manager.crt'}",
-        f"--tls-private-key-file={pki / 'controller-manager.key'}",
         f"--service-account-private-key-file={pki / 'service-account.key'}",
         f"--root-ca-file={pki / 'ca.crt'}",
         f"--cluster-signing-cert-file={pki / 'ca.crt'}",
@@ -146,20 +136,27 @@ def controller_manager_argv(
 
 
 def scheduler_argv(bin_dir: Path, paths: Paths, ports: Mapping[str, int], gates: str) -> list[str]:
-    pki, kcfg = paths.pki, paths.root / "scheduler.kubeconfig"
     argv = [
-        str(bin_dir / "kube-scheduler"),
-        f"--kubeconfig={kcfg}",
-        f"--authentication-kubeconfig={kcfg}",
-        f"--authorization-kubeconfig={kcfg}",
-        "--bind-address=127.0.0.1",
+        *_secure_component(bin_dir / "kube-scheduler", paths, "scheduler"),
         f"--secure-port={ports['scheduler']}",
-        f"--tls-cert-file={pki / 'scheduler.crt'}",
-        f"--tls-private-key-file={pki / 'scheduler.key'}",
         "--leader-elect=false",
         "--v=1",
     ]
     return _with_gates(argv, gates)
+
+
+def _secure_component(binary: Path, paths: Paths, name: str) -> list[str]:
+    """A component with its own kubeconfig (`<name>.kubeconfig`) and serving certificate."""
+    kubeconfig, pki = paths.root / f"{name}.kubeconfig", paths.pki
+    return [
+        str(binary),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1",
+        f"--tls-cert-file={pki / f'{name}.crt'}",
+        f"--tls-private-key-file={pki / f'{name}.key'}",
+    ]
 
 
 def _with_gates(argv: list[str], gates: str) -> list[str]:

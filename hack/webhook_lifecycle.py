@@ -191,19 +191,20 @@ def register(cp: ControlPlane, name: str = "default") -> None:
     cp.kubectl("apply", "-f", str(cp.paths.webhook(name) / "registration.yaml"))
 
 
-def unregister(cp: ControlPlane, name: str = "default") -> None:
+def deregister(cp: ControlPlane, name: str = "default") -> None:
+    """Delete the MutatingWebhookConfiguration of webhook instance `name`, if there is one."""
     cp.kubectl(
         "delete", "mutatingwebhookconfiguration", f"kubectl-dra-{name}", "--ignore-not-found"
     )
 
 
 def stop(
-    cp: ControlPlane, name: str = "default", *, unregister_it: bool = True, quiet: bool = False
+    cp: ControlPlane, name: str = "default", *, unregister: bool = True, quiet: bool = False
 ) -> None:
-    """Stop webhook `name`; with `unregister_it`, also delete its MutatingWebhookConfiguration."""
+    """Stop webhook `name`; with `unregister`, also delete its MutatingWebhookConfiguration."""
     cp.stop(f"webhook-{name}", quiet=quiet, out=sys.stderr)
-    if unregister_it and cp.state.get("ports") and cp.ready("kube-apiserver"):
-        unregister(cp, name)
+    if unregister and cp.state.get("ports") and cp.ready("kube-apiserver"):
+        deregister(cp, name)
 
 
 def https_ok(cp: ControlPlane, url: str) -> bool:
