@@ -104,7 +104,9 @@ def test_a_bug_in_admission_is_counted_as_error_and_logged_with_uid(
 
 
 def test_json_formatter_writes_one_object_with_the_extra_fields() -> None:
-    record = logging.LogRecord("webhook.admission.handler", logging.INFO, __file__, 1, "a\nb %s", ("c",), None)
+    record = logging.LogRecord(
+        "webhook.admission.handler", logging.INFO, __file__, 1, "a\nb %s", ("c",), None
+    )
     record.__dict__.update(uid="u1", namespace="ns", pod="p-", decision="patched", other="x")
     line = JsonFormatter().format(record)
     assert "\n" not in line
