@@ -43,11 +43,12 @@ class GroupVersionKind(TypedDict, total=False):
 
 
 class AdmissionRequestIn(TypedDict, total=False):
-    """The fields of `request` we read; `parse_request` checks each before use."""
+    """The fields of `request` we read, as the API server sends them; `parse_request` checks
+    each before use (any string passes as `operation`)."""
 
     uid: str
     kind: GroupVersionKind
-    operation: str
+    operation: Operation
     namespace: str
     name: str
     object: dict[str, Any]
