@@ -28,6 +28,7 @@ from typing import Any, Final
 
 from dracore import cel, dra, jsonio, selectors, sharing
 from dracore import existing as existing_objects
+from dracore.demand import claim_device_count
 from dracore.errors import TranslationError, shown
 from dracore.names import is_dns_subdomain, short_hash, to_dns_label, unique_label
 from dracore.policy import MAX_DEVICES_PER_CLAIM, Policy, ResourceRule, SharingRules
@@ -342,7 +343,10 @@ def _rewrite(
         # A shared claim is seen whole by every container of every pod using it.
         one_request_per_resource = pod_sharing or shared_claim is not None
         planned, references = _plan_requests(active, shared=one_request_per_resource)
-        _check_limits(planned, rules, who)
+        needed = claim_device_count(
+            ((d.resource, d.kind, d.count) for d in active), shared=one_request_per_resource
+        )
+        _check_limits(planned, rules, who, total=needed)
         node = selectors.translate_node_constraints(
             spec,
             mode=rules.node_selectors if _any_nvidia(planned) else "Ignore",
@@ -590,12 +594,15 @@ def _check_largest(demands: list[Demand], rules: SharingRules, who: str) -> None
             ],
             rules,
             who,
+            total=largest.count,
         )
 
 
-def _check_limits(planned: list[PlannedRequest], rules: SharingRules, who: str) -> None:
-    """The policy's maxGPUsPerPod first (it is what the pod's author can act on), then DRA's."""
-    total = sum(r.count for r in planned)
+def _check_limits(
+    planned: list[PlannedRequest], rules: SharingRules, who: str, *, total: int
+) -> None:
+    """The policy's maxGPUsPerPod first (it is what the pod's author can act on), then DRA's;
+    `total` is the pod's count (dracore.demand), which the planned requests add up to."""
     too_big = [r for r in planned if r.count > MAX_DEVICES_PER_CLAIM]
     dra_limit = "".join(
         f"; request {r.name} asks for {r.count} {r.resource}, and DRA allocates at most "
