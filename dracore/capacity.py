@@ -14,7 +14,7 @@ into physical units and counts those:
 
 A unit is allocated when any device of it is allocated (the rest of it is no longer whole).
 `kubectl dra describe` (node and cluster views) and `kubectl dra audit` both count through
-`group_units` and `count_units`.
+`group_units` and `count_units`; what is free for new claims is `free_units`.
 """
 
 from __future__ import annotations
@@ -120,3 +120,25 @@ def count_units(devices: Iterable[UnitDevice], allocated: Collection[DeviceKey])
         if device.key in allocated:
             used.add(device.unit)
     return Capacity(total=len(units), allocated=len(used))
+
+
+def free_units(
+    devices: Iterable[UnitDevice],
+    allocated: Collection[DeviceKey],
+    *,
+    taken_per_node: Mapping[str, int] | None = None,
+) -> int:
+    """Units among `devices` with none of their devices in `allocated`, less on each node the
+    units something outside DRA already uses there (`taken_per_node`: the device plugin's
+    GPUs, which are the same hardware), never below zero per node."""
+    devices = list(devices)
+    held = {d.unit for d in devices if d.key in allocated}
+    free_by_node: dict[str | None, set[str]] = {}
+    for device in devices:
+        if device.unit not in held:
+            free_by_node.setdefault(device.node, set()).add(device.unit)
+    taken = taken_per_node or {}
+    return sum(
+        max(0, len(units) - (taken.get(node, 0) if node else 0))
+        for node, units in free_by_node.items()
+    )

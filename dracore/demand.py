@@ -146,13 +146,13 @@ def plugin_held_gpus(
         status = pod.get("status")
         if not isinstance(spec, Mapping):
             continue
-        node = spec.get("nodeName")
+        bound = spec.get("nodeName")
         phase = status.get("phase") if isinstance(status, Mapping) else None
-        if node not in advertised or phase in _FINISHED_PHASES:
+        if not isinstance(bound, str) or bound not in advertised or phase in _FINISHED_PHASES:
             continue
         count = pod_demand(spec, lambda name: name == resource).get(resource, 0)
         if count:
-            held[node] = min(advertised[node], held.get(node, 0) + count)
+            held[bound] = min(advertised[bound], held.get(bound, 0) + count)
     return held
 
 

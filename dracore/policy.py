@@ -33,6 +33,9 @@ NODE_SELECTORS: Final = ("Translate", "Keep", "Ignore")
 # could never be scheduled.
 MAX_DEVICES_PER_CLAIM: Final = 32
 MAX_CEL_LENGTH: Final = 10 * 1024
+# The shipped MutatingWebhookConfiguration (manifests/, the chart) sends only pods asking for
+# resources under this prefix; `kubectl dra registration` generates one for any policy.
+SHIPPED_REGISTRATION_PREFIX: Final = "nvidia.com/"
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 
 
@@ -112,6 +115,8 @@ class Policy:
     namespaces: tuple[NamespaceRule, ...] = ()
     exempt_namespaces: frozenset[str] = frozenset({"kube-system"})
     digest: str = "builtin"
+    # What is valid but probably not meant (`field.path: message`), shown by validate and convert.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def needs_namespace_labels(self) -> bool:
@@ -292,9 +297,25 @@ def _parse_policy(document: Any, problems: list[str]) -> Policy | None:
         namespaces=namespaces,
         exempt_namespaces=frozenset(exempt),
         digest=_digest(document),
+        warnings=_registration_warnings(resources),
     )
     _check_sharing_dialects(policy, problems)
     return policy
+
+
+def _registration_warnings(resources: tuple[ResourceRule, ...]) -> tuple[str, ...]:
+    """Rules for resources the shipped registration never sends to the webhook."""
+    warnings = []
+    for i, rule in enumerate(resources):
+        matched = rule.name[:-1] if rule.is_wildcard else rule.name
+        if not matched.startswith(SHIPPED_REGISTRATION_PREFIX):
+            warnings.append(
+                f"spec.resources[{i}].name: the shipped webhook registration sends only pods "
+                f"asking for {SHIPPED_REGISTRATION_PREFIX} resources, so pods asking for "
+                f"{rule.name} never reach the webhook; register it from this policy with "
+                "`kubectl dra registration --policy FILE`"
+            )
+    return tuple(warnings)
 
 
 def _digest(document: Any) -> str:

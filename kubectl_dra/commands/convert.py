@@ -47,6 +47,6 @@ def convert(
 
     policy = load_policy(policy_file)
     result = convert_documents(load_documents(filenames), policy=policy, namespace=namespace)
-    for warning in result.warnings:
+    for warning in (*policy.warnings, *result.warnings):
         click.echo(f"Warning: {warning}", err=True)
     emit(to_json_list(result.objects) if output == "json" else to_yaml_stream(result.objects))
