@@ -578,7 +578,23 @@ def test_allocated_devices_do_not_count_as_free() -> None:
     )
     assert errors(run(make_claim(request(count=2)), cluster=snapshot(reader))) == []
     found = errors(run(make_claim(request(count=3)), cluster=snapshot(reader)))
-    assert "at most 2 matching free devices" in found[0].message
+    assert "at most 2 matching devices are free on any one node" in found[0].message
+
+
+def test_a_count_no_node_can_meet_says_the_best_nodes_and_the_clusters_figures() -> None:
+    reader = validate_cluster(
+        resource_slices=[
+            example_slice("node-a", [example_device(i) for i in range(8)]),
+            example_slice("node-b", [example_device(i) for i in range(6)]),
+        ],
+        resource_claims=[allocated_claim("node-a", "gpu-0", "gpu-1")],
+    )
+    (found,) = errors(run(make_claim(request(count=7)), cluster=snapshot(reader)))
+    assert found.message.startswith(
+        "request 'gpu' needs 7 devices on one node, but at most 6 matching devices are free on "
+        "any one node (node-a: 6 of 8 matching free); in the cluster 14 match on 2 nodes, 12 "
+        "of them free; matching: "
+    )
 
 
 def test_only_the_newest_pool_generation_counts() -> None:
