@@ -19,7 +19,7 @@ A unit is allocated when any device of it is allocated (the rest of it is no lon
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,3 +142,25 @@ def free_units(
         max(0, len(units) - (taken.get(node, 0) if node else 0))
         for node, units in free_by_node.items()
     )
+
+
+def count_units_by(
+    devices: Iterable[UnitDevice],
+    allocated: Collection[DeviceKey],
+    *,
+    label: Callable[[UnitDevice], str],
+) -> dict[str, Capacity]:
+    """`count_units` split by `label`, each unit counted once, under the label of a whole device
+    of it (no MIG profile) when it publishes one, else of its smallest label: the labels' totals
+    add up to `count_units` of all the devices."""
+    members: dict[str, list[UnitDevice]] = {}
+    for device in devices:
+        members.setdefault(device.unit, []).append(device)
+    counted: dict[str, list[int]] = {}
+    for unit_devices in members.values():
+        whole = [label(d) for d in unit_devices if d.profile is None]
+        name = min(whole or [label(d) for d in unit_devices])
+        total_allocated = counted.setdefault(name, [0, 0])
+        total_allocated[0] += 1
+        total_allocated[1] += any(d.key in allocated for d in unit_devices)
+    return {name: Capacity(total, used) for name, (total, used) in counted.items()}
