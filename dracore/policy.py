@@ -504,3 +504,49 @@ def _check_sharing_dialects(policy: Policy, problems: list[str]) -> None:
                     f"spec.resources[{i}].deviceClassName: {problem} (sharing {mode} from {where})"
                 )
                 break
+
+
+# --- checking a policy where it is written -----------------------------------------------------
+
+_PROBLEM = re.compile(r"((?:\(top level\)|[A-Za-z]\w*)(?:\.\w+|\[\d+\])*): (.+)", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyProblem:
+    """One problem of a policy document: its field path ('' when it has none) and message."""
+
+    field: str
+    message: str
+
+    @classmethod
+    def from_text(cls, text: str) -> PolicyProblem:
+        """Split the loader's `field.path: message`."""
+        match = _PROBLEM.fullmatch(text)
+        return cls(match[1], match[2]) if match else cls("", text)
+
+    def to_text(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyCheck:
+    """What the loader says of a GPUPolicy, or of a ConfigMap holding one (`policy.yaml`)."""
+
+    source: str
+    errors: tuple[PolicyProblem, ...]
+    warnings: tuple[PolicyProblem, ...]
+
+    @classmethod
+    def of(cls, document: Any, *, source: str = "policy") -> PolicyCheck:
+        """Run the loader the webhook runs on `document`; every problem, none raised."""
+        try:
+            policy = Policy.from_mapping(document, source=source)
+        except PolicyError as exc:
+            problems = tuple(PolicyProblem.from_text(p) for p in exc.problems)
+            return cls(exc.source, problems, ())
+        warnings = tuple(PolicyProblem.from_text(w) for w in policy.warnings)
+        return cls(source, (), warnings)
+
+    def message(self) -> str:
+        """The errors on one line, as the webhook logs a refused edit and as admission denies it."""
+        return f"{self.source} is invalid: " + "; ".join(p.to_text() for p in self.errors)
