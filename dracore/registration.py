@@ -121,8 +121,8 @@ def webhook_entry(
     }
 
 
-def webhook_configuration(policy: Policy, **entry: Any) -> dict[str, Any]:
-    """The whole MutatingWebhookConfiguration, with the one entry of `webhook_entry(**entry)`."""
+def webhook_configuration(entry: dict[str, Any]) -> dict[str, Any]:
+    """The whole MutatingWebhookConfiguration around one entry made by `webhook_entry`."""
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "MutatingWebhookConfiguration",
@@ -130,5 +130,5 @@ def webhook_configuration(policy: Policy, **entry: Any) -> dict[str, Any]:
             "name": CONFIGURATION_NAME,
             "labels": {"app.kubernetes.io/managed-by": "kubectl-dra"},
         },
-        "webhooks": [webhook_entry(policy, **entry)],
+        "webhooks": [entry],
     }

@@ -95,15 +95,12 @@ def registration(
 
     policy = load_policy(policy_file)
     whole = service is not None or namespace is not None or ca_bundle_file is not None
-    entry = {
-        "service": service or generated.SERVICE_NAME,
-        "namespace": namespace or generated.SERVICE_NAMESPACE,
-        "ca_bundle": read_ca_bundle(ca_bundle_file) if ca_bundle_file else None,
-        "failure_policy": failure_policy,
-    }
-    document = (
-        generated.webhook_configuration(policy, **entry)
-        if whole
-        else generated.webhook_entry(policy, **entry)
+    entry = generated.webhook_entry(
+        policy,
+        service=service or generated.SERVICE_NAME,
+        namespace=namespace or generated.SERVICE_NAMESPACE,
+        ca_bundle=read_ca_bundle(ca_bundle_file) if ca_bundle_file else None,
+        failure_policy=failure_policy,
     )
+    document = generated.webhook_configuration(entry) if whole else entry
     emit(to_json(document) if output == "json" else to_yaml(document))
