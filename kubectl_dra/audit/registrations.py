@@ -9,12 +9,17 @@ or a resource the conditions do not match) is reported as such instead of as "re
 The matchConditions are evaluated with cel-python on `object` (the pod) and `request` (a
 CREATE). A condition that does not compile or fails on the pod counts as true: the API server
 would then apply the failurePolicy rather than skip the webhook, and audit does not guess.
+cel-python takes about 10 ms per pod, so a verdict is remembered per registration for each
+distinct pod template (spec, labels and annotations, namespace): the replicas of workloads and
+the bare pods of one shape cost one evaluation. A condition reading the pod's name is therefore
+judged on the first pod of that shape.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import celpy
@@ -39,6 +44,28 @@ class Registration:
     namespace_selector: Obj | None
     object_selector: Obj | None = None
     conditions: tuple[Condition, ...] = ()
+    # pod shape -> the first condition that is false for it ("" when all hold)
+    verdicts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def failed_condition(self, pod: Obj, namespace: str) -> str | None:
+        """The first matchCondition false for a pod of this template in `namespace`, or None."""
+        metadata = pod.get("metadata") or {}
+        shape = {
+            "labels": metadata.get("labels"),
+            "annotations": metadata.get("annotations"),
+            "spec": pod.get("spec"),
+            "namespace": namespace,
+        }
+        key = json.dumps(shape, sort_keys=True, default=str)
+        if key not in self.verdicts:
+            activation = {
+                "object": json_to_cel({**pod, "metadata": {**metadata, "namespace": namespace}}),
+                "oldObject": json_to_cel(None),
+                "request": json_to_cel({"operation": "CREATE", "namespace": namespace}),
+            }
+            failed = [c.name for c in self.conditions if not _condition_holds(c, activation)]
+            self.verdicts[key] = failed[0] if failed else ""
+        return self.verdicts[key] or None
 
 
 def label_selector_matches(selector: Obj | None, labels: Mapping[str, str]) -> bool:
@@ -124,20 +151,15 @@ def unseen_reason(
         return f"namespace {namespace} is opted out{how}: no kubectl-dra webhook registration selects it"
     metadata = pod.get("metadata") or {}
     pod_labels = {str(k): str(v) for k, v in (metadata.get("labels") or {}).items()}
-    activation = {
-        "object": json_to_cel({**pod, "metadata": {**metadata, "namespace": namespace}}),
-        "oldObject": json_to_cel(None),
-        "request": json_to_cel({"operation": "CREATE", "namespace": namespace}),
-    }
     reasons = []
     for hook in selecting:
         if not label_selector_matches(hook.object_selector, pod_labels):
             reasons.append(f"{hook.name}'s objectSelector does not select its pods")
             continue
-        failed = [c.name for c in hook.conditions if not _condition_holds(c, activation)]
-        if not failed:
+        failed = hook.failed_condition(pod, namespace)
+        if failed is None:
             return None
         reasons.append(
-            f"{hook.name}'s matchCondition {failed[0]} is false for pods asking for {', '.join(resources)}"
+            f"{hook.name}'s matchCondition {failed} is false for pods asking for {', '.join(resources)}"
         )
     return "the webhook never sees its pods: " + "; ".join(reasons)
