@@ -197,6 +197,15 @@ def _term_holds(term: Any, labels: Mapping[str, str], name: str) -> bool:
     ) and all(isinstance(f, Mapping) and _requirement_holds(f, by_name) for f in fields)
 
 
+def _required_affinity(spec: Mapping[str, Any]) -> Any:
+    """`affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution`, or None."""
+    affinity = spec.get("affinity")
+    node_affinity = affinity.get("nodeAffinity") if isinstance(affinity, Mapping) else None
+    if not isinstance(node_affinity, Mapping):
+        return None
+    return node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
+
+
 def node_accepts(spec: Mapping[str, Any], node: Mapping[str, Any]) -> bool:
     """Whether `node`'s labels satisfy the pod's nodeSelector and required node affinity."""
     metadata = node.get("metadata")
@@ -205,13 +214,7 @@ def node_accepts(spec: Mapping[str, Any], node: Mapping[str, Any]) -> bool:
     selector = spec.get("nodeSelector")
     if isinstance(selector, Mapping) and any(labels.get(k) != v for k, v in selector.items()):
         return False
-    affinity = spec.get("affinity")
-    node_affinity = affinity.get("nodeAffinity") if isinstance(affinity, Mapping) else None
-    required = (
-        node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
-        if isinstance(node_affinity, Mapping)
-        else None
-    )
+    required = _required_affinity(spec)
     if not isinstance(required, Mapping):
         return True
     terms = required.get("nodeSelectorTerms")
@@ -226,16 +229,9 @@ def placement(spec: Mapping[str, Any]) -> dict[str, Any]:
     kept: dict[str, Any] = {}
     if spec.get("nodeSelector"):
         kept["nodeSelector"] = spec["nodeSelector"]
-    affinity = spec.get("affinity")
-    node_affinity = affinity.get("nodeAffinity") if isinstance(affinity, Mapping) else None
-    if isinstance(node_affinity, Mapping) and node_affinity.get(
-        "requiredDuringSchedulingIgnoredDuringExecution"
-    ):
+    required = _required_affinity(spec)
+    if required:
         kept["affinity"] = {
-            "nodeAffinity": {
-                "requiredDuringSchedulingIgnoredDuringExecution": node_affinity[
-                    "requiredDuringSchedulingIgnoredDuringExecution"
-                ]
-            }
+            "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": required}
         }
     return kept

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from kubectl_dra.commands.common import emit, load_policy
+from kubectl_dra.commands.common import emit, load_policy, policy_option
 from kubectl_dra.errors import InputError
 
 # A CA bundle is a few certificates; anything larger is not one (and is not read whole).
@@ -36,12 +36,7 @@ def read_ca_bundle(path: Path) -> str:
 
 
 @click.command()
-@click.option(
-    "--policy",
-    "policy_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="GPUPolicy YAML, or a ConfigMap manifest holding it (default: the built-in policy).",
-)
+@policy_option
 @click.option(
     "--service", help="The webhook's Service; prints a whole MutatingWebhookConfiguration."
 )

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from kubectl_dra.cli import cli
 from kubectl_dra.kube import KubeGateway
 from tests.e2e.e2e_support import E2ECluster, WebhookPool, devices_of
+from tests.e2e.test_legacy_webhook import legacy_deployment
 
 pytestmark = pytest.mark.e2e
 
@@ -42,19 +43,10 @@ def container(name: str, gpus: int, **extra: Any) -> dict[str, Any]:
 def deployment(
     name: str, spec: dict[str, Any], *, replicas: int = 1, **annotations: str
 ) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"labels": {"app": name}}
+    made = legacy_deployment(name, replicas=replicas, **spec)
     if annotations:
-        metadata["annotations"] = annotations
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": metadata, "spec": spec},
-        },
-    }
+        made["spec"]["template"]["metadata"]["annotations"] = annotations
+    return made
 
 
 def test_audit_demand_is_what_the_scheduler_allocated(

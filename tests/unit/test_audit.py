@@ -12,8 +12,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
 
 import fakegpu
 
-from dracore.policy import Policy
 from dracore import registration
+from dracore.policy import Policy
 from kubectl_dra.audit.decide import decide_all, legacy_demand
 from kubectl_dra.audit.registrations import label_selector_matches, registrations
 from kubectl_dra.audit.report import ClusterObjects, build_audit
@@ -307,10 +307,9 @@ def test_gpus_in_mig_mode_do_not_serve_whole_gpu_demand() -> None:
     }
 
 
-def test_whole_and_mig_demand_draw_on_the_same_gpus() -> None:
-    from tests.unit.test_capacity import partitionable_slice
-
-    classes = [
+def whole_and_mig_classes() -> list[dict[str, Any]]:
+    """NVIDIA's classes for a driver publishing each GPU whole and as MIG slices."""
+    return [
         fakegpu.make_device_class(
             "gpu.nvidia.com", 'device.attributes["gpu.nvidia.com"].type == "gpu"'
         ),
@@ -318,6 +317,12 @@ def test_whole_and_mig_demand_draw_on_the_same_gpus() -> None:
             "mig.nvidia.com", 'device.attributes["gpu.nvidia.com"].type == "mig"'
         ),
     ]
+
+
+def test_whole_and_mig_demand_draw_on_the_same_gpus() -> None:
+    from tests.unit.test_capacity import partitionable_slice
+
+    classes = whole_and_mig_classes()
     workloads = {
         "Pod": [pod("whole")],
         "Deployment": [
@@ -466,15 +471,7 @@ def test_skip_is_honoured_only_where_the_policy_allows_it() -> None:
 def test_another_drivers_free_gpus_do_not_serve_whole_and_mig_demand() -> None:
     from tests.unit.test_capacity import partitionable_slice
 
-    classes = [
-        fakegpu.make_device_class(
-            "gpu.nvidia.com", 'device.attributes["gpu.nvidia.com"].type == "gpu"'
-        ),
-        fakegpu.make_device_class(
-            "mig.nvidia.com", 'device.attributes["gpu.nvidia.com"].type == "mig"'
-        ),
-        *fakegpu.device_classes()[-1:],
-    ]
+    classes = [*whole_and_mig_classes(), *fakegpu.device_classes()[-1:]]
     mig_pod = obj(
         "Pod",
         "mig",
