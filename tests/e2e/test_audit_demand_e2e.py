@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,7 +51,7 @@ def deployment(
 
 
 def test_audit_demand_is_what_the_scheduler_allocated(
-    k8s: E2ECluster, webhooks: WebhookPool, namespace: str
+    k8s: E2ECluster, webhooks: WebhookPool, namespace: str, tmp_path: Path
 ) -> None:
     webhooks.use(namespace, POLICY)
     team = f"team-{uuid.uuid4().hex[:5]}"
@@ -99,7 +100,11 @@ def test_audit_demand_is_what_the_scheduler_allocated(
     pods = k8s.wait_for("every pod scheduled and its claim allocated", all_allocated, timeout=90)
 
     gateway = KubeGateway(k8s.api)
-    result = CliRunner().invoke(cli, ["audit", "-n", namespace, "-o", "json"], obj=gateway)
+    policy_file = tmp_path / "policy.yaml"  # the policy the namespace's webhook serves
+    policy_file.write_text(POLICY)
+    result = CliRunner().invoke(
+        cli, ["audit", "-n", namespace, "--policy", str(policy_file), "-o", "json"], obj=gateway
+    )
     assert result.exit_code in (0, 3), result.output
     report = json.loads(result.stdout)
     rows = {w["name"]: w for w in report["workloads"]}
