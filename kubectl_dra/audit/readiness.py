@@ -1,10 +1,12 @@
 """Is the cluster ready for Enforce? Findings from classes, slices, nodes and registrations (pure).
 
 Severity `unready` means pods would fail after the switch (a DeviceClass the policy maps is
-missing, or the demand does not fit the free devices); `warning` means a risk an admin should
+missing, the demand does not fit the free devices, or the node selectors a workload keeps after
+the rewrite match no node with devices for it); `warning` means a risk an admin should
 decide on (device plugin still advertising GPUs, KEP-5004 classes, no or fail-open
 registration); `info` is inventory. Capacity is counted in physical units
-(dracore/capacity.py): a GPU and the MIG devices carved from it are one.
+(dracore/capacity.py): a GPU and the MIG devices carved from it are one, per driver; GPUs the
+device plugin holds are not free; demand is counted by dracore/demand.py (a shared claim once).
 """
 
 from __future__ import annotations
@@ -29,9 +31,7 @@ _SHOWN: Final = 5  # names listed in a finding before "and N more"
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    check: (
-        str  # deviceclass | drivers | capacity | device-plugin | extended-resource | webhook | cel
-    )
+    check: str  # deviceclass | drivers | capacity | placement | device-plugin | extended-resource | webhook | cel
     severity: Severity
     message: str
 
