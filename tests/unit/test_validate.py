@@ -62,11 +62,11 @@ def test_every_example_is_accepted(path: Path) -> None:
     assert [f for f in findings if f.severity == "warning"] == []
 
 
-def test_the_policy_configmap_is_skipped_not_checked() -> None:
+def test_the_policy_configmap_is_checked_by_the_loader() -> None:
     documents = load_documents([str(ROOT / "examples" / "policy-example-driver.yaml")])
     assert validate_documents(documents) == []
-    assert not is_checked(documents[0].object)
-    assert "0 objects checked, 1 skipped" in summarize([], documents=documents)
+    assert is_checked(documents[0].object)
+    assert "1 object checked: no problems found" in summarize([], documents=documents)
 
 
 def test_legacy_pods_get_an_info_pointing_at_convert() -> None:
