@@ -14,12 +14,12 @@ into physical units and counts those:
 
 A unit is allocated when any device of it is allocated (the rest of it is no longer whole).
 `kubectl dra describe` (node and cluster views) and `kubectl dra audit` both count through
-`group_units` and `count_units`.
+`group_units` and `count_units`; what is free for new claims is `free_units`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,3 +120,47 @@ def count_units(devices: Iterable[UnitDevice], allocated: Collection[DeviceKey])
         if device.key in allocated:
             used.add(device.unit)
     return Capacity(total=len(units), allocated=len(used))
+
+
+def free_units(
+    devices: Iterable[UnitDevice],
+    allocated: Collection[DeviceKey],
+    *,
+    taken_per_node: Mapping[str, int] | None = None,
+) -> int:
+    """Units among `devices` with none of their devices in `allocated`, less on each node the
+    units something outside DRA already uses there (`taken_per_node`: the device plugin's
+    GPUs, which are the same hardware), never below zero per node."""
+    devices = list(devices)
+    held = {d.unit for d in devices if d.key in allocated}
+    free_by_node: dict[str | None, set[str]] = {}
+    for device in devices:
+        if device.unit not in held:
+            free_by_node.setdefault(device.node, set()).add(device.unit)
+    taken = taken_per_node or {}
+    return sum(
+        max(0, len(units) - (taken.get(node, 0) if node else 0))
+        for node, units in free_by_node.items()
+    )
+
+
+def count_units_by(
+    devices: Iterable[UnitDevice],
+    allocated: Collection[DeviceKey],
+    *,
+    label: Callable[[UnitDevice], str],
+) -> dict[str, Capacity]:
+    """`count_units` split by `label`, each unit counted once, under the label of a whole device
+    of it (no MIG profile) when it publishes one, else of its smallest label: the labels' totals
+    add up to `count_units` of all the devices."""
+    members: dict[str, list[UnitDevice]] = {}
+    for device in devices:
+        members.setdefault(device.unit, []).append(device)
+    counted: dict[str, list[int]] = {}
+    for unit_devices in members.values():
+        whole = [label(d) for d in unit_devices if d.profile is None]
+        name = min(whole or [label(d) for d in unit_devices])
+        total_allocated = counted.setdefault(name, [0, 0])
+        total_allocated[0] += 1
+        total_allocated[1] += any(d.key in allocated for d in unit_devices)
+    return {name: Capacity(total, used) for name, (total, used) in counted.items()}

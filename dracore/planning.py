@@ -240,12 +240,15 @@ def check_largest(demands: list[Demand], rules: SharingRules, who: str) -> None:
             ],
             rules,
             who,
+            total=largest.count,
         )
 
 
-def check_limits(planned: list[PlannedRequest], rules: SharingRules, who: str) -> None:
-    """The policy's maxGPUsPerPod first (it is what the pod's author can act on), then DRA's."""
-    total = sum(r.count for r in planned)
+def check_limits(
+    planned: list[PlannedRequest], rules: SharingRules, who: str, *, total: int
+) -> None:
+    """The policy's maxGPUsPerPod first (it is what the pod's author can act on), then DRA's;
+    `total` is the pod's count (dracore.demand), which the planned requests add up to."""
     too_big = [r for r in planned if r.count > MAX_DEVICES_PER_CLAIM]
     dra_limit = "".join(
         f"; request {r.name} asks for {r.count} {r.resource}, and DRA allocates at most "

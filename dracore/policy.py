@@ -33,6 +33,9 @@ NODE_SELECTORS: Final = ("Translate", "Keep", "Ignore")
 # could never be scheduled.
 MAX_DEVICES_PER_CLAIM: Final = 32
 MAX_CEL_LENGTH: Final = 10 * 1024
+# The shipped MutatingWebhookConfiguration (manifests/, the chart) sends only pods asking for
+# resources under this prefix; `kubectl dra registration` generates one for any policy.
+SHIPPED_REGISTRATION_PREFIX: Final = "nvidia.com/"
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 
 
@@ -112,6 +115,8 @@ class Policy:
     namespaces: tuple[NamespaceRule, ...] = ()
     exempt_namespaces: frozenset[str] = frozenset({"kube-system"})
     digest: str = "builtin"
+    # What is valid but probably not meant (`field.path: message`), shown by validate and convert.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def needs_namespace_labels(self) -> bool:
@@ -292,9 +297,25 @@ def _parse_policy(document: Any, problems: list[str]) -> Policy | None:
         namespaces=namespaces,
         exempt_namespaces=frozenset(exempt),
         digest=_digest(document),
+        warnings=_registration_warnings(resources),
     )
     _check_sharing_dialects(policy, problems)
     return policy
+
+
+def _registration_warnings(resources: tuple[ResourceRule, ...]) -> tuple[str, ...]:
+    """Rules for resources the shipped registration never sends to the webhook."""
+    warnings = []
+    for i, rule in enumerate(resources):
+        matched = rule.name[:-1] if rule.is_wildcard else rule.name
+        if not matched.startswith(SHIPPED_REGISTRATION_PREFIX):
+            warnings.append(
+                f"spec.resources[{i}].name: the shipped webhook registration sends only pods "
+                f"asking for {SHIPPED_REGISTRATION_PREFIX} resources, so pods asking for "
+                f"{rule.name} never reach the webhook; register it from this policy with "
+                "`kubectl dra registration --policy FILE`"
+            )
+    return tuple(warnings)
 
 
 def _digest(document: Any) -> str:
@@ -483,3 +504,49 @@ def _check_sharing_dialects(policy: Policy, problems: list[str]) -> None:
                     f"spec.resources[{i}].deviceClassName: {problem} (sharing {mode} from {where})"
                 )
                 break
+
+
+# --- checking a policy where it is written -----------------------------------------------------
+
+_PROBLEM = re.compile(r"((?:\(top level\)|[A-Za-z]\w*)(?:\.\w+|\[\d+\])*): (.+)", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyProblem:
+    """One problem of a policy document: its field path ('' when it has none) and message."""
+
+    field: str
+    message: str
+
+    @classmethod
+    def from_text(cls, text: str) -> PolicyProblem:
+        """Split the loader's `field.path: message`."""
+        match = _PROBLEM.fullmatch(text)
+        return cls(match[1], match[2]) if match else cls("", text)
+
+    def to_text(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyCheck:
+    """What the loader says of a GPUPolicy, or of a ConfigMap holding one (`policy.yaml`)."""
+
+    source: str
+    errors: tuple[PolicyProblem, ...]
+    warnings: tuple[PolicyProblem, ...]
+
+    @classmethod
+    def of(cls, document: Any, *, source: str = "policy") -> PolicyCheck:
+        """Run the loader the webhook runs on `document`; every problem, none raised."""
+        try:
+            policy = Policy.from_mapping(document, source=source)
+        except PolicyError as exc:
+            problems = tuple(PolicyProblem.from_text(p) for p in exc.problems)
+            return cls(exc.source, problems, ())
+        warnings = tuple(PolicyProblem.from_text(w) for w in policy.warnings)
+        return cls(source, (), warnings)
+
+    def message(self) -> str:
+        """The errors on one line, as the webhook logs a refused edit and as admission denies it."""
+        return f"{self.source} is invalid: " + "; ".join(p.to_text() for p in self.errors)

@@ -25,6 +25,7 @@ from typing import Any, Final
 
 from dracore import cel, dra, jsonio, selectors, sharing
 from dracore import existing as existing_objects
+from dracore.demand import claim_device_count
 from dracore.errors import TranslationError, shown
 from dracore.names import is_dns_subdomain, short_hash, unique_label
 from dracore.planning import (
@@ -265,7 +266,10 @@ def _rewrite(
         # A shared claim is seen whole by every container of every pod using it.
         one_request_per_resource = pod_sharing or shared_claim is not None
         planned, references = plan_requests(active, shared=one_request_per_resource)
-        check_limits(planned, rules, who)
+        needed = claim_device_count(
+            ((d.resource, d.kind, d.count) for d in active), shared=one_request_per_resource
+        )
+        check_limits(planned, rules, who, total=needed)
         node = selectors.translate_node_constraints(
             spec,
             mode=rules.node_selectors if _any_nvidia(planned) else "Ignore",

@@ -10,8 +10,9 @@ webhook does for each pod the workload creates. The outcome is one of:
 - `denied`: the webhook's message for that pod, naming the workload instead of a pod.
 
 Independently, `exempt` says why the webhook would not even see the pods: the policy's
-`exemptNamespaces`, the skip annotation, or no registration of ours whose namespaceSelector
-selects the namespace (when any registration exists).
+`exemptNamespaces`, the skip annotation, or (when any registration exists) no registration of
+ours that would send them: the namespace opted out, or matchConditions that do not match the
+resources they ask for (registrations.py).
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from dracore.demand import placement, pod_demand
 from dracore.errors import TranslationError
 from dracore.policy import Policy
 from dracore.record import RewrittenRecord
 from dracore.translate import REWRITTEN_ANNOTATION, SKIP_ANNOTATION, translate
+from kubectl_dra.audit.registrations import Registration, unseen_reason
 from kubectl_dra.audit.workloads import Workload
 
 Decision = Literal["rewritten", "unchanged", "denied"]
@@ -57,65 +60,23 @@ class WorkloadAudit:
     # rewritten: the ResourceClaimTemplate (or shared ResourceClaim) the pods would reference;
     # its name is a hash of the claim's spec, so it equals the webhook's only for the same claim.
     claim_source: str | None = None
+    # rewritten to a named claim every replica shares: its name (allocated once for all of them).
+    shared_claim: str | None = None
+    # rewritten: the nodeSelector and required node affinity the pods keep after the rewrite.
+    placement: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def total(self, resource: str) -> int:
         return self.demand.get(resource, 0) * self.replicas
 
 
-def _count(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return max(0, value)
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return 0  # not a whole number: the webhook denies it; nothing is counted
-
-
 def legacy_demand(pod: Obj, policy: Policy) -> dict[str, int]:
-    """Devices per pod for each legacy resource (`nvidia.com/*` or one the policy maps), as the
-    device plugin counts them: max(largest plain init container, app containers + sidecars)."""
-    spec = pod.get("spec") or {}
-    app: dict[str, int] = {}
-    init: dict[str, int] = {}
-
-    def add(container: Any, into: dict[str, int], combine: str) -> None:
-        resources = (container.get("resources") if isinstance(container, Mapping) else None) or {}
-        limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
-        for resource in set(limits) | set(requests):
-            if not (resource.startswith(LEGACY_PREFIX) or policy.resource_rule(resource)):
-                continue
-            n = _count(limits.get(resource, requests.get(resource)))
-            into[resource] = (
-                into.get(resource, 0) + n if combine == "sum" else max(into.get(resource, 0), n)
-            )
-
-    for container in spec.get("initContainers") or []:
-        sidecar = isinstance(container, Mapping) and container.get("restartPolicy") == "Always"
-        add(container, app if sidecar else init, "sum" if sidecar else "max")
-    for container in spec.get("containers") or []:
-        add(container, app, "sum")
-    return {r: max(app.get(r, 0), init.get(r, 0)) for r in sorted(set(app) | set(init))}
-
-
-def label_selector_matches(selector: Obj | None, labels: Mapping[str, str]) -> bool:
-    """A metav1.LabelSelector against labels (an empty or missing selector matches all)."""
-    if not selector:
-        return True
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op = expr.get("key", ""), expr.get("operator")
-        values = set(expr.get("values") or [])
-        present = key in labels
-        if op == "In" and not (present and labels[key] in values):
-            return False
-        if op == "NotIn" and present and labels[key] in values:
-            return False
-        if op == "Exists" and not present:
-            return False
-        if op == "DoesNotExist" and present:
-            return False
-    return True
+    """Devices per pod for each legacy resource (`nvidia.com/*` or one the policy maps), counted
+    as the scheduler counts them (dracore.demand.pod_demand)."""
+    spec = pod.get("spec")
+    return pod_demand(
+        spec if isinstance(spec, Mapping) else {},
+        lambda resource: resource.startswith(LEGACY_PREFIX) or bool(policy.resource_rule(resource)),
+    )
 
 
 def namespace_labels(namespace: Obj) -> dict[str, str]:
@@ -151,10 +112,10 @@ def decide(
     *,
     policy: Policy,
     labels: Mapping[str, str],
-    selectors: Sequence[Obj | None] | None,
+    hooks: Sequence[Registration],
 ) -> WorkloadAudit:
-    """The audit row of one workload. `selectors`: the namespaceSelectors of our webhook
-    registrations (None: no registration, so nothing is skipped for that reason)."""
+    """The audit row of one workload. `hooks`: our live webhook registrations (none: nothing
+    is left out for that reason)."""
     enforce = dataclasses.replace(policy, mode="Enforce")
     pod = workload.pod
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
@@ -166,9 +127,13 @@ def decide(
         and policy.rules_for(workload.namespace, labels).allow_skip
     ):
         exempt = f"annotation {SKIP_ANNOTATION} is true (allowSkip)"
-    elif selectors is not None and not any(label_selector_matches(s, labels) for s in selectors):
-        exempt = f"no kubectl-dra webhook registration selects namespace {workload.namespace}"
     demand = legacy_demand(pod, policy)
+    unseen = None
+    if exempt is None:
+        unseen = unseen_reason(
+            hooks, pod=pod, namespace=workload.namespace, labels=labels, resources=list(demand)
+        )
+        exempt = unseen
 
     def row(
         decision: Decision,
@@ -176,6 +141,8 @@ def decide(
         sharing: str | None = None,
         requests: tuple[ClaimRequest, ...] = (),
         claim_source: str | None = None,
+        shared_claim: str | None = None,
+        kept_placement: Mapping[str, Any] | None = None,
     ) -> WorkloadAudit:
         return WorkloadAudit(
             workload.namespace,
@@ -189,11 +156,13 @@ def decide(
             sharing,
             requests,
             claim_source,
+            shared_claim,
+            kept_placement or {},
         )
 
-    if exempt and exempt.startswith("no kubectl-dra webhook"):
+    if unseen:
         # The API server never sends these pods to the webhook: they are admitted as they are.
-        return row("unchanged", exempt)
+        return row("unchanged", unseen)
     subject = f'{workload.kind} "{workload.namespace}/{workload.name}"'
     try:
         result = translate(
@@ -214,7 +183,15 @@ def decide(
     )
     summary = ", ".join(f"{r.count} {r.device_class}" for r in requests) or "no devices"
     source = record.template or record.resource_claim
-    return row("rewritten", f"claim of {summary}", record.sharing, requests, source)
+    return row(
+        "rewritten",
+        f"claim of {summary}",
+        record.sharing,
+        requests,
+        source,
+        record.resource_claim,
+        placement(result.pod.get("spec") or {}),
+    )
 
 
 def decide_all(
@@ -222,7 +199,7 @@ def decide_all(
     *,
     policy: Policy,
     namespaces: Mapping[str, Mapping[str, str]],
-    selectors: Sequence[Obj | None] | None,
+    hooks: Sequence[Registration],
 ) -> list[WorkloadAudit]:
     """Rows for the workloads that ask for a legacy resource; `namespaces`: name -> labels."""
     rows = []
@@ -232,5 +209,5 @@ def decide_all(
         labels = namespaces.get(workload.namespace) or {
             "kubernetes.io/metadata.name": workload.namespace
         }
-        rows.append(decide(workload, policy=policy, labels=labels, selectors=selectors))
+        rows.append(decide(workload, policy=policy, labels=labels, hooks=hooks))
     return rows

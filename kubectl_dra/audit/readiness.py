@@ -1,10 +1,12 @@
 """Is the cluster ready for Enforce? Findings from classes, slices, nodes and registrations (pure).
 
 Severity `unready` means pods would fail after the switch (a DeviceClass the policy maps is
-missing, or the demand does not fit the free devices); `warning` means a risk an admin should
+missing, the demand does not fit the free devices, or the node selectors a workload keeps after
+the rewrite match no node with devices for it); `warning` means a risk an admin should
 decide on (device plugin still advertising GPUs, KEP-5004 classes, no or fail-open
 registration); `info` is inventory. Capacity is counted in physical units
-(dracore/capacity.py): a GPU and the MIG devices carved from it are one.
+(dracore/capacity.py): a GPU and the MIG devices carved from it are one, per driver; GPUs the
+device plugin holds are not free; demand is counted by dracore/demand.py (a shared claim once).
 """
 
 from __future__ import annotations
@@ -14,22 +16,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from dracore.capacity import DeviceKey, UnitDevice, count_units
+from dracore.capacity import DeviceKey, UnitDevice, count_units, free_units
+from dracore.demand import ClaimUse, devices_taken, node_accepts
 from dracore.policy import Policy
+from dracore.sharing import NVIDIA_DRIVER
 from kubectl_dra.audit.decide import LEGACY_PREFIX, WorkloadAudit
 from kubectl_dra.audit.matching import DeviceMatcher
+from kubectl_dra.audit.registrations import Registration
 
 Severity = Literal["info", "warning", "unready"]
 Obj = Mapping[str, Any]
-WEBHOOK_SUFFIX: Final = "gpu-to-dra.kubectl-dra.io"
 _SHOWN: Final = 5  # names listed in a finding before "and N more"
 
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    check: (
-        str  # deviceclass | drivers | capacity | device-plugin | extended-resource | webhook | cel
-    )
+    check: str  # deviceclass | drivers | capacity | placement | device-plugin | extended-resource | webhook | cel
     severity: Severity
     message: str
 
@@ -58,39 +60,12 @@ class DemandCapacity:
     free: int  # of those, available now (whole units, or free slices of units not held whole)
     units_needed: int  # physical units the demand takes up
     workloads: tuple[str, ...]  # NAMESPACE/KIND/NAME
-
-
-@dataclass(frozen=True, slots=True)
-class Registration:
-    name: str  # MutatingWebhookConfiguration/webhook
-    failure_policy: str
-    namespace_selector: Obj | None
+    drivers: tuple[str, ...] = ()  # of the matching devices
 
 
 def _names(items: Sequence[str]) -> str:
     shown = ", ".join(items[:_SHOWN])
     return shown + (f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else "")
-
-
-def registrations(configs: Iterable[Obj]) -> list[Registration]:
-    """Our webhooks among MutatingWebhookConfigurations (by webhook name or service)."""
-    found = []
-    for config in configs:
-        config_name = (config.get("metadata") or {}).get("name", "")
-        for hook in config.get("webhooks") or []:
-            service = ((hook.get("clientConfig") or {}).get("service") or {}).get("name")
-            if (
-                str(hook.get("name", "")).endswith(WEBHOOK_SUFFIX)
-                or service == "kubectl-dra-webhook"
-            ):
-                found.append(
-                    Registration(
-                        f"{config_name}/{hook.get('name', '')}",
-                        str(hook.get("failurePolicy") or "Fail"),
-                        hook.get("namespaceSelector"),
-                    )
-                )
-    return found
 
 
 def model_capacity(devices: Iterable[UnitDevice]) -> list[ModelCapacity]:
@@ -127,39 +102,75 @@ def allocated_devices(claims: Iterable[Obj]) -> set[DeviceKey]:
     return held
 
 
+def _free(
+    devices: Sequence[UnitDevice], held: set[DeviceKey], plugin_held: Mapping[str, int]
+) -> int:
+    """Whole units free for DRA: not held by a claim, nor (NVIDIA's) by the device plugin."""
+    by_driver: dict[str, list[UnitDevice]] = defaultdict(list)
+    for device in devices:
+        by_driver[device.key[0]].append(device)
+    return sum(
+        free_units(items, held, taken_per_node=plugin_held if driver == NVIDIA_DRIVER else None)
+        for driver, items in by_driver.items()
+    )
+
+
+def _free_slices(
+    matched: Sequence[UnitDevice], held: set[DeviceKey], plugin_held: Mapping[str, int]
+) -> tuple[int, int]:
+    """MIG slices free for DRA (the device plugin's whole GPUs take all slices of a unit on
+    their node), and the most slices one unit has."""
+    per_unit: dict[str, int] = defaultdict(int)
+    free_on: dict[str | None, int] = defaultdict(int)
+    for d in matched:
+        per_unit[d.unit] += 1
+        if d.key not in held:
+            free_on[d.node] += 1
+    slices_per_unit = max(per_unit.values())
+    taken = {n: c * slices_per_unit for n, c in plugin_held.items()}
+    nvidia = all(d.key[0] == NVIDIA_DRIVER for d in matched)
+    free = sum(
+        max(0, count - (taken.get(node, 0) if node and nvidia else 0))
+        for node, count in free_on.items()
+    )
+    return free, slices_per_unit
+
+
 def demand_capacity(
-    rows: Iterable[WorkloadAudit], matcher: DeviceMatcher, held: set[DeviceKey]
+    rows: Iterable[WorkloadAudit],
+    matcher: DeviceMatcher,
+    held: set[DeviceKey],
+    plugin_held: Mapping[str, int] | None = None,
 ) -> tuple[list[DemandCapacity], list[str]]:
-    """Demand per (class, selectors) of rewritten, non-exempt workloads against free devices;
-    and the DeviceClasses the demand names that do not exist."""
-    needed: dict[tuple[str, tuple[str, ...]], int] = defaultdict(int)
+    """Demand per (class, selectors) of rewritten, non-exempt workloads against free devices
+    (`plugin_held`: node -> GPUs the device plugin holds there); and the DeviceClasses the
+    demand names that do not exist. A shared claim is counted once for all its consumers."""
+    uses: dict[tuple[str, tuple[str, ...]], list[ClaimUse]] = defaultdict(list)
     who: dict[tuple[str, tuple[str, ...]], list[str]] = defaultdict(list)
     for row in rows:
         if row.decision != "rewritten" or row.exempt or row.replicas == 0:
             continue
+        shared = (row.namespace, row.shared_claim) if row.shared_claim else None
         for request in row.requests:
             key = (request.device_class, request.selectors)
-            needed[key] += request.count * row.replicas
+            uses[key].append(ClaimUse(request.count, row.replicas, shared))
             ref = f"{row.namespace}/{row.kind}/{row.name}"
             if ref not in who[key]:
                 who[key].append(ref)
-    held_units = {d.unit for d in matcher.devices if d.key in held}
+    plugin = plugin_held or {}
     result, missing = [], []
-    for (device_class, selectors), count in sorted(needed.items()):
+    for (device_class, selectors), claim_uses in sorted(uses.items()):
+        count = devices_taken(claim_uses)
         matched = matcher.matching(device_class, selectors)
         if matched is None:
             missing.append(device_class)
             matched = []
         partition = bool(matched) and all(d.profile for d in matched)
         if partition:
-            free_devices = [d for d in matched if d.key not in held]
-            per_unit: dict[str, int] = defaultdict(int)
-            for d in matched:
-                per_unit[d.unit] += 1
-            slices_per_unit = max(per_unit.values())
-            free, units_needed = len(free_devices), -(-count // slices_per_unit)
+            free, slices_per_unit = _free_slices(matched, held, plugin)
+            units_needed = -(-count // slices_per_unit)
         else:
-            free = count_units([d for d in matched if d.unit not in held_units], ()).total
+            free = _free(matched, held, plugin)
             units_needed = count
         result.append(
             DemandCapacity(
@@ -171,9 +182,46 @@ def demand_capacity(
                 free,
                 units_needed,
                 tuple(who[(device_class, selectors)]),
+                tuple(sorted({d.key[0] for d in matched})),
             )
         )
     return result, sorted(set(missing))
+
+
+def _placement_findings(
+    rows: Iterable[WorkloadAudit], matcher: DeviceMatcher, nodes: Sequence[Obj]
+) -> list[Finding]:
+    """Rewritten workloads whose remaining nodeSelector / required node affinity accept no node
+    that has devices for every request of their claim: their pods would stay Pending."""
+    out = []
+    by_name = {str((n.get("metadata") or {}).get("name", "")): n for n in nodes}
+    for row in rows:
+        if row.decision != "rewritten" or row.exempt or not row.placement or not row.requests:
+            continue
+        candidates: set[str] | None = None
+        for request in row.requests:
+            matched = matcher.matching(request.device_class, request.selectors) or []
+            if any(d.node is None for d in matched):
+                candidates = None  # a device reachable from any node: no node is ruled out
+                break
+            on = {d.node for d in matched if d.node}
+            candidates = on if candidates is None else candidates & on
+        if not candidates:
+            continue  # no node at all: the capacity findings say so
+        accepted = [
+            n
+            for n in sorted(candidates)
+            if n in by_name and node_accepts(row.placement, by_name[n])
+        ]
+        if not accepted:
+            out.append(
+                Finding(
+                    "placement",
+                    "unready",
+                    f"{row.namespace}/{row.kind}/{row.name}: the node selectors it keeps after the rewrite match none of the {len(candidates)} nodes with devices for its claim ({_names(sorted(candidates))}); its pods would stay Pending (fix nodeSelector/affinity, or let the policy translate GPU labels)",
+                )
+            )
+    return out
 
 
 def findings(
@@ -186,8 +234,11 @@ def findings(
     nodes: Iterable[Obj],
     hooks: Sequence[Registration],
     held: set[DeviceKey],
+    plugin_held: Mapping[str, int] | None = None,
 ) -> list[Finding]:
     out: list[Finding] = []
+    nodes = list(nodes)
+    plugin_held = plugin_held or {}
     # 1. The DeviceClasses the policy maps to.
     for rule in policy.resources:
         cls = rule.device_class_name
@@ -224,12 +275,13 @@ def findings(
         )
     for driver, devices in sorted(by_driver.items()):
         capacity = count_units(devices, held)
+        free = _free(devices, held, plugin_held)
         nodes_with = len({d.node for d in devices if d.node})
         out.append(
             Finding(
                 "drivers",
                 "info",
-                f"{driver}: {len(devices)} devices ({capacity.total} physical, {capacity.free} free) on {nodes_with} nodes",
+                f"{driver}: {len(devices)} devices ({capacity.total} physical, {free} free) on {nodes_with} nodes",
             )
         )
     # 3. Demand against free capacity, per class/selectors and over the units they share.
@@ -246,21 +298,21 @@ def findings(
                 f"{what}: {need.needed} {unit} needed, {need.free} free of {need.matching} matching (by {_names(list(need.workloads))})",
             )
         )
-    held_units = {d.unit for d in matcher.devices if d.key in held}
-    free_units = count_units([x for x in matcher.devices if x.unit not in held_units], ()).total
-    total_units = sum(d.units_needed for d in demand)
-    if (
-        any(d.partition for d in demand)
-        and any(not d.partition for d in demand)
-        and total_units > free_units
-    ):
-        out.append(
-            Finding(
-                "capacity",
-                "unready",
-                f"whole GPUs and MIG devices draw on the same GPUs: the demand takes {total_units} physical units, {free_units} are free",
+    # Whole GPUs and MIG devices of one driver draw on the same GPUs; other drivers' do not.
+    for driver, devices in sorted(by_driver.items()):
+        on_driver = [d for d in demand if d.drivers == (driver,)]
+        total_units = sum(d.units_needed for d in on_driver)
+        free = _free(devices, held, plugin_held)
+        mixed = any(d.partition for d in on_driver) and any(not d.partition for d in on_driver)
+        if mixed and total_units > free:
+            out.append(
+                Finding(
+                    "capacity",
+                    "unready",
+                    f"{driver}: whole GPUs and MIG devices draw on the same GPUs: the demand takes {total_units} physical units, {free} are free",
+                )
             )
-        )
+    out += _placement_findings(rows, matcher, nodes)
     # 4. Nodes where the device plugin still advertises a legacy resource.
     advertising = []
     for node in nodes:

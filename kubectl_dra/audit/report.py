@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from dracore.demand import plugin_held_gpus
 from dracore.policy import Policy
 from kubectl_dra.audit.decide import WorkloadAudit, decide_all, namespace_labels
 from kubectl_dra.audit.matching import DeviceMatcher
@@ -22,8 +23,8 @@ from kubectl_dra.audit.readiness import (
     demand_capacity,
     findings,
     model_capacity,
-    registrations,
 )
+from kubectl_dra.audit.registrations import registrations
 from kubectl_dra.audit.workloads import WORKLOAD_KINDS, find_workloads
 
 Obj = Mapping[str, Any]
@@ -108,11 +109,12 @@ def build_audit(objects: ClusterObjects, *, policy: Policy, source: str) -> Audi
         find_workloads(objects.workloads),
         policy=policy,
         namespaces=labels,
-        selectors=[h.namespace_selector for h in hooks] if hooks else None,
+        hooks=hooks,
     )
     matcher = DeviceMatcher.build(objects.slices, objects.classes)
     held = allocated_devices(objects.claims)
-    demand, missing = demand_capacity(rows, matcher, held)
+    plugin_held = plugin_held_gpus(objects.nodes, objects.workloads.get("Pod", ()))
+    demand, missing = demand_capacity(rows, matcher, held, plugin_held)
     found = findings(
         policy=policy,
         rows=rows,
@@ -122,6 +124,7 @@ def build_audit(objects: ClusterObjects, *, policy: Policy, source: str) -> Audi
         nodes=objects.nodes,
         hooks=hooks,
         held=held,
+        plugin_held=plugin_held,
     )
     summary = AuditSummary(
         workloads=len(rows),

@@ -6,17 +6,12 @@ from pathlib import Path
 
 import click
 
-from kubectl_dra.commands.common import emit, filename_option, load_policy
+from kubectl_dra.commands.common import emit, filename_option, load_policy, policy_option
 
 
 @click.command()
 @filename_option
-@click.option(
-    "--policy",
-    "policy_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="GPUPolicy YAML, or a ConfigMap manifest holding it (default: the built-in policy).",
-)
+@policy_option
 @click.option(
     "-n", "--namespace", help="Namespace for objects that do not set one (used for policy rules)."
 )
@@ -47,6 +42,6 @@ def convert(
 
     policy = load_policy(policy_file)
     result = convert_documents(load_documents(filenames), policy=policy, namespace=namespace)
-    for warning in result.warnings:
+    for warning in (*policy.warnings, *result.warnings):
         click.echo(f"Warning: {warning}", err=True)
     emit(to_json_list(result.objects) if output == "json" else to_yaml_stream(result.objects))

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from dracore.capacity import UnitDevice, count_units, group_units
+from dracore.capacity import UnitDevice, count_units, count_units_by, group_units
 from kubectl_dra.report.devices import (
     allocation_of,
     claim_id,
@@ -90,17 +90,21 @@ def _natural(name: str) -> tuple[Any, ...]:
 
 
 def build_cluster_report(slices: Iterable[Obj], claims: Iterable[Obj]) -> ClusterReport:
-    """One entry per node (devices by model: total/allocated/free) plus totals by model."""
+    """One entry per node (devices by model: total/allocated/free) plus totals by model.
+
+    The totals count physical units (a GPU and its MIG slices once, under the GPU's model, or
+    under its MIG model when only slices are published), so they add up to the nodes' totals.
+    """
+    slices = list(slices)
     nodes = build_node_reports(slices, claims)
-    totals: dict[str, list[int]] = {}
-    for node in nodes:
-        for m in node.models:
-            counts = totals.setdefault(m.model, [0, 0])
-            counts[0] += m.total
-            counts[1] += m.allocated
+    models = {key: device.model for key, device in index_devices(slices).items()}
+    allocated = {d.device.key for n in nodes for d in n.devices if d.allocated}
+    totals = count_units_by(
+        group_units(slices), allocated, label=lambda unit: models.get(unit.key, unit.model)
+    )
     return ClusterReport(
         nodes=tuple(NodeReport(n.node, n.models, (), n.capacity) for n in nodes),
-        totals=tuple(ModelCount(m, t, a) for m, (t, a) in sorted(totals.items())),
+        totals=tuple(ModelCount(m, c.total, c.allocated) for m, c in sorted(totals.items())),
     )
 
 

@@ -245,13 +245,18 @@ class ClusterCheck:
         best_node, best = (free_on.most_common(1) or [("", 0)])[0]
         if best + shared_free >= request.count:
             return True
-        total_on = max((len(devs) for devs in per_node.values()), default=0) + len(shared)
         why = _explain(request.device_class, class_steps, request_steps)
-        where = f" (most on {best_node})" if best_node else ""
+        # The best node's own figures, then the cluster's: both are true, and neither alone
+        # explains why the count cannot be met.
+        where = (
+            f" ({best_node}: {best + shared_free} of {len(per_node[best_node]) + len(shared)} matching free)"
+            if best_node
+            else ""
+        )
+        in_all = sum(d.free for d in matching)
         report.error(
             f"{request.path}.count" if request.count > 1 else request.path,
-            f"request {request.name!r} needs {plural(request.count, 'device')} on one node, but at most {best + shared_free} matching free devices are on one node{where}"
-            f" ({total_on} matching in all, the rest allocated); matching: {why}; lower the count or relax the selectors",
+            f"request {request.name!r} needs {plural(request.count, 'device')} on one node, but at most {best + shared_free} matching devices are free on any one node{where}; in the cluster {len(matching)} match on {plural(len(per_node), 'node')}, {in_all} of them free; matching: {why}; lower the count or relax the selectors",
         )
         return False
 

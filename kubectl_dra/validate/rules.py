@@ -20,6 +20,7 @@ from kubectl_dra.validate.claims import Request, claim_spec_rules, device_class_
 from kubectl_dra.validate.cluster import ClusterCheck, ClusterSnapshot
 from kubectl_dra.validate.findings import RESOURCE_API, Finding, Report, as_dict, name_of
 from kubectl_dra.validate.pods import ClaimSource, claim_sources, pod_rules
+from kubectl_dra.validate.policy import check_policy, is_policy
 from kubectl_dra.validate.schema import check_structure
 
 DEFINITIONS: Final = {
@@ -123,6 +124,7 @@ RULES: Final[tuple[Rule, ...]] = (
     Rule(_kind("ResourceClaimTemplate"), check_claim_template),
     Rule(_kind("DeviceClass"), check_device_class),
     Rule(_has_pod_template, check_pod_template),
+    Rule(is_policy, lambda report, obj, run: check_policy(report, obj)),
 )
 
 

@@ -6,9 +6,11 @@ from typing import Any
 
 import pytest
 
+from dracore import registration
 from dracore.policy import Policy
 from hack import fakegpu
-from kubectl_dra.audit.decide import decide_all, label_selector_matches, legacy_demand
+from kubectl_dra.audit.decide import decide_all, legacy_demand
+from kubectl_dra.audit.registrations import label_selector_matches, registrations
 from kubectl_dra.audit.report import ClusterObjects, build_audit
 from kubectl_dra.audit.workloads import find_workloads
 
@@ -134,6 +136,22 @@ def test_legacy_demand_follows_the_device_plugin() -> None:
     assert legacy_demand({"spec": {"containers": [container("a")]}}, policy) == {}
 
 
+def test_a_gpu_sidecar_started_before_an_init_container_runs_beside_it() -> None:
+    spec = {
+        "initContainers": [container("side", 1, restartPolicy="Always"), container("setup", 4)],
+        "containers": [container("a", 2)],
+    }
+    # The sidecar runs while setup does: 1 + 4, more than the app phase's 2 + 1.
+    assert legacy_demand({"spec": spec}, Policy.default()) == {GPU: 5}
+    (row,) = decide_all(
+        find_workloads({"Pod": [obj("Pod", "p", spec=spec)]}),
+        policy=gpu_policy(defaults={"maxGPUsPerPod": 32}),
+        namespaces={},
+        hooks=[],
+    )
+    assert sum(r.count for r in row.requests) == row.demand[GPU] == 5
+
+
 def test_label_selectors_as_the_api_server_matches_them() -> None:
     selector = {
         "matchLabels": {"team": "ml"},
@@ -153,10 +171,17 @@ def test_label_selectors_as_the_api_server_matches_them() -> None:
 
 
 def _decide(
-    workloads: dict[str, list[dict[str, Any]]], policy: Policy, selectors: Any = None
+    workloads: dict[str, list[dict[str, Any]]],
+    policy: Policy,
+    configurations: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    rows = decide_all(find_workloads(workloads), policy=policy, namespaces={}, selectors=selectors)
+    hooks = registrations(configurations or [])
+    rows = decide_all(find_workloads(workloads), policy=policy, namespaces={}, hooks=hooks)
     return {f"{r.namespace}/{r.name}": r for r in rows}
+
+
+def configuration(entry: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": {"name": "kubectl-dra"}, "webhooks": [entry]}
 
 
 def test_decisions_are_the_webhooks() -> None:
@@ -196,10 +221,38 @@ def test_audit_mode_policy_still_reports_what_enforce_would_do() -> None:
 
 
 def test_namespaces_no_registration_selects_are_left_unchanged() -> None:
-    selectors = [{"matchLabels": {"gpu": "dra"}}]
-    rows = _decide({"Pod": [pod("p")]}, Policy.default(), selectors)
+    entry = {
+        "name": "gpu-to-dra.kubectl-dra.io",
+        "namespaceSelector": {"matchLabels": {"gpu": "dra"}},
+    }
+    rows = _decide({"Pod": [pod("p")]}, Policy.default(), [configuration(entry)])
     assert rows["ml/p"].decision == "unchanged"
-    assert rows["ml/p"].exempt == "no kubectl-dra webhook registration selects namespace ml"
+    assert (
+        rows["ml/p"].exempt
+        == "namespace ml is opted out: no kubectl-dra webhook registration selects it"
+    )
+
+
+def test_pods_the_registrations_conditions_never_match_are_left_unchanged() -> None:
+    policy = gpu_policy(
+        resources=[{"name": "example.com/gpu", "deviceClassName": "gpu.example.com"}]
+    )
+    asks = obj(
+        "Pod",
+        "other",
+        spec=template({"name": "m", "resources": {"limits": {"example.com/gpu": 1}}})["spec"],
+    )
+    # The shipped conditions (nvidia.com/ names only) never send it; the policy's own do.
+    shipped = registration.webhook_entry(Policy.default())
+    row = _decide({"Pod": [asks]}, policy, [configuration(shipped)])["ml/other"]
+    assert row.decision == "unchanged"
+    assert row.exempt == (
+        "the webhook never sees its pods: kubectl-dra/gpu-to-dra.kubectl-dra.io's matchCondition "
+        "asks-for-legacy-gpu-resources is false for pods asking for example.com/gpu"
+    )
+    generated = registration.webhook_entry(policy)
+    row = _decide({"Pod": [asks]}, policy, [configuration(generated)])["ml/other"]
+    assert (row.decision, row.exempt) == ("rewritten", None)
 
 
 def cluster(
@@ -249,10 +302,9 @@ def test_gpus_in_mig_mode_do_not_serve_whole_gpu_demand() -> None:
     }
 
 
-def test_whole_and_mig_demand_draw_on_the_same_gpus() -> None:
-    from tests.unit.test_capacity import partitionable_slice
-
-    classes = [
+def whole_and_mig_classes() -> list[dict[str, Any]]:
+    """NVIDIA's classes for a driver publishing each GPU whole and as MIG slices."""
+    return [
         fakegpu.make_device_class(
             "gpu.nvidia.com", 'device.attributes["gpu.nvidia.com"].type == "gpu"'
         ),
@@ -260,6 +312,12 @@ def test_whole_and_mig_demand_draw_on_the_same_gpus() -> None:
             "mig.nvidia.com", 'device.attributes["gpu.nvidia.com"].type == "mig"'
         ),
     ]
+
+
+def test_whole_and_mig_demand_draw_on_the_same_gpus() -> None:
+    from tests.unit.test_capacity import partitionable_slice
+
+    classes = whole_and_mig_classes()
     workloads = {
         "Pod": [pod("whole")],
         "Deployment": [
@@ -295,7 +353,7 @@ def test_whole_and_mig_demand_draw_on_the_same_gpus() -> None:
     # Each fits alone; together they need 3 of the 2 GPUs.
     assert (
         "unready",
-        "whole GPUs and MIG devices draw on the same GPUs: the demand takes 3 physical units, 2 are free",
+        "gpu.nvidia.com: whole GPUs and MIG devices draw on the same GPUs: the demand takes 3 physical units, 2 are free",
     ) in by_check(report, "capacity")
 
 
@@ -403,3 +461,108 @@ def test_skip_is_honoured_only_where_the_policy_allows_it() -> None:
         "unchanged",
         "annotation kubectl-dra.io/skip is true (allowSkip)",
     )
+
+
+def test_another_drivers_free_gpus_do_not_serve_whole_and_mig_demand() -> None:
+    from tests.unit.test_capacity import partitionable_slice
+
+    classes = [*whole_and_mig_classes(), *fakegpu.device_classes()[-1:]]
+    mig_pod = obj(
+        "Pod",
+        "mig",
+        spec=template({"name": "m", "resources": {"limits": {"nvidia.com/mig-1g.10gb": 8}}})[
+            "spec"
+        ],
+    )
+    example = fakegpu.FakeNode("ex", fakegpu.EXAMPLE_DRIVER)
+    objects = ClusterObjects(
+        workloads={"Pod": [pod("whole"), mig_pod]},
+        namespaces=[],
+        nodes=[],
+        slices=[partitionable_slice("n", 2), fakegpu.make_slice(example)],
+        classes=classes,
+        claims=[],
+        webhook_configurations=[],
+    )
+    report = build_audit(objects, policy=gpu_policy(defaults={"maxGPUsPerPod": 32}), source="t")
+    # 3 NVIDIA GPUs needed, 2 free; the example driver's 8 free devices are other hardware.
+    assert (
+        "unready",
+        "gpu.nvidia.com: whole GPUs and MIG devices draw on the same GPUs: the demand takes 3 physical units, 2 are free",
+    ) in by_check(report, "capacity")
+    assert not report.summary.ready
+
+
+def shared_claim_deployment(replicas: int) -> dict[str, Any]:
+    pod_template = template(container("m", 2))
+    pod_template["metadata"]["annotations"] = {"kubectl-dra.io/shared-claim": "team"}
+    return obj("Deployment", "serve", spec={"replicas": replicas, "template": pod_template})
+
+
+@pytest.mark.parametrize("replicas", [1, 3, 6])
+def test_a_claim_shared_by_replicas_is_counted_once(replicas: int) -> None:
+    node = fakegpu.FakeNode("h100", fakegpu.NVIDIA_DRIVER, fakegpu.H100_80GB)
+    policy = gpu_policy(defaults={"sharedClaims": "Allowed"})
+    report = build_audit(
+        cluster(
+            {"Deployment": [shared_claim_deployment(replicas)], "Pod": [pod("own")]}, nodes=[node]
+        ),
+        policy=policy,
+        source="t",
+    )
+    (demand,) = report.demand
+    # The shared claim's 2 devices once, plus the bare pod's own 1.
+    assert demand.needed == 3
+    (row,) = [w for w in report.workloads if w.name == "serve"]
+    assert row.shared_claim == "team"
+
+
+def test_gpus_the_device_plugin_holds_are_not_free() -> None:
+    node = fakegpu.FakeNode("h100", fakegpu.NVIDIA_DRIVER, fakegpu.H100_80GB)
+    plugin_node = fakegpu.make_node(node)
+    plugin_node["status"]["allocatable"] = {"cpu": "64", GPU: "8"}
+    running = pod("legacy-running", gpus=3)
+    running["spec"]["nodeName"] = "h100"
+    running["status"] = {"phase": "Running"}
+    done = pod("legacy-done", gpus=4)
+    done["spec"]["nodeName"] = "h100"
+    done["status"] = {"phase": "Succeeded"}
+    report = build_audit(
+        cluster(
+            {"Pod": [running, done, pod("new", gpus=6)]},
+            nodes=[node],
+            node_objects=[plugin_node],
+        ),
+        policy=Policy.default(),
+        source="t",
+    )
+    (demand,) = report.demand
+    # 8 published, 3 held by the device plugin for the running legacy pod (its row counts too).
+    assert (demand.matching, demand.free, demand.needed) == (8, 5, 3 + 4 + 6)
+    assert ("info", "gpu.nvidia.com: 8 devices (8 physical, 5 free) on 1 nodes") in by_check(
+        report, "drivers"
+    )
+
+
+def test_pods_whose_kept_node_selectors_match_no_node_with_devices_are_unready() -> None:
+    node = fakegpu.FakeNode("h100", fakegpu.NVIDIA_DRIVER, fakegpu.H100_80GB)
+    nowhere = obj(
+        "Pod",
+        "pinned",
+        spec=template(container("m", 1), nodeSelector={"pool": "cpu-only"})["spec"],
+    )
+    somewhere = obj(
+        "Pod",
+        "fine",
+        spec=template(container("m", 1), nodeSelector={"kubernetes.io/hostname": "h100"})["spec"],
+    )
+    report = build_audit(
+        cluster({"Pod": [nowhere, somewhere]}, nodes=[node]), policy=Policy.default(), source="t"
+    )
+    assert by_check(report, "placement") == [
+        (
+            "unready",
+            "ml/Pod/pinned: the node selectors it keeps after the rewrite match none of the 1 nodes with devices for its claim (h100); its pods would stay Pending (fix nodeSelector/affinity, or let the policy translate GPU labels)",
+        )
+    ]
+    assert not report.summary.ready

@@ -322,3 +322,24 @@ def test_any_bad_policy_text_raises_only_policy_error(text: str) -> None:
     with pytest.raises(PolicyError) as err:
         Policy.from_yaml(text)
     assert err.value.problems and "\n" not in err.value.problems[0]
+
+
+def test_resources_the_shipped_registration_never_sends_are_warned_about() -> None:
+    policy = Policy.from_mapping(
+        {
+            "apiVersion": "kubectl-dra.io/v1alpha1",
+            "kind": "GPUPolicy",
+            "spec": {
+                "resources": [
+                    {"name": "nvidia.com/gpu", "deviceClassName": "gpu.nvidia.com"},
+                    {"name": "example.com/*", "deviceClassName": "gpu.example.com"},
+                ]
+            },
+        }
+    )
+    assert policy.warnings == (
+        "spec.resources[1].name: the shipped webhook registration sends only pods asking for "
+        "nvidia.com/ resources, so pods asking for example.com/* never reach the webhook; "
+        "register it from this policy with `kubectl dra registration --policy FILE`",
+    )
+    assert Policy.default().warnings == ()

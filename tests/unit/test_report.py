@@ -412,3 +412,26 @@ def test_a_pending_first_available_request_counts_its_largest_alternative() -> N
     ]
     [report] = build_claim_reports([claim], SLICES)
     assert [(r.request, r.device_class, r.count) for r in report.requests] == [("gpu", "a | b", 4)]
+
+
+def test_cluster_totals_by_model_add_up_to_the_physical_gpus() -> None:
+    from hack import fakegpu
+
+    nodes = [
+        fakegpu.FakeNode("a100", fakegpu.NVIDIA_DRIVER, fakegpu.A100_80GB, mig_gpus=(6, 7)),
+        fakegpu.FakeNode("h100", fakegpu.NVIDIA_DRIVER, fakegpu.H100_80GB, gpus=2),
+    ]
+    slices = [fakegpu.make_slice(n) for n in nodes]
+    mig = next(d["name"] for d in slices[0]["spec"]["devices"] if "mig" in d["name"])
+    claims = [
+        cluster_claim("w", results=[result("gpu", "gpu-0", pool="a100")]),
+        cluster_claim("m", results=[result("gpu", mig, pool="a100")]),
+    ]
+    report = build_cluster_report(slices, claims)
+
+    # 6 whole A100s, 2 A100s split into 7 slices each (2 GPUs, not 14), 2 H100s.
+    counts = {t.model: (t.total, t.allocated) for t in report.totals}
+    assert sum(t for t, _ in counts.values()) == sum(n.total for n in report.nodes) == 10
+    assert sum(a for _, a in counts.values()) == sum(n.allocated for n in report.nodes) == 2
+    assert counts["NVIDIA A100-SXM4-80GB"] == (6, 1)
+    assert sum(t for m, (t, _) in counts.items() if "MIG" in m) == 2

@@ -62,11 +62,11 @@ def test_every_example_is_accepted(path: Path) -> None:
     assert [f for f in findings if f.severity == "warning"] == []
 
 
-def test_the_policy_configmap_is_skipped_not_checked() -> None:
+def test_the_policy_configmap_is_checked_by_the_loader() -> None:
     documents = load_documents([str(ROOT / "examples" / "policy-example-driver.yaml")])
     assert validate_documents(documents) == []
-    assert not is_checked(documents[0].object)
-    assert "0 objects checked, 1 skipped" in summarize([], documents=documents)
+    assert is_checked(documents[0].object)
+    assert "1 object checked: no problems found" in summarize([], documents=documents)
 
 
 def test_legacy_pods_get_an_info_pointing_at_convert() -> None:
@@ -578,7 +578,23 @@ def test_allocated_devices_do_not_count_as_free() -> None:
     )
     assert errors(run(make_claim(request(count=2)), cluster=snapshot(reader))) == []
     found = errors(run(make_claim(request(count=3)), cluster=snapshot(reader)))
-    assert "at most 2 matching free devices" in found[0].message
+    assert "at most 2 matching devices are free on any one node" in found[0].message
+
+
+def test_a_count_no_node_can_meet_says_the_best_nodes_and_the_clusters_figures() -> None:
+    reader = validate_cluster(
+        resource_slices=[
+            example_slice("node-a", [example_device(i) for i in range(8)]),
+            example_slice("node-b", [example_device(i) for i in range(6)]),
+        ],
+        resource_claims=[allocated_claim("node-a", "gpu-0", "gpu-1")],
+    )
+    (found,) = errors(run(make_claim(request(count=7)), cluster=snapshot(reader)))
+    assert found.message.startswith(
+        "request 'gpu' needs 7 devices on one node, but at most 6 matching devices are free on "
+        "any one node (node-a: 6 of 8 matching free); in the cluster 14 match on 2 nodes, 12 "
+        "of them free; matching: "
+    )
 
 
 def test_only_the_newest_pool_generation_counts() -> None:
