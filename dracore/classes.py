@@ -121,10 +121,12 @@ def generate_classes(
 
     `mig_profiles` expand the wildcard rules (`nvidia.com/mig-*`) into one resource each;
     `extended_resource_names` False leaves `spec.extendedResourceName` out (servers before
-    1.36); `class_selectors` are the selectors of DeviceClasses read from the cluster, used for
-    the classes the policy names that are not the drivers' chart classes.
+    1.36); `class_selectors` are the selectors of DeviceClasses read from the cluster, used only
+    for the classes the policy names that are not the drivers' chart classes.
     """
-    known = {**CHART_CLASS_SELECTORS, **(class_selectors or {})}
+    # The chart classes as we know them win: a class read from a cluster may be a chart's
+    # older, unguarded copy, and the output must not depend on where it was made.
+    known = {**(class_selectors or {}), **CHART_CLASS_SELECTORS}
     profiles, notes = _profiles(mig_profiles)
     classes: dict[str, GeneratedClass] = {}
     scopes = [policy.defaults, *(rule.rules for rule in policy.namespaces)]

@@ -17,6 +17,7 @@ from kubectl_dra.convert import template_of, template_path, template_problems
 from kubectl_dra.documents import Document
 from kubectl_dra.validate.claims import Request, claim_spec_rules, device_class_rules
 from kubectl_dra.validate.cluster import ClusterCheck, ClusterSnapshot
+from kubectl_dra.validate.deviceclasses import check_extended_resource
 from kubectl_dra.validate.findings import RESOURCE_API, Finding, Report, as_dict, name_of
 from kubectl_dra.validate.pods import ClaimSource, claim_sources, pod_rules
 from kubectl_dra.validate.schema import check_structure
@@ -39,6 +40,7 @@ class Run:
     input_classes: dict[str, list[celcheck.Checked]] = field(default_factory=dict)
     claim_requests: list[tuple[Report, list[list[Request]], str]] = field(default_factory=list)
     class_reports: list[tuple[Report, str]] = field(default_factory=list)
+    claiming_classes: list[Mapping[str, Any]] = field(default_factory=list)  # extendedResourceName
 
 
 RuleCheck = Callable[[Report, Mapping[str, Any], Run], None]
@@ -121,6 +123,7 @@ RULES: Final[tuple[Rule, ...]] = (
     Rule(_kind("ResourceClaim"), check_claim),
     Rule(_kind("ResourceClaimTemplate"), check_claim_template),
     Rule(_kind("DeviceClass"), check_device_class),
+    Rule(_kind("DeviceClass"), check_extended_resource),
     Rule(_has_pod_template, check_pod_template),
 )
 

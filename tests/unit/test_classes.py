@@ -95,7 +95,7 @@ def test_namespace_sharing_becomes_classes_reached_only_by_their_implicit_name()
         ("kubectl-dra-gpu-mps", "MPS"),
         ("kubectl-dra-gpu-timeslicing-long", "TimeSlicing"),
     ]
-    (other_mps,) = [c for c in result.classes[4:]]
+    (other_mps,) = result.classes[4:]
     assert other_mps.name.startswith("kubectl-dra-gpu-mps-")
     assert [c.name for c in result.classes if c.extended_resource_name] == ["kubectl-dra-gpu"]
     long = classes["kubectl-dra-gpu-timeslicing-long"].manifest["spec"]["config"][0]
