@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from dracore.classes import GeneratedClass, implicit_resource_name, is_claimable_resource_name
 from dracore.translate import MANAGED_BY, MANAGED_BY_LABEL
-from kubectl_dra import celcheck
-from kubectl_dra.validate.cluster import ClusterCheck, ClusterSnapshot
+from kubectl_dra.audit.matching import DeviceMatcher
 from kubectl_dra.validate.findings import Finding, Report, as_dict, as_list, metadata_of, name_of
 
 if TYPE_CHECKING:
@@ -141,17 +140,15 @@ def compare_classes(
     """Findings for `kubectl dra classes --cluster`: each generated class against the cluster."""
     existing = {name_of(c): c for c in device_classes}
     ours = {g.name for g in generated}
-    reports = {g.name: Report(g.manifest) for g in generated}
-    checks = ClusterCheck(
-        ClusterSnapshot(
-            device_classes=tuple(dict(c) for c in device_classes),
-            resource_slices=tuple(dict(s) for s in resource_slices),
-        ),
-        {g.name: _checked(g.manifest, reports[g.name]) for g in generated},
+    # Audit's matcher: results are remembered per device shape, so 8,000 devices of two
+    # models cost two evaluations per selector, not 8,000.
+    matcher = DeviceMatcher.build(
+        resource_slices,
+        [*(c for c in device_classes if name_of(c) not in ours), *(g.manifest for g in generated)],
     )
     findings: list[Finding] = []
     for wanted in generated:
-        report = reports[wanted.name]
+        report = Report(wanted.manifest)
         found = existing.get(wanted.name)
         if found is None:
             report.error(
@@ -164,7 +161,7 @@ def compare_classes(
         applied = {**wanted.manifest, "metadata": {**wanted.manifest["metadata"], **_age(found)}}
         _class_rules(report, applied)
         _conflicts(report, applied, [c for c in device_classes if name_of(c) not in ours])
-        _reach(report, wanted, checks)
+        _reach(report, wanted, matcher)
         findings += report.findings
     for obj in device_classes:
         labels = as_dict(metadata_of(obj).get("labels"))
@@ -183,21 +180,6 @@ def _age(found: Mapping[str, Any] | None) -> dict[str, Any]:
     return {"creationTimestamp": stamp} if isinstance(stamp, str) else {}
 
 
-def _checked(manifest: Mapping[str, Any], report: Report) -> list[celcheck.Checked]:
-    """The selectors to evaluate; one we cannot check is reported and left out of the count."""
-    (expressions,) = class_selectors([manifest]).values()
-    checked = []
-    for index, expression in enumerate(expressions):
-        try:
-            checked.append(celcheck.check(expression))
-        except celcheck.CelError as exc:
-            report.warning(
-                f"spec.selectors[{index}]",
-                f"not evaluated on the published devices ({exc}); the device count below leaves it out",
-            )
-    return checked
-
-
 def _differences(report: Report, wanted: Mapping[str, Any], found: Mapping[str, Any]) -> None:
     want, have = as_dict(wanted.get("spec")), as_dict(found.get("spec"))
     for key in ("selectors", "config", "extendedResourceName"):
@@ -213,23 +195,26 @@ def _short(value: Any, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _reach(report: Report, wanted: GeneratedClass, checks: ClusterCheck) -> None:
+def _reach(report: Report, wanted: GeneratedClass, matcher: DeviceMatcher) -> None:
     """How many published devices the class selects; none is a warning naming the request."""
-    selected, _, failures = checks.in_class(wanted.name)
-    if failures:
-        report.error(
-            "spec.selectors",
-            f"CEL runtime error: {failures[0]}; the scheduler stops allocating when a selector fails",
-        )
+    selected = matcher.matching(wanted.name, ()) or []
+    (expressions,) = class_selectors([wanted.manifest]).values()
+    for index, expression in enumerate(expressions):
+        if expression in matcher.errors:
+            report.error(
+                f"spec.selectors[{index}]",
+                f"CEL: {matcher.errors[expression]}; the scheduler stops allocating when a selector fails",
+            )
     asked_as = wanted.extended_resource_name or wanted.implicit_resource_name or "a claim"
+    published = len(matcher.devices)
     if not selected:
         report.warning(
             "spec.selectors",
-            f"matches none of the {len(checks.devices)} published devices: pods asking for {asked_as} would stay Pending",
+            f"matches none of the {published} published devices: pods asking for {asked_as} would stay Pending",
         )
         return
     nodes = {d.node for d in selected if d.node}
     report.info(
         "spec.selectors",
-        f"{len(selected)} of {len(checks.devices)} published devices match, on {len(nodes)} nodes; pods ask for {asked_as}",
+        f"{len(selected)} of {published} published devices match, on {len(nodes)} nodes; pods ask for {asked_as}",
     )

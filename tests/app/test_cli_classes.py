@@ -349,3 +349,33 @@ def test_validate_notes_a_class_name_too_long_for_its_implicit_name() -> None:
     result = validate(device_class("a" * 64))
     ((severity, _, message),) = findings_of(result, "metadata.name")
     assert severity == "info" and "deviceclass.resource.kubernetes.io" in message
+
+
+def test_a_rule_selector_that_fails_on_published_devices_is_an_error(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    unguarded = 'device.attributes["gpu.nvidia.com"].rack == "r1"'  # no device has `rack`
+    policy.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kubectl-dra.io/v1alpha1",
+                "kind": "GPUPolicy",
+                "spec": {
+                    "resources": [
+                        {
+                            "name": "nvidia.com/gpu",
+                            "deviceClassName": "gpu.nvidia.com",
+                            "selector": unguarded,
+                        }
+                    ]
+                },
+            }
+        )
+    )
+    printed = invoke("classes", "--policy", str(policy))
+    applied = list(yaml.safe_load_all(printed.stdout))
+    result = invoke("classes", "--policy", str(policy), "--cluster", reader=cluster(applied))
+    assert result.exit_code == 1
+    (error,) = [line for line in lines(result) if line[0] == "error"]
+    assert error[1:3] == ["DeviceClass/kubectl-dra-gpu", "spec.selectors[1]"]
+    assert "rack" in error[3] and "stops allocating" in error[3]
+    assert any("matches none" in line[3] for line in lines(result) if line[0] == "warning")
