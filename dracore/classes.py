@@ -39,6 +39,9 @@ LEGACY_DOMAIN: Final = "nvidia.com"
 EXTENDED_RESOURCE_DEFAULT_ON: Final = (1, 36)
 # Longest MIG profile accepted: a string attribute value holds at most 64 characters.
 MAX_PROFILE_LENGTH: Final = 64
+# NVIDIA GPUs offer a handful of profiles each; a bound keeps a cluster that publishes
+# thousands of odd values from making thousands of classes.
+MAX_PROFILES: Final = 64
 
 
 def _nvidia_type(device_type: str) -> str:
@@ -149,7 +152,9 @@ def generate_classes(
             )
         for profile in profiles:
             resource = rule.name[:-1] + profile
-            _add_resource(classes, rule, resource, profile, base_selectors, scopes)
+            found = policy.resource_rule(resource)
+            if found is not None and found[0] is rule:  # else an exact rule (or earlier one) wins
+                _add_resource(classes, rule, resource, profile, base_selectors, scopes)
     generated = [
         c if extended_resource_names else _without_claimed_name(c) for c in classes.values()
     ]
@@ -187,8 +192,13 @@ def _profiles(values: Iterable[str]) -> tuple[list[str], list[str]]:
                 f"MIG profile {json.dumps(value)[:80]}: not a profile name (1 to "
                 f"{MAX_PROFILE_LENGTH} printable characters, as the driver publishes them)"
             )
-        elif value not in profiles:
+        elif value not in profiles and len(profiles) < MAX_PROFILES:
             profiles.append(value)
+        elif value not in profiles:
+            notes.append(
+                f"more than {MAX_PROFILES} MIG profiles: {json.dumps(value)[:80]} and later ones left out"
+            )
+            break
     return profiles, notes
 
 

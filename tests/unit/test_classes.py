@@ -316,3 +316,26 @@ def test_published_profiles_are_read_from_the_newest_nvidia_slices() -> None:
         make_slice("e", [make_device("x", type_="mig", profile="2g")], driver="gpu.example.com"),
     ]
     assert published_mig_profiles(slices) == ["1g.10gb", "3g.40gb"]
+
+
+def test_an_exact_rule_for_a_mig_profile_wins_over_the_wildcard() -> None:
+    result = generate_classes(
+        policy(
+            resources=[
+                {"name": "nvidia.com/mig-1g.10gb", "deviceClassName": "gpu.example.com"},
+                {"name": "nvidia.com/mig-*", "deviceClassName": "mig.nvidia.com"},
+            ]
+        ),
+        mig_profiles=["1g.10gb", "2g.20gb"],
+    )
+    claimed = {c.extended_resource_name: c for c in result.classes}
+    assert list(claimed) == ["nvidia.com/mig-1g.10gb", "nvidia.com/mig-2g.20gb"]
+    assert expressions(claimed["nvidia.com/mig-1g.10gb"].manifest) == [
+        'device.driver == "gpu.example.com"'
+    ]
+
+
+def test_profiles_are_bounded() -> None:
+    result = generate_classes(Policy.default(), mig_profiles=[f"{i}g.x" for i in range(500)])
+    assert len([c for c in result.classes if "mig" in c.resource]) == 64
+    assert any("more than 64 MIG profiles" in note for note in result.notes)
