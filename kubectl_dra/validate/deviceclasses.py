@@ -120,15 +120,23 @@ def _class_rules(report: Report, obj: Mapping[str, Any]) -> None:
 def check_extended_resource(report: Report, obj: Mapping[str, Any], run: Run) -> None:
     """The validate rule: names on their own, then against the input so far and the cluster."""
     _class_rules(report, obj)
+    in_cluster = {
+        name_of(c): c for c in (run.cluster.device_classes if run.cluster is not None else ())
+    }
+    applied = as_applied(obj, in_cluster.get(name_of(obj)))
     earlier = list(run.claiming_classes)
-    cluster = [
-        c
-        for c in (run.cluster.device_classes if run.cluster is not None else ())
-        if name_of(c) not in {name_of(e) for e in earlier} | {name_of(obj)}
-    ]
-    _conflicts(report, obj, [*earlier, *cluster])
+    replaced = {name_of(e) for e in earlier} | {name_of(obj)}
+    cluster = [c for name, c in in_cluster.items() if name not in replaced]
+    _conflicts(report, applied, [*earlier, *cluster])
     if claimed_name(obj) is not None:
-        run.claiming_classes.append(obj)
+        run.claiming_classes.append(applied)
+
+
+def as_applied(obj: Mapping[str, Any], found: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`obj` once applied: its own spec, and the age of the class it replaces (if any)."""
+    stamp = metadata_of(found or {}).get("creationTimestamp")
+    age = {"creationTimestamp": stamp} if isinstance(stamp, str) else {}
+    return {**obj, "metadata": {**metadata_of(obj), **age}}
 
 
 def compare_classes(
@@ -157,8 +165,7 @@ def compare_classes(
             )
         else:
             _differences(report, wanted.manifest, found)
-        # What the class will be once applied: its spec as generated, its age as found.
-        applied = {**wanted.manifest, "metadata": {**wanted.manifest["metadata"], **_age(found)}}
+        applied = as_applied(wanted.manifest, found)
         _class_rules(report, applied)
         _conflicts(report, applied, [c for c in device_classes if name_of(c) not in ours])
         _reach(report, wanted, matcher)
@@ -173,11 +180,6 @@ def compare_classes(
             )
             findings += stale.findings
     return findings
-
-
-def _age(found: Mapping[str, Any] | None) -> dict[str, Any]:
-    stamp = metadata_of(found or {}).get("creationTimestamp")
-    return {"creationTimestamp": stamp} if isinstance(stamp, str) else {}
 
 
 def _differences(report: Report, wanted: Mapping[str, Any], found: Mapping[str, Any]) -> None:

@@ -379,3 +379,16 @@ def test_a_rule_selector_that_fails_on_published_devices_is_an_error(tmp_path: P
     assert error[1:3] == ["DeviceClass/kubectl-dra-gpu", "spec.selectors[1]"]
     assert "rack" in error[3] and "stops allocating" in error[3]
     assert any("matches none" in line[3] for line in lines(result) if line[0] == "warning")
+
+
+def test_validate_cluster_keeps_the_age_of_a_class_the_input_replaces() -> None:
+    """Re-applying our older class next to a newer driver class: the driver's serves."""
+    ours = device_class("kubectl-dra-gpu", "nvidia.com/gpu")
+    ours["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"
+    driver = device_class("gpu.nvidia.com", "nvidia.com/gpu")
+    driver["metadata"]["creationTimestamp"] = "2026-02-01T00:00:00Z"
+    reader = FakeCluster(device_classes=[ours, driver], slices=nvidia_slices())
+    result = validate(device_class("kubectl-dra-gpu", "nvidia.com/gpu"), reader=reader)
+    ((severity, _, message),) = findings_of(result, "spec.extendedResourceName")
+    assert severity == "error"
+    assert "DeviceClass gpu.nvidia.com, created 2026-02-01T00:00:00Z" in message
