@@ -324,3 +324,43 @@ def test_the_newest_class_claiming_a_name_serves_it(
         assert request["exactly"]["deviceClassName"] == "kubectl-dra-gpu"
     finally:
         patch(None)
+
+
+def test_on_a_creation_tie_the_first_class_by_name_serves(k8s: E2ECluster, namespace: str) -> None:
+    """Timestamps have whole seconds: two classes made back to back usually tie, and then the
+    name decides (as with the NVIDIA chart's gpu.nvidia.com next to kubectl-dra-gpu)."""
+    resource = "tie.kubectl-dra.io/gpu"
+    names = ["zz-tie.example.com", "aa-tie.example.com"]  # created in this order
+    for _ in range(3):  # until both land in the same second
+        delete_classes(k8s, names)
+        for name in names:
+            create_class(
+                k8s,
+                {
+                    "apiVersion": "resource.k8s.io/v1",
+                    "kind": "DeviceClass",
+                    "metadata": {"name": name},
+                    "spec": {
+                        "selectors": [
+                            {"cel": {"expression": 'device.driver == "gpu.example.com"'}}
+                        ],
+                        "extendedResourceName": resource,
+                    },
+                },
+            )
+        stamps = {
+            k8s.custom.get_cluster_custom_object("resource.k8s.io", "v1", "deviceclasses", n)[
+                "metadata"
+            ]["creationTimestamp"]
+            for n in names
+        }
+        if len(stamps) == 1:
+            break
+    try:
+        assert len(stamps) == 1, f"no tie in three tries: {stamps}"
+        k8s.core.create_namespaced_pod(namespace, legacy_pod("tied", resource))
+        _, claim = scheduler_claim(k8s, namespace, "tied")
+        (request,) = claim["spec"]["devices"]["requests"]
+        assert request["exactly"]["deviceClassName"] == "aa-tie.example.com"
+    finally:
+        delete_classes(k8s, names)
