@@ -47,7 +47,7 @@ VERSION_HELP = (
     "-o",
     "--output",
     type=click.Choice(["yaml", "json", "text"]),
-    help="Output format: yaml (default) or json for the classes; text (default) or json with --cluster.",
+    help="Output format: yaml (default) or json for the classes; text (default), json or yaml for the findings of --cluster.",
 )
 @click.pass_context
 def classes(
