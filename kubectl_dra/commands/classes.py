@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from kubectl_dra.commands.common import cluster_reader, emit, load_policy
+from kubectl_dra.commands.common import cluster_reader, emit, load_policy, policy_option
 
 VERSION_HELP = (
     "Kubernetes release of the server the classes are for, e.g. 1.34; before 1.36 "
@@ -16,12 +16,7 @@ VERSION_HELP = (
 
 
 @click.command()
-@click.option(
-    "--policy",
-    "policy_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="GPUPolicy YAML, or a ConfigMap manifest holding it (default: the built-in policy).",
-)
+@policy_option
 @click.option(
     "--mig-profile",
     "mig_profiles",

@@ -21,6 +21,13 @@ filename_option = click.option(
     help="Manifest file (YAML or JSON, multi-document); '-' reads stdin. Repeatable.",
 )
 
+policy_option = click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="GPUPolicy YAML, or a ConfigMap manifest holding it (default: the built-in policy).",
+)
+
 
 def load_policy(path: Path | None) -> Policy:
     """The --policy file (unreadable or non-UTF-8 files are a one-line PolicyError), or the default."""

@@ -70,6 +70,13 @@ def cluster(
     )
 
 
+def write_policy(tmp_path: Path, **spec: Any) -> Path:
+    path = tmp_path / "policy.yaml"
+    document = {"apiVersion": "kubectl-dra.io/v1alpha1", "kind": "GPUPolicy", "spec": spec}
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
 def lines(result: Result) -> list[list[str]]:
     return [line.split(None, 3) for line in result.stdout.splitlines()]
 
@@ -102,18 +109,10 @@ def test_json_is_a_list_and_mig_profiles_add_classes() -> None:
 
 
 def test_a_policy_file_with_namespace_sharing_adds_classes(tmp_path: Path) -> None:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "kubectl-dra.io/v1alpha1",
-                "kind": "GPUPolicy",
-                "spec": {
-                    "resources": [{"name": "nvidia.com/gpu", "deviceClassName": "gpu.nvidia.com"}],
-                    "namespaces": [{"names": ["ml"], "sharing": "MPS"}],
-                },
-            }
-        )
+    policy = write_policy(
+        tmp_path,
+        resources=[{"name": "nvidia.com/gpu", "deviceClassName": "gpu.nvidia.com"}],
+        namespaces=[{"names": ["ml"], "sharing": "MPS"}],
     )
     result = invoke("classes", "--policy", str(policy))
     assert result.exit_code == 0, result.output
@@ -352,24 +351,12 @@ def test_validate_notes_a_class_name_too_long_for_its_implicit_name() -> None:
 
 
 def test_a_rule_selector_that_fails_on_published_devices_is_an_error(tmp_path: Path) -> None:
-    policy = tmp_path / "policy.yaml"
     unguarded = 'device.attributes["gpu.nvidia.com"].rack == "r1"'  # no device has `rack`
-    policy.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "kubectl-dra.io/v1alpha1",
-                "kind": "GPUPolicy",
-                "spec": {
-                    "resources": [
-                        {
-                            "name": "nvidia.com/gpu",
-                            "deviceClassName": "gpu.nvidia.com",
-                            "selector": unguarded,
-                        }
-                    ]
-                },
-            }
-        )
+    policy = write_policy(
+        tmp_path,
+        resources=[
+            {"name": "nvidia.com/gpu", "deviceClassName": "gpu.nvidia.com", "selector": unguarded}
+        ],
     )
     printed = invoke("classes", "--policy", str(policy))
     applied = list(yaml.safe_load_all(printed.stdout))

@@ -83,7 +83,17 @@ def delete_classes(k8s: E2ECluster, names: list[str]) -> None:
                 raise
 
 
-def create_class(k8s: E2ECluster, manifest: dict[str, Any]) -> None:
+def create_class(k8s: E2ECluster, name: str, expression: str, resource: str) -> None:
+    """A hand-written DeviceClass with one selector that claims `resource`."""
+    manifest = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "DeviceClass",
+        "metadata": {"name": name},
+        "spec": {
+            "selectors": [{"cel": {"expression": expression}}],
+            "extendedResourceName": resource,
+        },
+    }
     k8s.custom.create_cluster_custom_object("resource.k8s.io", "v1", "deviceclasses", manifest)
 
 
@@ -94,24 +104,10 @@ def create_class(k8s: E2ECluster, manifest: dict[str, Any]) -> None:
 def probe_class(k8s: E2ECluster) -> Iterator[str]:
     """A hand-written class naming nvidia.com/gpu, as the NVIDIA chart writes it."""
     name = "kep5004-probe.nvidia.com"
-    create_class(
-        k8s,
-        {
-            "apiVersion": "resource.k8s.io/v1",
-            "kind": "DeviceClass",
-            "metadata": {"name": name},
-            "spec": {
-                "selectors": [
-                    {
-                        "cel": {
-                            "expression": 'device.driver == "gpu.nvidia.com" && device.attributes["gpu.nvidia.com"].type == "gpu"'
-                        }
-                    }
-                ],
-                "extendedResourceName": "nvidia.com/gpu",
-            },
-        },
+    nvidia_gpu = (
+        'device.driver == "gpu.nvidia.com" && device.attributes["gpu.nvidia.com"].type == "gpu"'
     )
+    create_class(k8s, name, nvidia_gpu, "nvidia.com/gpu")
     try:
         yield name
     finally:
@@ -334,20 +330,7 @@ def test_on_a_creation_tie_the_first_class_by_name_serves(k8s: E2ECluster, names
     for _ in range(3):  # until both land in the same second
         delete_classes(k8s, names)
         for name in names:
-            create_class(
-                k8s,
-                {
-                    "apiVersion": "resource.k8s.io/v1",
-                    "kind": "DeviceClass",
-                    "metadata": {"name": name},
-                    "spec": {
-                        "selectors": [
-                            {"cel": {"expression": 'device.driver == "gpu.example.com"'}}
-                        ],
-                        "extendedResourceName": resource,
-                    },
-                },
-            )
+            create_class(k8s, name, 'device.driver == "gpu.example.com"', resource)
         stamps = {
             k8s.custom.get_cluster_custom_object("resource.k8s.io", "v1", "deviceclasses", n)[
                 "metadata"
