@@ -69,8 +69,8 @@ def classes(
     With --cluster it reads the DeviceClasses and ResourceSlices (two lists, plus the server
     version) and reports each class as missing, different or in place, classes claiming the
     same extended resource name (the scheduler uses only the newest), and classes whose
-    selectors match no published device. Exit code 1 if a class is missing, different or
-    loses its name to another class.
+    selectors match no published device. Exit code 1 if a class is missing, different,
+    loses its name to another class, or has a selector that fails on a published device.
 
     \b
     Examples:

@@ -347,3 +347,42 @@ def test_on_a_creation_tie_the_first_class_by_name_serves(k8s: E2ECluster, names
         assert request["exactly"]["deviceClassName"] == "aa-tie.example.com"
     finally:
         delete_classes(k8s, names)
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        "nvidia.com/gpu",
+        "nvidia.com/mig-1g.10gb",
+        "example.com/Upper_case.ok",
+        "gpu",
+        "kubernetes.io/gpu",
+        IMPLICIT + "gpu.nvidia.com",
+        "nvidia.com/mig-1g.10gb+me",
+        "nvidia.com/" + "x" * 64,
+        "Nvidia.com/gpu",
+    ],
+)
+def test_the_api_server_accepts_exactly_the_names_we_call_claimable(
+    k8s: E2ECluster, resource: str
+) -> None:
+    from kubernetes.client.rest import ApiException
+
+    from dracore.classes import is_claimable_resource_name
+
+    manifest = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "DeviceClass",
+        "metadata": {"name": "name-check.example.com"},
+        "spec": {"extendedResourceName": resource},
+    }
+    try:
+        k8s.custom.create_cluster_custom_object(
+            "resource.k8s.io", "v1", "deviceclasses", manifest, dry_run="All"
+        )
+        accepted = True
+    except ApiException as exc:
+        assert exc.status == 422, exc.body
+        assert "extendedResourceName" in exc.body
+        accepted = False
+    assert is_claimable_resource_name(resource) is accepted
