@@ -15,6 +15,7 @@ import click
 
 from dracore.errors import PolicyError
 from kubectl_dra.commands.audit import audit
+from kubectl_dra.commands.classes import classes
 from kubectl_dra.commands.convert import convert
 from kubectl_dra.commands.describe import describe
 from kubectl_dra.commands.registration import registration
@@ -74,6 +75,7 @@ cli.add_command(describe)
 cli.add_command(validate)
 cli.add_command(audit)
 cli.add_command(registration)
+cli.add_command(classes)
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar, runtime_checkable
 
 from dracore import yamlinput
 from dracore.status import status_message
@@ -49,6 +49,13 @@ class ClusterReader(Protocol):
     def list_device_classes(self) -> list[dict[str, Any]]: ...
 
     def list_nodes(self) -> list[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class VersionReader(Protocol):
+    """A reader that can tell the API server's release (`kubectl dra classes --cluster`)."""
+
+    def server_version(self) -> str: ...
 
 
 def normalize_v1beta1(obj: dict[str, Any]) -> dict[str, Any]:
@@ -286,6 +293,15 @@ class KubeGateway:
 
     def list_device_classes(self) -> list[dict[str, Any]]:
         return self._list_resource("deviceclasses", "DeviceClass", None)
+
+    def server_version(self) -> str:
+        """The API server's git version, e.g. v1.37.2 (one request)."""
+        from kubernetes import client
+
+        info = self._call(
+            "get the server version", lambda: client.VersionApi(self._api_client).get_code()
+        )
+        return str(info.git_version or f"v{info.major}.{info.minor}")
 
     def list_nodes(self) -> list[dict[str, Any]]:
         response = self._call_json(

@@ -21,8 +21,8 @@ from dracore.demand import ClaimUse, devices_taken, node_accepts
 from dracore.policy import Policy
 from dracore.sharing import NVIDIA_DRIVER
 from kubectl_dra.audit.decide import LEGACY_PREFIX, WorkloadAudit
-from kubectl_dra.audit.matching import DeviceMatcher
 from kubectl_dra.audit.registrations import Registration
+from kubectl_dra.celcheck.matching import DeviceMatcher
 
 Severity = Literal["info", "warning", "unready"]
 Obj = Mapping[str, Any]

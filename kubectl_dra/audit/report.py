@@ -14,7 +14,6 @@ from typing import Any, Protocol
 from dracore.demand import plugin_held_gpus
 from dracore.policy import Policy
 from kubectl_dra.audit.decide import WorkloadAudit, decide_all, namespace_labels
-from kubectl_dra.audit.matching import DeviceMatcher
 from kubectl_dra.audit.readiness import (
     DemandCapacity,
     Finding,
@@ -26,6 +25,7 @@ from kubectl_dra.audit.readiness import (
 )
 from kubectl_dra.audit.registrations import registrations
 from kubectl_dra.audit.workloads import WORKLOAD_KINDS, find_workloads
+from kubectl_dra.celcheck.matching import DeviceMatcher
 
 Obj = Mapping[str, Any]
 

@@ -16,6 +16,7 @@ from dracore.workload_kinds import template_of, template_path
 from kubectl_dra import celcheck
 from kubectl_dra.convert import template_problems
 from kubectl_dra.documents import Document
+from kubectl_dra.validate import deviceclasses
 from kubectl_dra.validate.claims import Request, claim_spec_rules, device_class_rules
 from kubectl_dra.validate.cluster import ClusterCheck, ClusterSnapshot
 from kubectl_dra.validate.findings import RESOURCE_API, Finding, Report, as_dict, name_of
@@ -41,6 +42,7 @@ class Run:
     input_classes: dict[str, list[celcheck.Checked]] = field(default_factory=dict)
     claim_requests: list[tuple[Report, list[list[Request]], str]] = field(default_factory=list)
     class_reports: list[tuple[Report, str]] = field(default_factory=list)
+    claiming_classes: list[Mapping[str, Any]] = field(default_factory=list)  # extendedResourceName
 
 
 RuleCheck = Callable[[Report, Mapping[str, Any], Run], None]
@@ -77,6 +79,13 @@ def check_device_class(report: Report, obj: Mapping[str, Any], run: Run) -> None
         return
     run.input_classes[name_of(obj)] = device_class_rules(report, obj)
     run.class_reports.append((report, name_of(obj)))
+
+
+def check_class_names(report: Report, obj: Mapping[str, Any], run: Run) -> None:
+    cluster_classes = run.cluster.device_classes if run.cluster is not None else ()
+    deviceclasses.check_extended_resource(
+        report, obj, claiming=run.claiming_classes, cluster_classes=cluster_classes
+    )
 
 
 def check_claim(report: Report, obj: Mapping[str, Any], run: Run) -> None:
@@ -123,6 +132,7 @@ RULES: Final[tuple[Rule, ...]] = (
     Rule(_kind("ResourceClaim"), check_claim),
     Rule(_kind("ResourceClaimTemplate"), check_claim_template),
     Rule(_kind("DeviceClass"), check_device_class),
+    Rule(_kind("DeviceClass"), check_class_names),
     Rule(_has_pod_template, check_pod_template),
     Rule(is_policy, lambda report, obj, run: check_policy(report, obj)),
 )
