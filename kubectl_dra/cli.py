@@ -17,6 +17,7 @@ from dracore.errors import PolicyError
 from kubectl_dra.commands.audit import audit
 from kubectl_dra.commands.convert import convert
 from kubectl_dra.commands.describe import describe
+from kubectl_dra.commands.prune import prune
 from kubectl_dra.commands.validate import validate
 from kubectl_dra.errors import DraError
 
@@ -72,6 +73,7 @@ cli.add_command(convert)
 cli.add_command(describe)
 cli.add_command(validate)
 cli.add_command(audit)
+cli.add_command(prune)
 
 
 def main() -> None:

@@ -21,6 +21,12 @@ from dracore.status import status_message
 from kubectl_dra.errors import KubeError, NotFoundError
 
 RESOURCE_GROUP = "resource.k8s.io"
+
+
+class ConflictError(KubeError):
+    """409: the object is not in the state the request assumed (a failed precondition)."""
+
+
 RESOURCE_VERSIONS = ("v1", "v1beta2", "v1beta1")
 T = TypeVar("T")
 
@@ -205,21 +211,32 @@ class KubeGateway:
                 )
         return self._resource_version
 
-    def _list_resource(self, plural: str, kind: str, namespace: str | None) -> list[dict[str, Any]]:
+    def _list_resource(
+        self, plural: str, kind: str, namespace: str | None, *, label_selector: str = ""
+    ) -> list[dict[str, Any]]:
         version = self._served_resource_version()
         where = f" in namespace {namespace}" if namespace else ""
         if namespace:
             response = self._call_json(
                 f"list {plural}{where}",
                 lambda: self._custom.list_namespaced_custom_object(
-                    RESOURCE_GROUP, version, namespace, plural, _preload_content=False
+                    RESOURCE_GROUP,
+                    version,
+                    namespace,
+                    plural,
+                    label_selector=label_selector,
+                    _preload_content=False,
                 ),
             )
         else:
             response = self._call_json(
                 f"list {plural}",
                 lambda: self._custom.list_cluster_custom_object(
-                    RESOURCE_GROUP, version, plural, _preload_content=False
+                    RESOURCE_GROUP,
+                    version,
+                    plural,
+                    label_selector=label_selector,
+                    _preload_content=False,
                 ),
             )
         items = self._items(response, kind, f"{RESOURCE_GROUP}/{version}", f"list {plural}{where}")
@@ -282,6 +299,49 @@ class KubeGateway:
             "list nodes", lambda: self._core.list_node(_preload_content=False)
         )
         return self._items(response, "Node", "v1", "list nodes")
+
+    # --- what `kubectl dra prune` reads and deletes --------------------------------------
+
+    def list_labelled(
+        self, kind: str, namespace: str | None, *, label_selector: str
+    ) -> list[dict[str, Any]]:
+        """ResourceClaimTemplates or ResourceClaims carrying a label, with one list call."""
+        plural = {
+            "ResourceClaimTemplate": "resourceclaimtemplates",
+            "ResourceClaim": "resourceclaims",
+        }[kind]
+        return self._list_resource(plural, kind, namespace, label_selector=label_selector)
+
+    def delete_unchanged(
+        self, kind: str, namespace: str, name: str, *, uid: str, resource_version: str
+    ) -> str:
+        """Delete a DRA object only if it is still the one listed: "deleted", "changed" (its
+        uid or resourceVersion differ now, so it is kept) or "gone" (deleted meanwhile)."""
+        version = self._served_resource_version()
+        plural = kind.lower() + "s"
+        from kubernetes import client
+
+        body = client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(uid=uid, resource_version=resource_version)
+        )
+        try:
+            self._call_json(
+                f"delete {plural} {name} in namespace {namespace}",
+                lambda: self._custom.delete_namespaced_custom_object(
+                    RESOURCE_GROUP,
+                    version,
+                    namespace,
+                    plural,
+                    name,
+                    body=body,
+                    _preload_content=False,
+                ),
+            )
+        except NotFoundError:
+            return "gone"
+        except ConflictError:
+            return "changed"
+        return "deleted"
 
     # --- what `kubectl dra audit` reads besides the DRA objects --------------------------
 
@@ -472,6 +532,8 @@ def _explain(exc: Any, what: str) -> KubeError:
         return KubeError(
             f"cannot {what}: forbidden (403); check the RBAC permissions of your context ({message})"
         )
+    if status == 409:
+        return ConflictError(f"cannot {what}: {message} (HTTP 409)")
     if status == 401:
         return KubeError(f"cannot {what}: unauthorized (401); your credentials were refused")
     if status == 404:
