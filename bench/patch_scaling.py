@@ -64,11 +64,13 @@ def sized(shape: Callable[[int], dict[str, Any]], kib: int) -> bytes:
     def body(units: int) -> bytes:
         return json.dumps(make_review(shape(units))).encode()
 
-    base, step = len(body(0)), len(body(1)) - len(body(0))
-    units = max(0, (kib * 1024 - base) // step)
-    while units > 0 and len(body(units)) > kib * 1024:
-        units -= 1
-    return body(units)
+    low, high = 0, 1  # body(low) fits; grow high until it does not, then bisect
+    while len(body(high)) <= kib * 1024:
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if len(body(middle)) <= kib * 1024 else (low, middle)
+    return body(low)
 
 
 def review(data: bytes) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -22,11 +22,14 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from jsonpointer import escape
-
 Operation = dict[str, Any]
 
 _REMOVED: Final = object()  # marks a list member with no counterpart
+
+
+def escape(key: str) -> str:
+    """A key as one JSON Pointer segment (RFC 6901): `nvidia.com/gpu` -> `nvidia.com~1gpu`."""
+    return key.replace("~", "~0").replace("/", "~1")
 
 
 def make_patch(old: Any, new: Any) -> list[Operation]:
