@@ -1,13 +1,19 @@
 """Building CEL device selectors from untrusted values.
 
 Values a pod author wrote (label values) only ever enter an expression as literals made by
-`string_literal` or `int` formatting, so no input can change the expression's structure.
+`string_literal` or `int_literal`, so no input can change the expression's structure, and no
+integer the API server's CEL compiler would refuse (outside int64) is ever written.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Final
+
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+UINT64_MAX: Final = 2**64 - 1
 
 
 def string_literal(value: str) -> str:
@@ -27,6 +33,13 @@ def string_literal(value: str) -> str:
             out.append(f"\\U{code:08x}")
     out.append('"')
     return "".join(out)
+
+
+def int_literal(value: int) -> str:
+    """A CEL int literal; ValueError outside int64, which cel-go refuses to compile."""
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"{value} does not fit in 64 bits (int64)")
+    return str(value)
 
 
 def string_list(values: Iterable[str]) -> str:
@@ -64,8 +77,6 @@ def any_of(parts: Iterable[str]) -> str:
     return " || ".join(f"({p})" for p in parts)
 
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-UINT64_MAX = 2**64 - 1
 _LONE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 

@@ -354,6 +354,9 @@ def _container_problem(container: Mapping[str, Any], path: str, names: set[str])
         values = resources.get(section)
         if values is not None and not isinstance(values, Mapping):
             return f"{path}.resources.{section}: expected an object, got {shown(values)}"
+        problem = _string_keys(values, f"{path}.resources.{section}")
+        if problem:
+            return problem
     return _list_of_objects(resources.get("claims"), f"{path}.resources.claims")
 
 
@@ -363,9 +366,24 @@ def _string_map(value: Any, path: str) -> str | None:
     if not isinstance(value, Mapping):
         return f"{path}: expected an object of strings, got {shown(value)}"
     for key, item in value.items():
+        if not isinstance(key, str):
+            return _key_problem(key, path)
         if not isinstance(item, str):
             return f"{path}[{shown(key)}]: expected a string, got {shown(item)}"
     return None
+
+
+def _string_keys(value: Mapping[str, Any] | None, path: str) -> str | None:
+    """Keys are names (of resources, labels): strings, as in JSON. Objects built in memory or
+    read from YAML (`limits: {1: 2}`) can hold others, which sorting and matching trip over."""
+    for key in value or {}:
+        if not isinstance(key, str):
+            return _key_problem(key, path)
+    return None
+
+
+def _key_problem(key: object, path: str) -> str:
+    return f"{path}: key {shown(key)} is {type(key).__name__}, not a string; quote it"
 
 
 def _list_of_objects(value: Any, path: str) -> str | None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from dracore import cel
+from dracore.errors import TranslationError, shown
 from dracore.record import NodeRequirement
 
 PRODUCT: Final = "nvidia.com/gpu.product"
@@ -29,7 +30,11 @@ COMPUTE_MINOR: Final = "nvidia.com/gpu.compute.minor"
 DEVICE_LABELS: Final = frozenset({PRODUCT, MEMORY, FAMILY, COMPUTE_MAJOR, COMPUTE_MINOR})
 
 _SUFFIX = re.compile(r"(-SHARED|-MIG-[A-Za-z0-9.+]+)+$")
-_INTEGER = re.compile(r"^-?[0-9]+$")
+# What Go's strconv.ParseInt(value, 10, 64) reads, as the API server does for Gt and Lt.
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_INT64_DIGITS: Final = 19
+# The largest MiB count whose bytes (and the next MiB's) are still an int64 quantity.
+_MAX_MIB: Final = (cel.INT64_MAX >> 20) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +94,38 @@ def _family(req: Requirement, domain: str) -> str | None:
     )
 
 
-def _integers(values: Sequence[str]) -> list[int] | None:
-    if not values or not all(_INTEGER.match(v) for v in values):
+def parse_int64(text: str) -> int | None:
+    """`text` as the API server parses a Gt/Lt value (sign, ASCII digits, int64), else None.
+
+    The digits are counted before int(), so a value of thousands of digits costs nothing.
+    """
+    if not _INTEGER.fullmatch(text):
         return None
-    return [int(v) for v in values]
+    digits = text.lstrip("+-").lstrip("0") or "0"
+    if len(digits) > _INT64_DIGITS:
+        return None
+    value = -int(digits) if text.startswith("-") else int(digits)
+    return value if cel.INT64_MIN <= value <= cel.INT64_MAX else None
+
+
+def _integers(values: Sequence[str], *, bound: int = cel.INT64_MAX) -> list[int] | None:
+    """Every value as an integer within +-`bound`, or None: a label value no device attribute
+    can equal is left on the pod as a node label rather than written into CEL."""
+    numbers = [parse_int64(v) for v in values]
+    if not numbers or any(n is None or abs(n) > bound for n in numbers):
+        return None
+    return [n for n in numbers if n is not None]
+
+
+def comparison_problem(req: Requirement) -> str | None:
+    """Why the API server would refuse a Gt/Lt requirement, or None (other operators: None)."""
+    if req.operator not in ("Gt", "Lt"):
+        return None
+    if len(req.values) != 1:
+        return f"has {len(req.values)} values, and {req.operator} takes exactly one"
+    if parse_int64(req.values[0]) is None:
+        return f"value {shown(req.values[0])} is not an integer that fits in 64 bits (int64)"
+    return None
 
 
 def _memory(req: Requirement, domain: str) -> str | None:
@@ -100,7 +133,7 @@ def _memory(req: Requirement, domain: str) -> str | None:
     present = cel.has_key(capacity, "memory")
     if req.operator in ("Exists", "DoesNotExist"):
         return _membership(req, present, "", [])
-    numbers = _integers(req.values)
+    numbers = _integers(req.values, bound=_MAX_MIB)
     if numbers is None:
         return None
 
@@ -134,9 +167,10 @@ def _compute(part: str) -> Callable[[Requirement, str], str | None]:
         if numbers is None:
             return None
         if req.operator in ("In", "NotIn"):
-            return _membership(req, present, value, [str(n) for n in numbers])
+            return _membership(req, present, value, [cel.int_literal(n) for n in numbers])
         if req.operator in ("Gt", "Lt") and len(numbers) == 1:
-            return f"{present} && {value} {'>' if req.operator == 'Gt' else '<'} {numbers[0]}"
+            operator = ">" if req.operator == "Gt" else "<"
+            return f"{present} && {value} {operator} {cel.int_literal(numbers[0])}"
         return None
 
     return translate
@@ -158,11 +192,14 @@ class NodeConstraintResult:
 
 
 def translate_node_constraints(
-    spec: dict[str, Any], *, mode: str, domain: str
+    spec: dict[str, Any], *, mode: str, domain: str, who: str = "pod"
 ) -> NodeConstraintResult:
     """Turn GFD device labels in `spec` (modified in place) into CEL selectors.
 
     mode: Translate (CEL, drop the labels), Keep (CEL, keep the labels), Ignore (nothing).
+    A Gt/Lt requirement on a device label that the API server would refuse raises
+    TranslationError naming `who` and the field. Parts of the wrong type are left alone:
+    the API server refuses them with its own message.
     """
     if mode == "Ignore":
         return NodeConstraintResult((), ())
@@ -186,12 +223,11 @@ def translate_node_constraints(
     if drop and "nodeSelector" in spec and not node_selector:
         del spec["nodeSelector"]
 
-    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-        "requiredDuringSchedulingIgnoredDuringExecution"
-    ) or {}
-    terms = required.get("nodeSelectorTerms") or []
+    terms = _required_terms(spec)
     if len(terms) == 1:
-        translated = _translate_term(terms[0], domain=domain, drop=drop, warnings=warnings)
+        translated = _translate_term(
+            terms[0], _TERMS_FIELD + "[0]", domain=domain, drop=drop, warnings=warnings, who=who
+        )
         selectors += translated
         # An empty term would match no node at all: drop the affinity it emptied instead.
         emptied = not terms[0].get("matchExpressions") and not terms[0].get("matchFields")
@@ -201,8 +237,12 @@ def translate_node_constraints(
         # Terms are ORed: the CEL becomes an OR of each term's device part. The labels stay,
         # because a term's node-level and device-level parts cannot be separated.
         parts = [
-            cel.all_of(_translate_term(t, domain=domain, drop=False, warnings=warnings))
-            for t in terms
+            cel.all_of(
+                _translate_term(
+                    t, f"{_TERMS_FIELD}[{i}]", domain=domain, drop=False, warnings=warnings, who=who
+                )
+            )
+            for i, t in enumerate(terms)
         ]
         combined = cel.any_of(parts)
         if combined != "true":
@@ -214,19 +254,44 @@ def translate_node_constraints(
     return NodeConstraintResult(tuple(selectors), tuple(warnings))
 
 
+_TERMS_FIELD: Final = (
+    "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms"
+)
+
+
+def _required_terms(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The required node affinity's terms; [] when any part is of the wrong type."""
+    node: Any = spec
+    for key in ("affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution"):
+        node = node.get(key) if isinstance(node, dict) else None
+    terms = node.get("nodeSelectorTerms") if isinstance(node, dict) else None
+    if not isinstance(terms, list) or not all(isinstance(t, dict) for t in terms):
+        return []
+    return terms
+
+
 def _translate_term(
-    term: dict[str, Any], *, domain: str, drop: bool, warnings: list[str]
+    term: dict[str, Any], field: str, *, domain: str, drop: bool, warnings: list[str], who: str
 ) -> list[str]:
     selectors: list[str] = []
     kept = []
-    for expr in term.get("matchExpressions") or []:
-        key = expr.get("key")
-        if key not in DEVICE_LABELS:
+    expressions = term.get("matchExpressions")
+    if not isinstance(expressions, list):
+        return []
+    for index, expr in enumerate(expressions):
+        key = expr.get("key") if isinstance(expr, dict) else None
+        values = expr.get("values") if isinstance(expr, dict) else None
+        if key not in DEVICE_LABELS or not isinstance(values, list | None):
             kept.append(expr)
             continue
-        req = Requirement(
-            key, str(expr.get("operator")), tuple(str(v) for v in expr.get("values") or ())
-        )
+        req = Requirement(key, str(expr.get("operator")), tuple(str(v) for v in values or ()))
+        problem = comparison_problem(req)
+        if problem:
+            raise TranslationError(
+                f"{who}: {field}.matchExpressions[{index}] ({key} {req.operator}) {problem}; "
+                "give one whole number from -9223372036854775808 to 9223372036854775807, "
+                "as the API server requires"
+            )
         expression = requirement_to_cel(req, domain=domain)
         if expression is None:
             warnings.append(

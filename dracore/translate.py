@@ -274,6 +274,7 @@ def _rewrite(
             spec,
             mode=rules.node_selectors if _any_nvidia(planned) else "Ignore",
             domain=sharing.NVIDIA_DRIVER,
+            who=who,
         )
         warnings += node.warnings
         dropped = dropped.minus(selectors.NodeTerms.of(spec))

@@ -18,6 +18,7 @@ from kubectl_dra.commands.audit import audit
 from kubectl_dra.commands.classes import classes
 from kubectl_dra.commands.convert import convert
 from kubectl_dra.commands.describe import describe
+from kubectl_dra.commands.prune import prune
 from kubectl_dra.commands.registration import registration
 from kubectl_dra.commands.validate import validate
 from kubectl_dra.errors import DraError
@@ -76,6 +77,7 @@ cli.add_command(validate)
 cli.add_command(audit)
 cli.add_command(registration)
 cli.add_command(classes)
+cli.add_command(prune)
 
 
 def main() -> None:

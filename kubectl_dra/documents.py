@@ -104,8 +104,13 @@ def _parse(text: str, source: str) -> Iterator[Any]:
         else:
             yield value
             return
+    count = 0  # documents read, numbered as load_documents numbers them (empty ones skipped)
     try:
-        yield from yamlinput.load_all(text)
+        for document in yamlinput.load_all(text):
+            count += document is not None
+            yield document
+    except yamlinput.NonStringKeyError as exc:
+        raise InputError(f"{source}, document {count + 1}: {exc}") from None
     except yamlinput.YamlInputError as exc:
         raise InputError(f"{source}: {exc}") from None
 

@@ -9,19 +9,25 @@ served version (v1, else v1beta2, else v1beta1) and v1beta1 shapes are normalise
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar, runtime_checkable
 
-from dracore import yamlinput
+from dracore import dra, jsonio, yamlinput
+from dracore.errors import shown
 from dracore.status import status_message
 from dracore.workload_kinds import BY_KIND
 from kubectl_dra.errors import KubeError, NotFoundError
 
 RESOURCE_GROUP = "resource.k8s.io"
+
+
+class ConflictError(KubeError):
+    """409: the object is not in the state the request assumed (a failed precondition)."""
+
+
 RESOURCE_VERSIONS = ("v1", "v1beta2", "v1beta1")
 T = TypeVar("T")
 
@@ -183,18 +189,10 @@ class KubeGateway:
         the fields keep the API's names whatever the client version knows.
         """
         response = self._call(what, call)
-        return json.loads(response.data)
+        return decode_answer(response.data, what)
 
-    def _sanitize(self, obj: Any) -> dict[str, Any]:
-        result: dict[str, Any] = self._api_client.sanitize_for_serialization(obj)
-        return result
-
-    def _items(self, response: Any, kind: str, api_version: str) -> list[dict[str, Any]]:
-        items = (
-            response.get("items", [])
-            if isinstance(response, dict)
-            else [self._sanitize(i) for i in response.items]
-        )
+    def _items(self, response: Any, kind: str, api_version: str, what: str) -> list[dict[str, Any]]:
+        items = list_items(response, what)
         for item in items:
             item.setdefault("kind", kind)
             item.setdefault("apiVersion", api_version)
@@ -205,15 +203,12 @@ class KubeGateway:
         if self._resource_version is None:
             from kubernetes import client
 
-            groups = self._call(
-                "discover API groups", lambda: client.ApisApi(self._api_client).get_api_versions()
+            what = "discover API groups"
+            answer = self._call_json(
+                what,
+                lambda: client.ApisApi(self._api_client).get_api_versions(_preload_content=False),
             )
-            served = {
-                v.version
-                for g in groups.groups or []
-                if g.name == RESOURCE_GROUP
-                for v in g.versions
-            }
+            served = served_versions(answer, RESOURCE_GROUP, what)
             for version in RESOURCE_VERSIONS:
                 if version in served:
                     self._resource_version = version
@@ -224,65 +219,78 @@ class KubeGateway:
                 )
         return self._resource_version
 
-    def _list_resource(self, plural: str, kind: str, namespace: str | None) -> list[dict[str, Any]]:
+    def _list_resource(
+        self, plural: str, kind: str, namespace: str | None, *, label_selector: str = ""
+    ) -> list[dict[str, Any]]:
         version = self._served_resource_version()
         where = f" in namespace {namespace}" if namespace else ""
         if namespace:
             response = self._call_json(
                 f"list {plural}{where}",
                 lambda: self._custom.list_namespaced_custom_object(
-                    RESOURCE_GROUP, version, namespace, plural, _preload_content=False
+                    RESOURCE_GROUP,
+                    version,
+                    namespace,
+                    plural,
+                    label_selector=label_selector,
+                    _preload_content=False,
                 ),
             )
         else:
             response = self._call_json(
                 f"list {plural}",
                 lambda: self._custom.list_cluster_custom_object(
-                    RESOURCE_GROUP, version, plural, _preload_content=False
+                    RESOURCE_GROUP,
+                    version,
+                    plural,
+                    label_selector=label_selector,
+                    _preload_content=False,
                 ),
             )
-        items = self._items(response, kind, f"{RESOURCE_GROUP}/{version}")
+        items = self._items(response, kind, f"{RESOURCE_GROUP}/{version}", f"list {plural}{where}")
         return [normalize_v1beta1(i) for i in items] if version == "v1beta1" else items
 
     def list_pods(
         self, namespace: str | None, *, label_selector: str | None = None
     ) -> list[dict[str, Any]]:
         selector = label_selector or ""
+        what = f"list pods in namespace {namespace}" if namespace else "list pods"
         if namespace:
             response = self._call_json(
-                f"list pods in namespace {namespace}",
+                what,
                 lambda: self._core.list_namespaced_pod(
                     namespace, label_selector=selector, _preload_content=False
                 ),
             )
         else:
             response = self._call_json(
-                "list pods",
+                what,
                 lambda: self._core.list_pod_for_all_namespaces(
                     label_selector=selector, _preload_content=False
                 ),
             )
-        return self._items(response, "Pod", "v1")
+        return self._items(response, "Pod", "v1", what)
 
     def get_pod(self, namespace: str, name: str) -> dict[str, Any]:
-        pod: dict[str, Any] = self._call_json(
-            f"get pod {name} in namespace {namespace}",
-            lambda: self._core.read_namespaced_pod(name, namespace, _preload_content=False),
+        what = f"get pod {name} in namespace {namespace}"
+        pod = self._call_json(
+            what, lambda: self._core.read_namespaced_pod(name, namespace, _preload_content=False)
         )
-        return {"apiVersion": "v1", "kind": "Pod", **pod}
+        return {"apiVersion": "v1", "kind": "Pod", **checked_object(pod, what, "the answer")}
 
     def list_resource_claims(self, namespace: str | None) -> list[dict[str, Any]]:
         return self._list_resource("resourceclaims", "ResourceClaim", namespace)
 
     def get_resource_claim(self, namespace: str, name: str) -> dict[str, Any]:
         version = self._served_resource_version()
-        found: object = self._call(
-            f"get resourceclaim {name} in namespace {namespace}",
+        what = f"get resourceclaim {name} in namespace {namespace}"
+        found = self._call_json(
+            what,
             lambda: self._custom.get_namespaced_custom_object(
-                RESOURCE_GROUP, version, namespace, "resourceclaims", name
+                RESOURCE_GROUP, version, namespace, "resourceclaims", name, _preload_content=False
             ),
         )
-        claim: dict[str, Any] = dict(found) if isinstance(found, dict) else {}
+        claim = checked_object(found, what, "the answer")
         return normalize_v1beta1(claim) if version == "v1beta1" else claim
 
     def list_resource_claim_templates(self, namespace: str | None) -> list[dict[str, Any]]:
@@ -307,7 +315,50 @@ class KubeGateway:
         response = self._call_json(
             "list nodes", lambda: self._core.list_node(_preload_content=False)
         )
-        return self._items(response, "Node", "v1")
+        return self._items(response, "Node", "v1", "list nodes")
+
+    # --- what `kubectl dra prune` reads and deletes --------------------------------------
+
+    def list_labelled(
+        self, kind: str, namespace: str | None, *, label_selector: str
+    ) -> list[dict[str, Any]]:
+        """ResourceClaimTemplates or ResourceClaims carrying a label, with one list call."""
+        plural = {
+            "ResourceClaimTemplate": "resourceclaimtemplates",
+            "ResourceClaim": "resourceclaims",
+        }[kind]
+        return self._list_resource(plural, kind, namespace, label_selector=label_selector)
+
+    def delete_unchanged(
+        self, kind: str, namespace: str, name: str, *, uid: str, resource_version: str
+    ) -> str:
+        """Delete a DRA object only if it is still the one listed: "deleted", "changed" (its
+        uid or resourceVersion differ now, so it is kept) or "gone" (deleted meanwhile)."""
+        version = self._served_resource_version()
+        plural = kind.lower() + "s"
+        from kubernetes import client
+
+        body = client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(uid=uid, resource_version=resource_version)
+        )
+        try:
+            self._call_json(
+                f"delete {plural} {name} in namespace {namespace}",
+                lambda: self._custom.delete_namespaced_custom_object(
+                    RESOURCE_GROUP,
+                    version,
+                    namespace,
+                    plural,
+                    name,
+                    body=body,
+                    _preload_content=False,
+                ),
+            )
+        except NotFoundError:
+            return "gone"
+        except ConflictError:
+            return "changed"
+        return "deleted"
 
     # --- what `kubectl dra audit` reads besides the DRA objects --------------------------
 
@@ -320,22 +371,22 @@ class KubeGateway:
             self._core if api_class == "CoreV1Api" else getattr(client, api_class)(self._api_client)
         )
         plural = kind.lower() + "s"
+        what = f"list {plural} in namespace {namespace}" if namespace else f"list {plural}"
         if namespace:
             response = self._call_json(
-                f"list {plural} in namespace {namespace}",
-                lambda: getattr(api, namespaced)(namespace, _preload_content=False),
+                what, lambda: getattr(api, namespaced)(namespace, _preload_content=False)
             )
         else:
             response = self._call_json(
-                f"list {plural}", lambda: getattr(api, everywhere)(_preload_content=False)
+                what, lambda: getattr(api, everywhere)(_preload_content=False)
             )
-        return self._items(response, kind, BY_KIND[kind].api_version)
+        return self._items(response, kind, BY_KIND[kind].api_version, what)
 
     def list_namespaces(self) -> list[dict[str, Any]]:
         response = self._call_json(
             "list namespaces", lambda: self._core.list_namespace(_preload_content=False)
         )
-        return self._items(response, "Namespace", "v1")
+        return self._items(response, "Namespace", "v1", "list namespaces")
 
     def list_mutating_webhook_configurations(self) -> list[dict[str, Any]]:
         from kubernetes import client
@@ -346,21 +397,29 @@ class KubeGateway:
             lambda: api.list_mutating_webhook_configuration(_preload_content=False),
         )
         return self._items(
-            response, "MutatingWebhookConfiguration", "admissionregistration.k8s.io/v1"
+            response,
+            "MutatingWebhookConfiguration",
+            "admissionregistration.k8s.io/v1",
+            "list mutatingwebhookconfigurations",
         )
 
     def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The ConfigMap, or None if it does not exist."""
+        what = f"get configmap {name} in namespace {namespace}"
         try:
-            found: dict[str, Any] = self._call_json(
-                f"get configmap {name} in namespace {namespace}",
+            found = self._call_json(
+                what,
                 lambda: self._core.read_namespaced_config_map(
                     name, namespace, _preload_content=False
                 ),
             )
         except NotFoundError:
             return None
-        return {"apiVersion": "v1", "kind": "ConfigMap", **found}
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            **checked_object(found, what, "the answer"),
+        }
 
 
 # kind -> (client API class, namespaced list method, all-namespaces list method): the objects
@@ -376,6 +435,112 @@ WORKLOAD_LISTS: Final[dict[str, tuple[str, str, str]]] = {
 }  # fmt: skip
 
 
+# --- the shape of what the API server sends ----------------------------------------------------
+# Whatever answers on the kubeconfig's address (a proxy's HTML error page, a broken or hostile
+# server) ends in one KubeError naming the request and the field, never in a traceback deeper in
+# the commands. Each reader checks the shape it hands out, not every field of every object:
+# the commands read fields with defaults.
+
+# An API object nests about 20 levels (managedFields); far deeper is not an API answer, and
+# refusing it keeps every later walk recursion-safe.
+MAX_ANSWER_DEPTH: Final = 100
+_OBJECT_FIELDS: Final = ("spec", "status")
+_STRING_FIELDS: Final = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+_STRING_MAPS: Final = ("labels", "annotations")
+
+
+def _json_type(value: Any) -> str:
+    """What a JSON value is, in the words of a message."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, dict):
+        return "an object"
+    return "a list" if isinstance(value, list) else "a string"
+
+
+def decode_answer(data: bytes | str, what: str) -> Any:
+    """The JSON of an answer, or KubeError saying it is not JSON (an HTML page) or too deep."""
+    try:
+        answer = jsonio.loads(data)
+    except jsonio.DecodeError as exc:
+        reason = jsonio.decode_problem(exc)
+        if reason == "nested too deep":
+            raise KubeError(f"cannot {what}: the API server's answer is {reason}") from None
+        start = bytes(data[:100]) if isinstance(data, bytes) else data[:100].encode()
+        html = start.lstrip().lower().startswith((b"<!doctype", b"<html"))
+        raise KubeError(
+            f"cannot {what}: the API server's answer is not JSON"
+            f"{' but an HTML page' if html else ''} ({shown(reason, 80)}); check the server "
+            "address of your kubeconfig context"
+        ) from None
+    problem = dra.nesting_problem(answer, MAX_ANSWER_DEPTH)
+    if problem:
+        raise KubeError(f"cannot {what}: the API server's answer is {problem}")
+    return answer
+
+
+def list_items(answer: Any, what: str) -> list[dict[str, Any]]:
+    """The objects of a list answer; `items: null` is an empty list (Go's empty slice)."""
+    if not isinstance(answer, dict):
+        raise KubeError(f"cannot {what}: the answer is {_json_type(answer)}, not a list object")
+    items = answer.get("items")
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise KubeError(f"cannot {what}: the answer's items is {_json_type(items)}, not a list")
+    return [checked_object(item, what, f"items[{i}]") for i, item in enumerate(items)]
+
+
+def checked_object(obj: Any, what: str, where: str) -> dict[str, Any]:
+    """`obj` if it has an API object's top-level shape, else KubeError naming `where`."""
+    if not isinstance(obj, dict):
+        raise KubeError(f"cannot {what}: {where} is {_json_type(obj)}, not an object")
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, dict):
+        raise KubeError(f"cannot {what}: {where}.metadata is {_json_type(metadata)}, not an object")
+    for field in _STRING_FIELDS:
+        if not isinstance(metadata.get(field, ""), str):
+            raise KubeError(f"cannot {what}: {where}.metadata.{field} is not a string")
+    for field in _STRING_MAPS:
+        values = metadata.get(field) or {}
+        if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+            raise KubeError(f"cannot {what}: {where}.metadata.{field} is not a map of strings")
+    for field in _OBJECT_FIELDS:
+        if not isinstance(obj.get(field, {}), dict):
+            raise KubeError(
+                f"cannot {what}: {where}.{field} is {_json_type(obj[field])}, not an object"
+            )
+    return obj
+
+
+def served_versions(answer: Any, group: str, what: str) -> set[str]:
+    """The versions of `group` in a discovery answer (APIGroupList); `groups: null` is none."""
+    if not isinstance(answer, dict):
+        raise KubeError(f"cannot {what}: the answer is {_json_type(answer)}, not an APIGroupList")
+    groups = answer.get("groups") or []
+    if not isinstance(groups, list):
+        raise KubeError(f"cannot {what}: the answer's groups is {_json_type(groups)}, not a list")
+    served: set[str] = set()
+    for i, entry in enumerate(groups):
+        if not isinstance(entry, dict) or entry.get("name") != group:
+            continue
+        versions = entry.get("versions") or []
+        if not isinstance(versions, list):
+            raise KubeError(
+                f"cannot {what}: groups[{i}].versions is {_json_type(versions)}, not a list"
+            )
+        served |= {
+            v["version"]
+            for v in versions
+            if isinstance(v, dict) and isinstance(v.get("version"), str)
+        }
+    return served
+
+
 def _explain(exc: Any, what: str) -> KubeError:
     """An ApiException as a one-line message with a hint, naming what we tried."""
     message = status_message(exc.body, exc.reason)
@@ -384,6 +549,8 @@ def _explain(exc: Any, what: str) -> KubeError:
         return KubeError(
             f"cannot {what}: forbidden (403); check the RBAC permissions of your context ({message})"
         )
+    if status == 409:
+        return ConflictError(f"cannot {what}: {message} (HTTP 409)")
     if status == 401:
         return KubeError(f"cannot {what}: unauthorized (401); your credentials were refused")
     if status == 404:

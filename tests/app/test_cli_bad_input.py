@@ -75,6 +75,32 @@ CASES = [
         pod("{template: [1, 2]}", kind="Deployment", api="apps/v1"),
         "spec.template must be a mapping, not a list",
     ),
+    Case(
+        "limits-int-key",
+        "convert",
+        pod("{containers: [{name: a, resources: {limits: {1: 2, nvidia.com/gpu: 1}}}]}"),
+        "document 1: Pod \"p\": spec.containers[0].resources.limits: key '1' at line 4, "
+        'column 52 is an int, not a string; quote it ("1")',
+    ),
+    Case(
+        "bool-label-key-second-document",
+        "validate",
+        "kind: ConfigMap\nmetadata: {name: a}\n---\n"
+        + pod("{}").replace("{name: p}", "{name: p, labels: {yes: x}}"),
+        "document 2: Pod \"p\": metadata.labels: key 'yes' at line 6, column 30 is a bool",
+    ),
+    Case(
+        "null-key",
+        "validate",
+        "kind: Pod\nmetadata: {~: x}\n",
+        "key '~' at line 2, column 12 is a null",
+    ),
+    Case(
+        "policy-int-key", "convert-policy", "spec:\n  defaults: {1: 2}\n", "spec.defaults: key '1'"
+    ),
+    Case(
+        "kubeconfig-int-key", "describe-kubeconfig", "contexts: [{1: a}]\n", "contexts[0]: key '1'"
+    ),
     Case("directory", "validate", "DIR", "cannot read"),
     Case("missing-manifest", "convert", None, "cannot read: No such file"),
     Case("policy-non-utf8", "convert-policy", b"spec: \xff\n", "not UTF-8"),

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dracore import admission_review as review
+from dracore import patch
 from dracore.errors import BadReviewError
 from tests.builders import container, make_pod, make_review
 
@@ -111,9 +112,9 @@ _JSON = st.recursive(
 
 @given(_JSON.filter(lambda v: isinstance(v, dict)), _JSON.filter(lambda v: isinstance(v, dict)))
 def test_make_patch_turns_old_into_new(old: dict[str, Any], new: dict[str, Any]) -> None:
-    assert jsonpatch.apply_patch(old, review.make_patch(old, new)) == new
+    assert jsonpatch.apply_patch(old, patch.make_patch(old, new)) == new
 
 
 def test_make_patch_is_empty_for_equal_documents() -> None:
     pod = make_pod(container("app", gpus=1))
-    assert review.make_patch(pod, copy.deepcopy(pod)) == []
+    assert patch.make_patch(pod, copy.deepcopy(pod)) == []

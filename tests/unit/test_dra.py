@@ -152,3 +152,27 @@ def test_object_ref() -> None:
         == "ResourceClaim/ml/c"
     )
     assert dra.object_ref({"metadata": {"generateName": "x-"}}) == "Object/x-*"
+
+
+@pytest.mark.parametrize(
+    ("pod", "problem"),
+    [
+        (
+            {"spec": {"containers": [{"name": "a", "resources": {"limits": {1: 2}}}]}},
+            "spec.containers[0].resources.limits: key 1 is int, not a string; quote it",
+        ),
+        (
+            {"spec": {"initContainers": [{"name": "a", "resources": {"requests": {None: 1}}}]}},
+            "spec.initContainers[0].resources.requests: key null is NoneType, not a string",
+        ),
+        (
+            {"metadata": {"labels": {True: "x"}}, "spec": {}},
+            "metadata.labels: key true is bool, not a string",
+        ),
+        ({"spec": {"nodeSelector": {(1, 2): "x"}}}, "spec.nodeSelector: key "),
+    ],
+    ids=["limits-int", "requests-null", "label-bool", "node-selector-tuple"],
+)
+def test_keys_that_are_not_strings_are_a_shape_problem(pod: dict[Any, Any], problem: str) -> None:
+    found = dra.pod_shape_problem(pod)
+    assert found is not None and found.startswith(problem), found

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from dracore import admission_review as review
+from dracore import patch
 from dracore.errors import TranslationError
 from dracore.translate import translate
 from tests.builders import assert_valid, make_pod, make_policy
@@ -102,7 +102,7 @@ def test_rewrite_keeps_device_plugin_totals_and_is_idempotent(pod: dict[str, Any
     assert pod == original, "translate must not modify its input"
     # The webhook's patch, diffed from the input and a rewrite that shares its unchanged parts,
     # turns the input into the rewrite.
-    assert jsonpatch.apply_patch(pod, review.make_patch(pod, result.pod)) == result.pod
+    assert jsonpatch.apply_patch(pod, patch.make_patch(pod, result.pod)) == result.pod
     assert_valid(result.pod, *result.templates)
     assert translate(result.pod, policy=POLICY, namespace="ml").changed is False
     if not result.changed:

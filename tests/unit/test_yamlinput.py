@@ -59,3 +59,20 @@ def test_huge_integer_is_an_error_not_a_traceback() -> None:
 def test_policy_file_with_alias_bomb_is_a_policy_error() -> None:
     with pytest.raises(PolicyError, match="aliases expand"):
         Policy.from_yaml(billion_laughs(8), source="bomb.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: {b: [{1: x}]}\n", "a.b[0]: key '1' at line 1, column 10 is an int, not a string"),
+        ("a: {on: x}\nb: {2: y}\n", "a: key 'on' at line 1, column 5 is a bool"),
+        ("a: &m {1.5: x}\nb: *m\n", "a: key '1.5' at line 1, column 8 is a float"),
+        ("? [k]\n: v\n", "the top level: key a sequence at line 1, column 3 is a sequence"),
+        ("kind: Pod\nmetadata: {name: p, labels: {~: x}}\n", 'Pod "p": metadata.labels: key'),
+    ],
+    ids=["nested-int", "first-in-document-order", "anchored", "complex-key", "names-object"],
+)
+def test_keys_that_are_not_strings_are_refused_with_path_and_place(text: str, message: str) -> None:
+    with pytest.raises(yamlinput.NonStringKeyError) as err:
+        yamlinput.load(text)
+    assert message in str(err.value)
