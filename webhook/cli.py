@@ -101,8 +101,25 @@ def cli() -> None:
     default=2.0,
     show_default=True,
     type=click.FloatRange(0.1, 30),
-    help="Seconds each API call (templates, claims, namespace labels) may take; past it the "
-    "pod is denied with a message to retry. Keep it well under the webhook's timeoutSeconds.",
+    help="Seconds each API call (templates, claims, namespace labels) may take in all: "
+    "connecting, sending and the whole answer; never more than is left of the review's "
+    "--review-timeout. Past it the pod is denied with a message to retry.",
+)
+@click.option(
+    "--review-timeout",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(1, 30),
+    help="The registration's timeoutSeconds. Each review gets this, less half a second, from "
+    "its request head to its last API call; every API call gets at most what is left.",
+)
+@click.option(
+    "--max-connections",
+    default=256,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Connections one worker holds. At the cap a new connection closes the one idle the "
+    "longest, or is closed itself when none is idle.",
 )
 @click.option(
     "--reload-interval",
@@ -141,6 +158,8 @@ def serve(
     handshake_timeout: float,
     body_timeout: float,
     api_timeout: float,
+    review_timeout: float,
+    max_connections: int,
     reload_interval: float,
     metrics_dir: Path | None,
     log_level: LogLevel,
@@ -170,6 +189,8 @@ def serve(
         header_timeout=header_timeout,
         body_timeout=body_timeout,
         api_timeout=api_timeout,
+        review_timeout=review_timeout,
+        max_connections=max_connections,
         graceful_timeout=graceful_timeout,
         reload_interval=reload_interval,
         metrics_dir=metrics_dir,

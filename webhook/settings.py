@@ -14,6 +14,9 @@ from typing import Literal
 # The API server sends at most 3 MiB objects; a review wraps the object and its old copy.
 DEFAULT_MAX_REVIEW_BYTES = 7 * 1024 * 1024
 
+# The shipped registrations (manifests/, the chart) say timeoutSeconds: 5.
+DEFAULT_REVIEW_TIMEOUT = 5.0
+
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
@@ -38,6 +41,11 @@ class Settings:
     header_timeout: float = 10.0  # also how long an idle keep-alive connection stays open
     body_timeout: float = 10.0
     api_timeout: float = 2.0
+    # The registration's timeoutSeconds: each review's deadline, from its request head to its
+    # last API call, is this minus a margin (`webhook.admission.deadline`).
+    review_timeout: float = DEFAULT_REVIEW_TIMEOUT
+    # Connections one worker holds at most (each costs a socket and TLS state, never a thread).
+    max_connections: int = 256
     graceful_timeout: int = 25
     max_review_bytes: int = DEFAULT_MAX_REVIEW_BYTES
     # Files and observability.

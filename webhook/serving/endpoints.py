@@ -1,8 +1,11 @@
 """What the webhook answers, without a web framework: POST /mutate, /healthz, /readyz, /metrics.
 
-`Endpoints` is the application both servers share: the production server (`webhook.http`) calls
-it from its event loop, and the Flask app (`webhook.app`, for WSGI servers and the test client)
-wraps the same methods. Each returns a `Reply`, ready to be written.
+`Endpoints` is the application both servers share. The production server
+(`webhook.serving.http11`) hands every request to `route`, on its event loop, and gets a `Reply`
+ready to be written, or a `Deferred` to run on a thread (a review that needs the API server or
+more work than the loop may do, the metrics, which read every worker's files); the protocol
+decides nothing itself. `mutate`, `healthz`, `readyz` and `metrics` answer one route each, on
+the caller's thread (the Flask app in `webhook.app` wraps them).
 """
 
 from __future__ import annotations
@@ -12,20 +15,29 @@ from typing import Any, Final
 
 from dracore import jsonio
 from dracore.policy import Policy
+from webhook.admission.deadline import Deadline
 from webhook.admission.decision import Admission
 from webhook.admission.gateway import ClusterGateway
-from webhook.admission.handler import Reply, Reviewer
+from webhook.admission.handler import Deferred, Reply, Reviewer, error_reply
 from webhook.serving import metrics
 from webhook.serving.reload import Reloadable
-from webhook.settings import Settings
+from webhook.settings import DEFAULT_REVIEW_TIMEOUT, Settings
 
 JSON: Final = "application/json"
+PROBES: Final = (b"/healthz", b"/readyz", b"/metrics")
 
 
 class Endpoints:
-    def __init__(self, reviewer: Reviewer, status: Sequence[Reloadable] = ()) -> None:
+    def __init__(
+        self,
+        reviewer: Reviewer,
+        status: Sequence[Reloadable] = (),
+        *,
+        review_timeout: float = DEFAULT_REVIEW_TIMEOUT,
+    ) -> None:
         self.reviewer = reviewer
         self.status = tuple(status)
+        self.review_timeout = review_timeout  # the registration's timeoutSeconds
 
     @classmethod
     def build(
@@ -48,10 +60,30 @@ class Endpoints:
             provider: Callable[[], Policy] = lambda: active  # noqa: E731
         else:
             provider = policy
-        return cls(Reviewer(Admission(policy=provider, gateway=gateway)), status)
+        reviewer = Reviewer(Admission(policy=provider, gateway=gateway))
+        return cls(reviewer, status, review_timeout=settings.review_timeout)
 
-    def mutate(self, body: bytes, content_type: str, *, cluster: bool = True) -> Reply:
-        return self.reviewer.answer(body, content_type, cluster=cluster)
+    def route(
+        self, method: bytes, target: bytes, content_type: str, body: bytes, deadline: Deadline
+    ) -> Reply | Deferred:
+        """One request, on the event loop: its reply, or the work a thread must do for it."""
+        path = target.partition(b"?")[0]
+        if path == b"/mutate":
+            if method != b"POST":
+                return error_reply(405, "use POST for /mutate")
+            return self.reviewer.answer_inline(body, content_type, deadline=deadline)
+        if path not in PROBES:
+            return error_reply(404, "not found; the webhook serves POST /mutate")
+        if method != b"GET":
+            return error_reply(405, f"use GET for {path.decode('latin-1')}")
+        if path == b"/metrics":
+            return Deferred(self.metrics, "metrics")
+        return self.healthz() if path == b"/healthz" else self.readyz()
+
+    def mutate(self, body: bytes, content_type: str) -> Reply:
+        """POST /mutate on the caller's thread; the deadline starts now."""
+        deadline = Deadline.for_review(self.review_timeout)
+        return self.reviewer.answer(body, content_type, deadline=deadline)
 
     @staticmethod
     def healthz() -> Reply:

@@ -67,6 +67,8 @@ class EventLoopWorker(Worker):  # type: ignore[misc]
             header_timeout=settings.header_timeout,
             body_timeout=settings.body_timeout,
             max_body=settings.max_review_bytes,
+            max_connections=settings.max_connections,
+            review_timeout=settings.review_timeout,
         )
         sockets = [listener.sock for listener in self.sockets]
         for sock in sockets:
