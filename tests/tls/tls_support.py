@@ -133,12 +133,14 @@ def start_server(cert_dir: Path, tmp_path: Path) -> Iterator[StartServer]:
         workers: int = 2,
         threads: int = 4,
         client_pair: tuple[Path, Path] | None = None,
+        offline: bool = True,
     ) -> Server:
         log = tmp_path / f"server-{len(servers)}.log"
         metrics_dir = tmp_path / f"metrics-{len(servers)}"
         argv = [
             sys.executable, "-m", "webhook", "serve",
-            "--cert-dir", str(cert_dir), "--host", "127.0.0.1", "--port", "0", "--offline",
+            "--cert-dir", str(cert_dir), "--host", "127.0.0.1", "--port", "0",
+            *(["--offline"] if offline else []),
             "--workers", str(workers), "--threads", str(threads), "--reload-interval", "0.2",
             "--metrics-dir", str(metrics_dir), *args,
         ]  # fmt: skip
