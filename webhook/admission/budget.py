@@ -17,10 +17,12 @@ from dracore.admission_review import AdmissionRequest
 
 # 1-GPU reviews are about 1.5 KiB; a pod with many containers and its managedFields 10-20 KiB.
 INLINE_REVIEW_BYTES: Final = 32 * 1024
-# A one-container GPU pod counts about 15 units and a 10-container pod with env about 200; the
-# decision costs about a microsecond per unit (bench/inline_budget.py), so 1,000 units keep a
-# review on the loop well under a millisecond.
-INLINE_WORK_UNITS: Final = 1_000
+# Measured with bench/inline_budget.py (2 shared cores under load): an environment variable,
+# a node-affinity value or another list item adds about 3 us to the decision, a container about
+# 25 us (it is copied and rewritten), so a container counts CONTAINER_UNITS. A one-container
+# GPU pod counts about 15 units; a review at the budget holds the loop for 1-1.5 ms.
+CONTAINER_UNITS: Final = 10
+INLINE_WORK_UNITS: Final = 400
 
 _CONTAINER_LISTS: Final = ("containers", "initContainers", "ephemeralContainers")
 _CONTAINER_ITEMS: Final = ("env", "envFrom", "ports", "volumeMounts", "volumeDevices", "args")
@@ -87,7 +89,7 @@ def _pod_work(pod: Mapping[str, Any] | None) -> int:
         return units
     for key in _CONTAINER_LISTS:
         for container in _items(spec.get(key)):
-            units += 1
+            units += CONTAINER_UNITS
             if not isinstance(container, Mapping):
                 continue
             units += sum(_size(container.get(item)) for item in _CONTAINER_ITEMS)
