@@ -219,3 +219,22 @@ def test_client_name_limits_which_certificates_of_the_ca_are_accepted(
     assert server.post(gpu_review())[0] == 200
     assert _refused(server, _client_pair(tmp_path, client_ca, "some-controller"))
     assert not _refused(server, api_server)
+
+
+def test_a_rotated_client_ca_is_trusted_and_a_removed_one_no_longer(
+    start_server: StartServer, client_ca: certs.KeyPair, tmp_path: Path
+) -> None:
+    old_client = _client_pair(tmp_path, client_ca, "kube-apiserver")
+    bundle = tmp_path / "client-ca.crt"
+    server = start_server("--client-ca", str(bundle), workers=1, client_pair=old_client)
+    rotated_ca = certs.generate_ca("api-server-clients-2")
+    new_client = _client_pair(tmp_path / "rotated", rotated_ca, "kube-apiserver")
+    assert _refused(server, new_client)
+
+    bundle.write_bytes(client_ca.cert_pem + rotated_ca.cert_pem)  # the rotation's overlap
+    wait_for(lambda: not _refused(server, new_client), what="the added client CA trusted")
+    assert not _refused(server, old_client)
+
+    bundle.write_bytes(rotated_ca.cert_pem)  # the old CA retired
+    wait_for(lambda: _refused(server, old_client), what="the removed client CA distrusted")
+    assert not _refused(server, new_client)
