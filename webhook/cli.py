@@ -36,6 +36,13 @@ def cli() -> None:
 @click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
 @click.option("--port", default=9443, show_default=True, type=click.IntRange(0, 65535))
 @click.option(
+    "--probe-port",
+    type=click.IntRange(1, 65535),
+    help="Serve GET /healthz, /readyz and /metrics over plain HTTP on this port (probes and "
+    "scrapes need no client certificate); --port then serves only POST /mutate. Default: "
+    "everything on --port.",
+)
+@click.option(
     "--kubeconfig",
     type=click.Path(dir_okay=False),
     help="Kubeconfig for creating templates. Default: the in-cluster service account.",
@@ -147,6 +154,7 @@ def serve(
     cert_dir: Path,
     host: str,
     port: int,
+    probe_port: int | None,
     kubeconfig: str | None,
     offline: bool,
     workers: int,
@@ -165,7 +173,8 @@ def serve(
     log_level: LogLevel,
     debug: bool,
 ) -> None:
-    """Serve POST /mutate, /healthz, /readyz and /metrics over HTTPS (HTTP/1.1, keep-alive).
+    """Serve POST /mutate, /healthz, /readyz and /metrics over HTTPS (HTTP/1.1, keep-alive);
+    with --probe-port, the last three there over HTTP instead.
 
     Logs are JSON lines on stderr. SIGTERM drains in-flight reviews, then exits.
     """
@@ -177,6 +186,7 @@ def serve(
     settings = Settings(
         host=host,
         port=port,
+        probe_port=probe_port,
         cert_dir=cert_dir,
         policy_file=policy_file,
         kubeconfig=kubeconfig,

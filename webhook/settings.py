@@ -25,6 +25,9 @@ class Settings:
     # Where and what to serve.
     host: str = "0.0.0.0"
     port: int = 9443
+    # With a probe port, /healthz, /readyz and /metrics are served there over plain HTTP (kubelet
+    # probes and scrapes need no client certificate), and the serving port serves only /mutate.
+    probe_port: int | None = None
     cert_dir: Path | None = None
     policy_file: Path | None = None
     kubeconfig: str | None = None
@@ -55,4 +58,11 @@ class Settings:
 
     @property
     def bind(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return self._address(self.port)
+
+    @property
+    def probe_bind(self) -> str:
+        return self._address(self.probe_port or 0)
+
+    def _address(self, port: int) -> str:
+        return f"[{self.host}]:{port}" if ":" in self.host else f"{self.host}:{port}"

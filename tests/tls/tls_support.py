@@ -36,6 +36,7 @@ class Server:
     ca_pem: str
     metrics_dir: Path
     port: int = 0
+    probe_port: int | None = None  # /healthz, /readyz and /metrics over plain HTTP, if set
     client_pair: tuple[Path, Path] | None = None  # the client certificate and key we present
     _context: ssl.SSLContext | None = field(default=None, repr=False)
 
@@ -79,9 +80,20 @@ class Server:
         finally:
             conn.close()
 
+    def probe(self, path: str) -> tuple[int, bytes]:
+        """GET `path` over plain HTTP on the probe port."""
+        assert self.probe_port is not None
+        conn = http.client.HTTPConnection("127.0.0.1", self.probe_port, timeout=10)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
     def metrics(self) -> dict[str, float]:
         """Samples as {'name{label="v",...}': value}, merged over workers by the server."""
-        status, body = self.get("/metrics")
+        status, body = self.probe("/metrics") if self.probe_port else self.get("/metrics")
         assert status == 200, (status, body[:300])
         samples: dict[str, float] = {}
         for family in text_string_to_metric_families(body.decode()):
@@ -134,6 +146,7 @@ def start_server(cert_dir: Path, tmp_path: Path) -> Iterator[StartServer]:
         threads: int = 4,
         client_pair: tuple[Path, Path] | None = None,
         offline: bool = True,
+        probe_port: int | None = None,
     ) -> Server:
         log = tmp_path / f"server-{len(servers)}.log"
         metrics_dir = tmp_path / f"metrics-{len(servers)}"
@@ -143,12 +156,18 @@ def start_server(cert_dir: Path, tmp_path: Path) -> Iterator[StartServer]:
             *(["--offline"] if offline else []),
             "--workers", str(workers), "--threads", str(threads), "--reload-interval", "0.2",
             "--metrics-dir", str(metrics_dir), *args,
+            *(["--probe-port", str(probe_port)] if probe_port else []),
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
         with log.open("wb") as sink:
             proc = subprocess.Popen(argv, stdout=sink, stderr=sink, cwd=REPO, env=env)
         server = Server(
-            proc, log, (cert_dir / "ca.crt").read_text(), metrics_dir, client_pair=client_pair
+            proc,
+            log,
+            (cert_dir / "ca.crt").read_text(),
+            metrics_dir,
+            probe_port=probe_port,
+            client_pair=client_pair,
         )
         servers.append(server)
 
@@ -162,7 +181,7 @@ def start_server(cert_dir: Path, tmp_path: Path) -> Iterator[StartServer]:
 
         def healthy() -> bool:
             try:
-                return server.get("/healthz")[0] == 200
+                return (server.probe if probe_port else server.get)("/healthz")[0] == 200
             except OSError:
                 return False
 

@@ -24,7 +24,9 @@ from webhook.serving.reload import Reloadable
 from webhook.settings import DEFAULT_REVIEW_TIMEOUT, Settings
 
 JSON: Final = "application/json"
-PROBES: Final = (b"/healthz", b"/readyz", b"/metrics")
+PROBES: Final = frozenset({b"/healthz", b"/readyz", b"/metrics"})
+MUTATE: Final = frozenset({b"/mutate"})
+EVERYTHING: Final = MUTATE | PROBES
 
 
 class Endpoints:
@@ -64,16 +66,27 @@ class Endpoints:
         return cls(reviewer, status, review_timeout=settings.review_timeout)
 
     def route(
-        self, method: bytes, target: bytes, content_type: str, body: bytes, deadline: Deadline
+        self,
+        method: bytes,
+        target: bytes,
+        content_type: str,
+        body: bytes,
+        deadline: Deadline,
+        *,
+        served: frozenset[bytes] = EVERYTHING,
     ) -> Reply | Deferred:
-        """One request, on the event loop: its reply, or the work a thread must do for it."""
+        """One request, on the event loop: its reply, or the work a thread must do for it.
+
+        `served` is what the listener offers: everything, or (with a probe port) only /mutate
+        on the serving port and only the probes on the other.
+        """
         path = target.partition(b"?")[0]
+        if path not in served:
+            return error_reply(404, f"not found; {_offer(served)}")
         if path == b"/mutate":
             if method != b"POST":
                 return error_reply(405, "use POST for /mutate")
             return self.reviewer.answer_inline(body, content_type, deadline=deadline)
-        if path not in PROBES:
-            return error_reply(404, "not found; the webhook serves POST /mutate")
         if method != b"GET":
             return error_reply(405, f"use GET for {path.decode('latin-1')}")
         if path == b"/metrics":
@@ -106,3 +119,11 @@ class Endpoints:
     def metrics() -> Reply:
         data, content_type = metrics.render()
         return Reply(200, data, content_type)
+
+
+def _offer(served: frozenset[bytes]) -> str:
+    if b"/mutate" not in served:
+        return "this port serves GET /healthz, /readyz and /metrics"
+    if served & PROBES:
+        return "the webhook serves POST /mutate"
+    return "this port serves POST /mutate; the probes and metrics are on the probe port"

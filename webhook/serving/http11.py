@@ -59,7 +59,7 @@ import httptools
 from webhook.admission.deadline import Deadline
 from webhook.admission.handler import Deferred, Reply, error_reply, too_large_reply
 from webhook.serving import metrics
-from webhook.serving.endpoints import Endpoints
+from webhook.serving.endpoints import EVERYTHING, MUTATE, PROBES, Endpoints
 
 log = logging.getLogger("webhook.http")
 
@@ -197,8 +197,16 @@ def response_bytes(reply: Reply, date: bytes, *, close: bool) -> bytes:
 class Service:
     """What every connection of one loop shares: the endpoints, the limits, the connection cap."""
 
-    def __init__(self, endpoints: Endpoints, *, runtime: Runtime, limits: Limits) -> None:
+    def __init__(
+        self,
+        endpoints: Endpoints,
+        *,
+        runtime: Runtime,
+        limits: Limits,
+        served: frozenset[bytes] = EVERYTHING,
+    ) -> None:
         self.endpoints = endpoints
+        self.served = served
         self.runtime = runtime
         self.limits = limits
         self.clock = _Clock()
@@ -373,7 +381,12 @@ class Connection(asyncio.Protocol):
                 return
             try:
                 result = self.service.endpoints.route(
-                    item.method, item.target, item.content_type, item.body, item.deadline
+                    item.method,
+                    item.target,
+                    item.content_type,
+                    item.body,
+                    item.deadline,
+                    served=self.service.served,
                 )
             except Exception:
                 log.exception("answering %s failed", item.target.decode("latin-1"))
@@ -526,12 +539,19 @@ async def serve(
     limits: Limits,
     graceful_timeout: float,
     until_stopped: Callable[[], Awaitable[None]],
+    probe_sockets: Sequence[socket.socket] = (),
 ) -> None:
-    """Serve `sockets` until `until_stopped` returns, then drain for up to `graceful_timeout`."""
+    """Serve `sockets` until `until_stopped` returns, then drain for up to `graceful_timeout`.
+
+    With `probe_sockets`, those serve /healthz, /readyz and /metrics over plain HTTP (no client
+    certificate needed), and `sockets` only POST /mutate.
+    """
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_quiet_tls_errors)
     runtime = LoopRuntime(loop, threads=threads)
-    service = Service(endpoints, runtime=runtime, limits=limits)
+    served = MUTATE if probe_sockets else EVERYTHING
+    service = Service(endpoints, runtime=runtime, limits=limits, served=served)
+    services = [service]
     servers = [
         await loop.create_server(
             lambda: Connection(service),
@@ -541,20 +561,42 @@ async def serve(
         )
         for sock in sockets
     ]
+    if probe_sockets:
+        probes = Service(endpoints, runtime=runtime, limits=limits, served=PROBES)
+        services.append(probes)
+        servers += [
+            await loop.create_server(lambda: Connection(probes), sock=sock)
+            for sock in probe_sockets
+        ]
     try:
         await until_stopped()
     finally:
-        service.stopping = True
-        for server in servers:
-            server.close()
-        for connection in list(service.connections):
-            connection.close_if_idle()
-        deadline = loop.time() + graceful_timeout
-        while service.connections and loop.time() < deadline:
-            await asyncio.sleep(0.05)
-            for connection in list(service.connections):
-                connection.close_if_idle()
-        for connection in list(service.connections):
-            if connection.transport is not None:
-                connection.transport.abort()
+        await _drain_and_stop(loop, servers, services, graceful_timeout)
         runtime.pool.shutdown(wait=False)
+
+
+async def _drain_and_stop(
+    loop: asyncio.AbstractEventLoop,
+    servers: Sequence[asyncio.Server],
+    services: Sequence[Service],
+    graceful_timeout: float,
+) -> None:
+    """Stop accepting, close idle connections, give the others up to `graceful_timeout`."""
+    for service in services:
+        service.stopping = True
+    for server in servers:
+        server.close()
+
+    def connections() -> list[Connection]:
+        return [c for service in services for c in service.connections]
+
+    for connection in connections():
+        connection.close_if_idle()
+    deadline = loop.time() + graceful_timeout
+    while connections() and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+        for connection in connections():
+            connection.close_if_idle()
+    for connection in connections():
+        if connection.transport is not None:
+            connection.transport.abort()

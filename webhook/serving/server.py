@@ -73,14 +73,17 @@ class EventLoopWorker(Worker):  # type: ignore[misc]
         sockets = [listener.sock for listener in self.sockets]
         for sock in sockets:
             sock.setblocking(False)
+        # gunicorn opens the listeners in the order of `bind`: the serving port, then the probes'.
+        probe_sockets = sockets[1:] if settings.probe_port is not None else []
         await http11.serve(
-            sockets,
+            sockets[:1] if probe_sockets else sockets,
             tls_context.dispatching(self.server.certificate.context),
             self.wsgi,
             threads=settings.threads,
             limits=limits,
             graceful_timeout=max(settings.graceful_timeout - 1, 1),
             until_stopped=self._until_stopped,
+            probe_sockets=probe_sockets,
         )
 
     async def _until_stopped(self) -> None:
@@ -142,7 +145,8 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no
             metrics.mark_process_dead(worker.pid)
 
         options: dict[str, Any] = {
-            "bind": [settings.bind],
+            "bind": [settings.bind]
+            + ([settings.probe_bind] if settings.probe_port is not None else []),
             "workers": settings.workers,
             "worker_class": EventLoopWorker,
             "graceful_timeout": settings.graceful_timeout,
