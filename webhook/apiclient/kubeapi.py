@@ -112,6 +112,38 @@ class _BoundedResponse(http.client.HTTPResponse):
         self.fp = io.BufferedReader(_DeadlineReader(sock, expires))
 
 
+class _Connection(http.client.HTTPSConnection):
+    """An HTTPS connection whose connect, TLS handshake and answer share one budget.
+
+    `expires` is set before each exchange: the TCP connect gets what is left of it, the
+    handshake what is left after that, and every read of the answer what is left then.
+    """
+
+    def __init__(self, host: str, port: int, *, context: ssl.SSLContext) -> None:
+        super().__init__(host, port, context=context)
+        self.tls = context
+        self.expires = 0.0
+
+    def remaining(self) -> float:
+        remaining = self.expires - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the API call's budget is spent")
+        return remaining
+
+    def start(self, expires: float) -> None:
+        """Bound the next exchange by `expires`."""
+        self.expires = expires
+        self.response_class = functools.partial(_BoundedResponse, expires=expires)  # type: ignore[assignment]
+        if self.sock is not None:
+            self.sock.settimeout(self.remaining())
+
+    def connect(self) -> None:
+        self.timeout = self.remaining()
+        http.client.HTTPConnection.connect(self)  # TCP only; TLS below, on what is left
+        self.sock.settimeout(self.remaining())
+        self.sock = self.tls.wrap_socket(self.sock, server_hostname=self.host)
+
+
 def _read_capped(response: http.client.HTTPResponse) -> bytes:
     if response.length is not None and response.length > MAX_ANSWER_BYTES:
         raise _AnswerTooLarge
@@ -275,7 +307,7 @@ class ApiGateway:
     def __init__(self, credentials: Credentials, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._credentials = credentials
         self._timeout = timeout
-        self._idle: queue.LifoQueue[tuple[float, http.client.HTTPSConnection]] = queue.LifoQueue()
+        self._idle: queue.LifoQueue[tuple[float, _Connection]] = queue.LifoQueue()
 
     @classmethod
     def from_kubeconfig(
@@ -347,7 +379,7 @@ class ApiGateway:
         reason = http.client.responses.get(status, "")
         return status_line(body.decode("utf-8", "replace"), reason, status)
 
-    def _connection(self, budget: float) -> tuple[http.client.HTTPSConnection, bool]:
+    def _connection(self) -> tuple[_Connection, bool]:
         """A kept-alive connection (True) if a fresh enough one is idle, else a new one."""
         while True:
             try:
@@ -355,14 +387,10 @@ class ApiGateway:
             except queue.Empty:
                 break
             if time.monotonic() - since < IDLE_SECONDS and connection.sock is not None:
-                connection.sock.settimeout(budget)
                 return connection, True
             connection.close()
         credentials = self._credentials
-        connection = http.client.HTTPSConnection(
-            credentials.host, credentials.port, timeout=budget, context=credentials.context
-        )
-        return connection, False
+        return _Connection(credentials.host, credentials.port, context=credentials.context), False
 
     def _request(
         self,
@@ -376,6 +404,11 @@ class ApiGateway:
     ) -> tuple[int, bytes]:
         """One call within min(timeout, what is left of `deadline`), retries included."""
         budget = deadline.budget(self._timeout)
+        if budget <= 0:
+            raise GatewayError(
+                f"no time was left to call the API server ({what}) within the review's "
+                "deadline; this is temporary: retry creating the pod"
+            )
         expires = time.monotonic() + budget
         headers = {"Accept": "application/json", "User-Agent": "kubectl-dra-webhook"}
         if body is not None:
@@ -413,13 +446,9 @@ class ApiGateway:
         """Send once and read the whole answer by `expires`: status, body, Retry-After."""
         while True:
             started = time.monotonic()
-            remaining = expires - started
-            if remaining <= 0:
-                metrics.observe_api_call(call, "timeout", 0.0)
-                raise self._unreachable(what, "did not answer in time", budget)
-            connection, reused = self._connection(remaining)
-            connection.response_class = functools.partial(_BoundedResponse, expires=expires)  # type: ignore[assignment]
+            connection, reused = self._connection()
             try:
+                connection.start(expires)
                 connection.request(method, path, body=body, headers=dict(headers))
                 response = connection.getresponse()
                 data = _read_capped(response)

@@ -392,6 +392,7 @@ class Connection(asyncio.Protocol):
                 log.exception("answering %s failed", item.target.decode("latin-1"))
                 result = error_reply(500, INTERNAL)
             if isinstance(result, Deferred):
+                log.debug("answering on a thread: %s", result.reason)
                 self.busy = True
                 self._flow()
                 self.runtime.run(result.work, functools.partial(self._deferred_done, item))
