@@ -72,24 +72,12 @@ class Server:
                 conn.close()
 
     def get(self, path: str) -> tuple[int, bytes]:
-        conn = self.connect()
-        try:
-            conn.request("GET", path)
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        finally:
-            conn.close()
+        return _get(self.connect(), path)
 
     def probe(self, path: str) -> tuple[int, bytes]:
         """GET `path` over plain HTTP on the probe port."""
         assert self.probe_port is not None
-        conn = http.client.HTTPConnection("127.0.0.1", self.probe_port, timeout=10)
-        try:
-            conn.request("GET", path)
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        finally:
-            conn.close()
+        return _get(http.client.HTTPConnection("127.0.0.1", self.probe_port, timeout=10), path)
 
     def metrics(self) -> dict[str, float]:
         """Samples as {'name{label="v",...}': value}, merged over workers by the server."""
@@ -115,6 +103,15 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(5)
         return self.proc.returncode
+
+
+def _get(conn: http.client.HTTPConnection, path: str) -> tuple[int, bytes]:
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
 
 
 @pytest.fixture(scope="module")
