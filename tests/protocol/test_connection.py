@@ -210,7 +210,7 @@ def test_at_the_cap_the_longest_idle_goes_then_new_ones_are_refused_until_deadli
     assert idle.transport.closed and not fifth.transport.closed  # the idle one made room
     fifth.send(b"GET /heal")  # now no connection is idle
     sixth = world.connect()
-    assert sixth.transport.closed and sixth.transport.written == b""  # refused
+    assert sixth.transport.aborted and sixth.transport.written == b""  # refused
     assert not any(c.transport.closed for c in (head, body, busy, fifth))
 
     world.runtime.advance(10)  # the head deadline of both half heads: 408
@@ -224,3 +224,19 @@ def test_at_the_cap_the_longest_idle_goes_then_new_ones_are_refused_until_deadli
     recovered = world.connect()
     recovered.send(get("/healthz"))
     assert recovered.statuses() == [200]
+
+
+def test_a_closing_connection_no_longer_counts_against_the_cap() -> None:
+    limits = Limits(
+        handshake_timeout=5, header_timeout=10, body_timeout=20, max_body=65536, max_connections=1
+    )
+    world = World(limits=limits)
+    leaving = world.connect(client_reads=False)  # it will not read its last answer
+    leaving.send(get("/healthz", extra="Connection: close\r\n"))
+    assert leaving.transport.closed and not leaving.transport.lost
+    arriving = world.connect()
+    assert not arriving.transport.closed
+    arriving.send(get("/healthz"))
+    assert arriving.statuses() == [200]
+    world.runtime.advance(20)  # the leaving one's socket is bounded by its own timer
+    assert leaving.transport.aborted

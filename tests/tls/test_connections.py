@@ -238,3 +238,31 @@ def test_a_rotated_client_ca_is_trusted_and_a_removed_one_no_longer(
     bundle.write_bytes(rotated_ca.cert_pem)  # the old CA retired
     wait_for(lambda: _refused(server, old_client), what="the removed client CA distrusted")
     assert not _refused(server, new_client)
+
+
+def test_at_the_connection_cap_the_worker_sheds_then_recovers(start_server: StartServer) -> None:
+    """--max-connections 3: an idle connection makes room; with none idle a new one is closed;
+    connections held in the head and body states end at their deadlines, and the worker serves
+    again."""
+    server = start_server(
+        "--max-connections", "3", "--keepalive", "2", "--body-timeout", "2", workers=1
+    )
+    idle = raw_tls(server)
+    head = raw_tls(server)
+    head.sendall(b"POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    body = raw_tls(server)
+    body.sendall((HEAD + "Content-Length: 5000\r\n\r\n{").encode())
+    newest = raw_tls(server)  # the fourth: the idle one is closed to make room
+    assert closed_by_server(idle)
+    newest.sendall(b"GET /heal")  # now nothing is idle
+    refused = raw_tls(server)
+    assert closed_by_server(refused)  # closed at once, nothing answered
+    for held in (head, body, newest):
+        assert read_all(held).startswith(b"HTTP/1.1 408")  # each at its own deadline
+    status, answer = server.post(gpu_review())
+    assert status == 200 and answer["response"]["allowed"] is True
+    samples = server.metrics()
+    assert samples['dra_webhook_connections_shed_total{reason="idle-closed"}'] == 1
+    assert samples['dra_webhook_connections_shed_total{reason="refused"}'] == 1
+    for sock in (idle, head, body, newest, refused):
+        sock.close()

@@ -18,10 +18,12 @@ Every state of a connection has a deadline, and what a hostile or slow peer can 
 - Answering on a thread: reading stops; the review's own deadline bounds the work.
 - An answer the client does not read (the transport's buffer full), or a closing connection
   whose last answer it does not read: `body_timeout`, then the connection is aborted.
-- At most `max_connections` per worker: at the cap, a new connection closes the one idle the
-  longest (the client, which reuses its most recent connections, is least likely to want it);
-  with none idle, the new connection is closed at once. Connections in every other state leave
-  on their own deadlines, so the worker recovers within `header_timeout` or `body_timeout`.
+- At most `max_connections` per worker that can still carry requests: at the cap, a new
+  connection closes the one idle the longest (the client, which reuses its most recent
+  connections, is least likely to want it); with none idle, the new connection is aborted at
+  once. Connections in every other state leave on their own deadlines, so the worker recovers
+  within `header_timeout` or `body_timeout`. A closing connection stops counting at once; its
+  own timer (`body_timeout`) bounds how long it may still hold a socket.
 
 Pipelined requests are answered strictly in order. A request that cannot be read (garbage, a
 head or body over its limit, an upgrade) is answered with its error after every request before
@@ -265,7 +267,7 @@ class Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         if not self.service.admit(self):
             self.reading = False
-            self.transport.close()
+            self.transport.abort()  # nothing to say, and no slot to wait in for a polite close
             self.transport = None
             return
         self._rearm(restart=True)
@@ -453,6 +455,9 @@ class Connection(asyncio.Protocol):
         if self.transport is None or self.closing:
             return
         self.closing = True
+        # It carries no more requests, so it no longer counts against the cap; the timer below
+        # bounds how long it may still hold its socket.
+        self.service.connections.discard(self)
         self._disarm()
         self.phase = Phase.WRITE
         self.timer = self.runtime.call_later(self.limits.body_timeout, self._abort)
