@@ -219,7 +219,7 @@ def test_at_the_cap_the_longest_idle_goes_then_new_ones_are_refused_until_deadli
     assert busy.statuses() == [200]
     world.runtime.advance(10)  # the body deadline: 408; busy idled out after its answer
     assert body.statuses() == [408] and busy.transport.closed
-    assert world.service.connections == set()
+    assert world.service.connections == set() and world.service.closing == set()
 
     recovered = world.connect()
     recovered.send(get("/healthz"))
@@ -234,9 +234,10 @@ def test_a_closing_connection_no_longer_counts_against_the_cap() -> None:
     leaving = world.connect(client_reads=False)  # it will not read its last answer
     leaving.send(get("/healthz", extra="Connection: close\r\n"))
     assert leaving.transport.closed and not leaving.transport.lost
+    assert world.service.closing == {leaving.connection}  # the graceful stop still waits for it
     arriving = world.connect()
     assert not arriving.transport.closed
     arriving.send(get("/healthz"))
     assert arriving.statuses() == [200]
     world.runtime.advance(20)  # the leaving one's socket is bounded by its own timer
-    assert leaving.transport.aborted
+    assert leaving.transport.aborted and world.service.closing == set()

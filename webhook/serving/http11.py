@@ -212,7 +212,8 @@ class Service:
         self.runtime = runtime
         self.limits = limits
         self.clock = _Clock()
-        self.connections: set[Connection] = set()
+        self.connections: set[Connection] = set()  # those that can still carry requests
+        self.closing: set[Connection] = set()  # their last answer written, not yet gone
         self.stopping = False
 
     def admit(self, connection: Connection) -> bool:
@@ -274,6 +275,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.service.connections.discard(self)
+        self.service.closing.discard(self)
         self._disarm()
         self.idle_since = None
         self.transport = None
@@ -458,6 +460,7 @@ class Connection(asyncio.Protocol):
         # It carries no more requests, so it no longer counts against the cap; the timer below
         # bounds how long it may still hold its socket.
         self.service.connections.discard(self)
+        self.service.closing.add(self)
         self._disarm()
         self.phase = Phase.WRITE
         self.timer = self.runtime.call_later(self.limits.body_timeout, self._abort)
@@ -594,7 +597,8 @@ async def _drain_and_stop(
         server.close()
 
     def connections() -> list[Connection]:
-        return [c for service in services for c in service.connections]
+        """Every connection still open, closing ones too (their last answers must get out)."""
+        return [c for service in services for c in (*service.connections, *service.closing)]
 
     for connection in connections():
         connection.close_if_idle()
