@@ -3,7 +3,7 @@
 The e2e tests run it against the real API server; these pin what e2e cannot easily provoke:
 each status the API server may answer, the token on every request, connection reuse, a
 connection the server closed while idle, a call's total budget against a server that trickles
-its answer, the cap on an endless chunked answer, the one retry of a 429, the metrics of each
+its answer, the cap on an endless chunked answer, the one retry of a 429 or 503, the metrics of each
 exchange, and kubeconfigs the webhook refuses.
 """
 
@@ -152,16 +152,18 @@ def test_an_answer_over_the_cap_is_refused_unread(
     assert gateway.get_claim("ml", "next", deadline=ample()) is None  # the client carries on
 
 
-def _throttled(retry_after: str, then: tuple[int, Any]) -> Callable[[Handler], None]:
-    """Answers 429 with `retry_after` once, then `then`."""
-    answers: list[tuple[int, Any]] = [(429, {"message": "too many requests"}), then]
+def _throttled(
+    retry_after: str, then: tuple[int, Any], *, status: int = 429
+) -> Callable[[Handler], None]:
+    """Answers `status` (429 or 503) with `retry_after` once, then `then`."""
+    answers: list[tuple[int, Any]] = [(status, {"message": "too many requests"}), then]
 
     def script(handler: Handler) -> None:
         status, answer = answers.pop(0) if len(answers) > 1 else answers[0]
         data = json.dumps(answer).encode()
         handler.send_response(status)
         handler.send_header("Content-Length", str(len(data)))
-        if status == 429:
+        if status in (429, 503):
             handler.send_header("Retry-After", retry_after)
         handler.end_headers()
         handler.wfile.write(data)
@@ -174,16 +176,28 @@ def api_requests(call: str, result: str) -> float:
     return REGISTRY.get_sample_value("dra_webhook_api_requests_total", labels) or 0.0
 
 
-def test_a_429_is_retried_once_after_its_retry_after(api: tuple[FakeApi, Path]) -> None:
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_throttled_call_is_retried_once_after_its_retry_after(
+    api: tuple[FakeApi, Path], status: int
+) -> None:
     server, kubeconfig = api
     claim = {"metadata": {"name": "team", "namespace": "ml"}}
-    server.scripts[("GET", f"{CLAIMS}/team")] = _throttled("0", (200, claim))
-    before = {r: api_requests("get_resourceclaim", r) for r in ("429", "200")}
+    server.scripts[("GET", f"{CLAIMS}/team")] = _throttled("0", (200, claim), status=status)
+    before = {r: api_requests("get_resourceclaim", r) for r in (str(status), "200")}
     gateway = ApiGateway.from_kubeconfig(str(kubeconfig))
     assert gateway.get_claim("ml", "team", deadline=ample()) == claim
     assert len(server.seen) == 2
-    assert api_requests("get_resourceclaim", "429") == before["429"] + 1
+    assert api_requests("get_resourceclaim", str(status)) == before[str(status)] + 1
     assert api_requests("get_resourceclaim", "200") == before["200"] + 1
+
+
+def test_another_error_status_is_not_retried(api: tuple[FakeApi, Path]) -> None:
+    server, kubeconfig = api
+    server.scripts[("GET", f"{CLAIMS}/team")] = _throttled("0", (200, {}), status=500)
+    gateway = ApiGateway.from_kubeconfig(str(kubeconfig))
+    with pytest.raises(GatewayError, match="HTTP 500"):
+        gateway.get_claim("ml", "team", deadline=ample())
+    assert len(server.seen) == 1
 
 
 def test_a_429_whose_wait_does_not_fit_is_not_retried(api: tuple[FakeApi, Path]) -> None:
