@@ -180,6 +180,10 @@ def serve(
     """
     if client_names and client_ca is None:
         raise click.UsageError("--client-name needs --client-ca")
+    if probe_port is not None and probe_port == port:
+        raise click.UsageError(
+            f"--probe-port {probe_port} is also --port; give it a port of its own"
+        )
     from webhook.serving import logs
 
     logs.configure(log_level)

@@ -461,7 +461,8 @@ class ApiGateway:
                 metrics.observe_api_call(call, "too-large", time.monotonic() - started)
                 raise GatewayError(
                     f"the API server's answer ({what}) is over {MAX_ANSWER_BYTES} bytes, "
-                    "more than any object it stores; the webhook did not read it"
+                    "more than any object it stores; the webhook did not read it (check that "
+                    "the server in the webhook's kubeconfig is the API server)"
                 ) from None
             except (OSError, http.client.HTTPException):
                 connection.close()
