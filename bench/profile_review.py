@@ -30,7 +30,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("TLS reads and writes", ("ssl.py", "sslproto", "_ssl", "SSL_", "ssl3_", "tls1")),
     ("JSON decode and encode", ("json/", "orjson", "review.py:decode_body", "encode_json")),
     ("per-review log line", ("logging/", "webhook/serving/logs.py")),
-    ("metrics", ("prometheus_client", "webhook/serving/metrics.py")),
+    ("metrics", ("prometheus_client", "webhook/metrics.py")),
     ("JSON Patch", ("jsonpatch", "jsonpointer", "admission_review.py:make_patch")),
     ("admission decision", ("dracore/", "webhook/admission/decision.py")),
     ("Flask and werkzeug", ("flask/", "werkzeug/")),

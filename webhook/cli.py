@@ -36,6 +36,13 @@ def cli() -> None:
 @click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
 @click.option("--port", default=9443, show_default=True, type=click.IntRange(0, 65535))
 @click.option(
+    "--probe-port",
+    type=click.IntRange(1, 65535),
+    help="Serve GET /healthz, /readyz and /metrics over plain HTTP on this port (probes and "
+    "scrapes need no client certificate); --port then serves only POST /mutate. Default: "
+    "everything on --port.",
+)
+@click.option(
     "--kubeconfig",
     type=click.Path(dir_okay=False),
     help="Kubeconfig for creating templates. Default: the in-cluster service account.",
@@ -101,8 +108,25 @@ def cli() -> None:
     default=2.0,
     show_default=True,
     type=click.FloatRange(0.1, 30),
-    help="Seconds each API call (templates, claims, namespace labels) may take; past it the "
-    "pod is denied with a message to retry. Keep it well under the webhook's timeoutSeconds.",
+    help="Seconds each API call (templates, claims, namespace labels) may take in all: "
+    "connecting, sending and the whole answer; never more than is left of the review's "
+    "--review-timeout. Past it the pod is denied with a message to retry.",
+)
+@click.option(
+    "--review-timeout",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(1, 30),
+    help="The registration's timeoutSeconds. Each review gets this, less half a second, from "
+    "its request head to its last API call; every API call gets at most what is left.",
+)
+@click.option(
+    "--max-connections",
+    default=256,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Connections one worker holds. At the cap a new connection closes the one idle the "
+    "longest, or is closed itself when none is idle.",
 )
 @click.option(
     "--reload-interval",
@@ -130,6 +154,7 @@ def serve(
     cert_dir: Path,
     host: str,
     port: int,
+    probe_port: int | None,
     kubeconfig: str | None,
     offline: bool,
     workers: int,
@@ -141,23 +166,31 @@ def serve(
     handshake_timeout: float,
     body_timeout: float,
     api_timeout: float,
+    review_timeout: float,
+    max_connections: int,
     reload_interval: float,
     metrics_dir: Path | None,
     log_level: LogLevel,
     debug: bool,
 ) -> None:
-    """Serve POST /mutate, /healthz, /readyz and /metrics over HTTPS (HTTP/1.1, keep-alive).
+    """Serve POST /mutate, /healthz, /readyz and /metrics over HTTPS (HTTP/1.1, keep-alive);
+    with --probe-port, the last three there over HTTP instead.
 
     Logs are JSON lines on stderr. SIGTERM drains in-flight reviews, then exits.
     """
     if client_names and client_ca is None:
         raise click.UsageError("--client-name needs --client-ca")
+    if probe_port is not None and probe_port == port:
+        raise click.UsageError(
+            f"--probe-port {probe_port} is also --port; give it a port of its own"
+        )
     from webhook.serving import logs
 
     logs.configure(log_level)
     settings = Settings(
         host=host,
         port=port,
+        probe_port=probe_port,
         cert_dir=cert_dir,
         policy_file=policy_file,
         kubeconfig=kubeconfig,
@@ -170,6 +203,8 @@ def serve(
         header_timeout=header_timeout,
         body_timeout=body_timeout,
         api_timeout=api_timeout,
+        review_timeout=review_timeout,
+        max_connections=max_connections,
         graceful_timeout=graceful_timeout,
         reload_interval=reload_interval,
         metrics_dir=metrics_dir,

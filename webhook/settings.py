@@ -14,6 +14,9 @@ from typing import Literal
 # The API server sends at most 3 MiB objects; a review wraps the object and its old copy.
 DEFAULT_MAX_REVIEW_BYTES = 7 * 1024 * 1024
 
+# The shipped registrations (manifests/, the chart) say timeoutSeconds: 5.
+DEFAULT_REVIEW_TIMEOUT = 5.0
+
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
@@ -22,6 +25,9 @@ class Settings:
     # Where and what to serve.
     host: str = "0.0.0.0"
     port: int = 9443
+    # With a probe port, /healthz, /readyz and /metrics are served there over plain HTTP (kubelet
+    # probes and scrapes need no client certificate), and the serving port serves only /mutate.
+    probe_port: int | None = None
     cert_dir: Path | None = None
     policy_file: Path | None = None
     kubeconfig: str | None = None
@@ -38,6 +44,11 @@ class Settings:
     header_timeout: float = 10.0  # also how long an idle keep-alive connection stays open
     body_timeout: float = 10.0
     api_timeout: float = 2.0
+    # The registration's timeoutSeconds: each review's deadline, from its request head to its
+    # last API call, is this minus a margin (`webhook.deadline`).
+    review_timeout: float = DEFAULT_REVIEW_TIMEOUT
+    # Connections one worker holds at most (each costs a socket and TLS state, never a thread).
+    max_connections: int = 256
     graceful_timeout: int = 25
     max_review_bytes: int = DEFAULT_MAX_REVIEW_BYTES
     # Files and observability.
@@ -47,4 +58,11 @@ class Settings:
 
     @property
     def bind(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return self._address(self.port)
+
+    @property
+    def probe_bind(self) -> str:
+        return self._address(self.probe_port or 0)
+
+    def _address(self, port: int) -> str:
+        return f"[{self.host}]:{port}" if ":" in self.host else f"{self.host}:{port}"

@@ -9,6 +9,7 @@ deny the pod with a message that says to retry, and return the thread. The test 
 from __future__ import annotations
 
 import base64
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -18,10 +19,12 @@ import pytest
 import yaml
 
 from dracore.policy import Policy
-from tests.builders import container, make_pod, make_review, webhook_client
+from tests.builders import container, make_pod, make_review
 from webhook.apiclient.kubeapi import ApiGateway
+from webhook.deadline import Deadline
 from webhook.errors import GatewayError
 from webhook.ops.certs import generate_ca
+from webhook.serving.endpoints import Endpoints
 from webhook.settings import Settings
 
 
@@ -73,10 +76,14 @@ def silent_api_server(tmp_path: Path) -> Iterator[Path]:
 def test_each_gateway_call_gives_up_with_a_retryable_error(silent_api_server: Path) -> None:
     gateway = ApiGateway.from_kubeconfig(str(silent_api_server), timeout=0.3)
     template = {"metadata": {"name": "gpu-1", "namespace": "ml"}, "spec": {}}
+    ample = Deadline.after(30)
     calls = [
-        ("reading namespace ml", lambda: gateway.namespace_labels("ml")),
-        ("reading ResourceClaim ml/team", lambda: gateway.get_claim("ml", "team")),
-        ("creating ResourceClaimTemplate ml/gpu-1", lambda: gateway.create_template(template)),
+        ("reading namespace ml", lambda: gateway.namespace_labels("ml", deadline=ample)),
+        ("reading ResourceClaim ml/team", lambda: gateway.get_claim("ml", "team", deadline=ample)),
+        (
+            "creating ResourceClaimTemplate ml/gpu-1",
+            lambda: gateway.create_template(template, deadline=ample),
+        ),
     ]
     for what, call in calls:
         with pytest.raises(GatewayError) as caught:
@@ -89,13 +96,13 @@ def test_each_gateway_call_gives_up_with_a_retryable_error(silent_api_server: Pa
 
 def test_a_silent_api_server_denies_the_pod_and_frees_the_thread(silent_api_server: Path) -> None:
     gateway = ApiGateway.from_kubeconfig(str(silent_api_server), timeout=0.3)
-    client = webhook_client(Settings(), policy=Policy.default(), gateway=gateway)
-    review = make_review(make_pod(container("train", gpus=1)))
+    endpoints = Endpoints.build(Settings(), policy=Policy.default(), gateway=gateway)
+    body = json.dumps(make_review(make_pod(container("train", gpus=1)))).encode()
     answers = []
     for _ in range(3):  # the same thread reviews again: nothing stayed pinned
-        resp = client.post("/mutate", json=review)
-        assert resp.status == 200
-        answers.append(resp.json()["response"])
+        reply = endpoints.mutate(body, "application/json")
+        assert reply.status == 200
+        answers.append(json.loads(reply.body)["response"])
     for response in answers:
         assert response["allowed"] is False
         message = response["status"]["message"]

@@ -6,7 +6,7 @@ import re
 
 from dracore.policy import Policy
 from tests.builders import container, make_pod, make_review, webhook_client
-from webhook.serving import metrics
+from webhook import metrics
 from webhook.settings import Settings
 
 

@@ -89,8 +89,8 @@ def test_each_phase_has_a_deadline(start_server: StartServer, phase: str) -> Non
             sock.sendall((HEAD + "Content-Length: 5000\r\n\r\n{").encode())
     with sock:
         # The socket timeout (10 s) is far above the server's 1 s deadline: the server, not
-        # the client, ends the connection.
-        if phase == "body":
+        # the client, ends the connection; a request cut off halfway is told why.
+        if phase != "handshake":
             answer = read_all(sock)
             assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
             assert b"did not arrive in time" in answer
@@ -219,3 +219,50 @@ def test_client_name_limits_which_certificates_of_the_ca_are_accepted(
     assert server.post(gpu_review())[0] == 200
     assert _refused(server, _client_pair(tmp_path, client_ca, "some-controller"))
     assert not _refused(server, api_server)
+
+
+def test_a_rotated_client_ca_is_trusted_and_a_removed_one_no_longer(
+    start_server: StartServer, client_ca: certs.KeyPair, tmp_path: Path
+) -> None:
+    old_client = _client_pair(tmp_path, client_ca, "kube-apiserver")
+    bundle = tmp_path / "client-ca.crt"
+    server = start_server("--client-ca", str(bundle), workers=1, client_pair=old_client)
+    rotated_ca = certs.generate_ca("api-server-clients-2")
+    new_client = _client_pair(tmp_path / "rotated", rotated_ca, "kube-apiserver")
+    assert _refused(server, new_client)
+
+    bundle.write_bytes(client_ca.cert_pem + rotated_ca.cert_pem)  # the rotation's overlap
+    wait_for(lambda: not _refused(server, new_client), what="the added client CA trusted")
+    assert not _refused(server, old_client)
+
+    bundle.write_bytes(rotated_ca.cert_pem)  # the old CA retired
+    wait_for(lambda: _refused(server, old_client), what="the removed client CA distrusted")
+    assert not _refused(server, new_client)
+
+
+def test_at_the_connection_cap_the_worker_sheds_then_recovers(start_server: StartServer) -> None:
+    """--max-connections 3: an idle connection makes room; with none idle a new one is closed;
+    connections held in the head and body states end at their deadlines, and the worker serves
+    again."""
+    server = start_server(
+        "--max-connections", "3", "--keepalive", "2", "--body-timeout", "2", workers=1
+    )
+    idle = raw_tls(server)
+    head = raw_tls(server)
+    head.sendall(b"POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    body = raw_tls(server)
+    body.sendall((HEAD + "Content-Length: 5000\r\n\r\n{").encode())
+    newest = raw_tls(server)  # the fourth: the idle one is closed to make room
+    assert closed_by_server(idle)
+    newest.sendall(b"GET /heal")  # now nothing is idle
+    refused = raw_tls(server)
+    assert closed_by_server(refused)  # closed at once, nothing answered
+    for held in (head, body, newest):
+        assert read_all(held).startswith(b"HTTP/1.1 408")  # each at its own deadline
+    status, answer = server.post(gpu_review())
+    assert status == 200 and answer["response"]["allowed"] is True
+    samples = server.metrics()
+    assert samples['dra_webhook_connections_shed_total{reason="idle-closed"}'] == 1
+    assert samples['dra_webhook_connections_shed_total{reason="refused"}'] == 1
+    for sock in (idle, head, body, newest, refused):
+        sock.close()

@@ -169,3 +169,31 @@ def test_a_header_that_never_ends_is_cut_off(start_server: StartServer) -> None:
             pass  # the server may close once it has answered
         status, headers, _ = responses.next()
         assert status == 431 and headers["connection"] == "close"
+
+
+def test_a_review_pipelined_before_garbage_is_answered_first(start_server: StartServer) -> None:
+    server = start_server(workers=1)
+    body = json.dumps(gpu_review(uid="00000000-0000-0000-0000-000000000001")).encode()
+    with tls(server) as sock:
+        sock.sendall(post(body) + b"\x00\x01 not HTTP at all\r\n\r\n")
+        responses = Responses(sock)
+        status, _, answer = responses.next()
+        assert status == 200
+        assert json.loads(answer)["response"]["uid"].endswith("1")
+        status, headers, answer = responses.next()
+        assert status == 400 and headers["connection"] == "close"
+        assert responses.closed()
+
+
+def test_data_after_an_http_1_0_request_does_not_cost_it_its_answer(
+    start_server: StartServer,
+) -> None:
+    server = start_server(workers=1)
+    body = json.dumps(gpu_review()).encode()
+    with tls(server) as sock:
+        sock.sendall(post(body).replace(b"HTTP/1.1", b"HTTP/1.0", 1) + post(body))
+        responses = Responses(sock)
+        status, headers, answer = responses.next()
+        assert status == 200 and headers["connection"] == "close"
+        assert json.loads(answer)["response"]["allowed"] is True
+        assert responses.closed()

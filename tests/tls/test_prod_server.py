@@ -384,12 +384,14 @@ def run_serve(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[st
         ("bad-kubeconfig", "cannot load API credentials from"),
         ("no-client-ca", "client CA file"),
         ("client-name-without-ca", "--client-name needs --client-ca"),
+        ("probe-port-is-port", "--probe-port 9443 is also --port; give it a port of its own"),
     ],
 )
 def test_start_up_errors_are_one_line_without_traceback(
     setup: str, message: str, cert_dir: Path, tmp_path: Path
 ) -> None:
-    args = ["--cert-dir", str(cert_dir), "--offline", "--port", "0", "--host", "127.0.0.1"]
+    args = ["--cert-dir", str(cert_dir), "--offline", "--host", "127.0.0.1"]
+    args += ["--port", "9443" if setup == "probe-port-is-port" else "0"]
     if setup == "bad-policy":
         (tmp_path / "p.yaml").write_text(BAD_POLICY)
         args += ["--policy", str(tmp_path / "p.yaml")]
@@ -408,10 +410,13 @@ def test_start_up_errors_are_one_line_without_traceback(
         args += ["--client-ca", str(tmp_path / "missing-ca.crt")]
     elif setup == "client-name-without-ca":
         args += ["--client-name", "kube-apiserver"]
+    elif setup == "probe-port-is-port":
+        args += ["--probe-port", "9443"]
     else:
         (cert_dir / "tls.crt").write_text("not a certificate\n")
     done = run_serve(args, tmp_path)
-    assert done.returncode == (2 if setup == "client-name-without-ca" else 1)
+    usage = setup in ("client-name-without-ca", "probe-port-is-port")
+    assert done.returncode == (2 if usage else 1)
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]

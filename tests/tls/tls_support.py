@@ -36,6 +36,7 @@ class Server:
     ca_pem: str
     metrics_dir: Path
     port: int = 0
+    probe_port: int | None = None  # /healthz, /readyz and /metrics over plain HTTP, if set
     client_pair: tuple[Path, Path] | None = None  # the client certificate and key we present
     _context: ssl.SSLContext | None = field(default=None, repr=False)
 
@@ -71,17 +72,16 @@ class Server:
                 conn.close()
 
     def get(self, path: str) -> tuple[int, bytes]:
-        conn = self.connect()
-        try:
-            conn.request("GET", path)
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        finally:
-            conn.close()
+        return _get(self.connect(), path)
+
+    def probe(self, path: str) -> tuple[int, bytes]:
+        """GET `path` over plain HTTP on the probe port."""
+        assert self.probe_port is not None
+        return _get(http.client.HTTPConnection("127.0.0.1", self.probe_port, timeout=10), path)
 
     def metrics(self) -> dict[str, float]:
         """Samples as {'name{label="v",...}': value}, merged over workers by the server."""
-        status, body = self.get("/metrics")
+        status, body = self.probe("/metrics") if self.probe_port else self.get("/metrics")
         assert status == 200, (status, body[:300])
         samples: dict[str, float] = {}
         for family in text_string_to_metric_families(body.decode()):
@@ -103,6 +103,15 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(5)
         return self.proc.returncode
+
+
+def _get(conn: http.client.HTTPConnection, path: str) -> tuple[int, bytes]:
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
 
 
 @pytest.fixture(scope="module")
@@ -133,20 +142,29 @@ def start_server(cert_dir: Path, tmp_path: Path) -> Iterator[StartServer]:
         workers: int = 2,
         threads: int = 4,
         client_pair: tuple[Path, Path] | None = None,
+        offline: bool = True,
+        probe_port: int | None = None,
     ) -> Server:
         log = tmp_path / f"server-{len(servers)}.log"
         metrics_dir = tmp_path / f"metrics-{len(servers)}"
         argv = [
             sys.executable, "-m", "webhook", "serve",
-            "--cert-dir", str(cert_dir), "--host", "127.0.0.1", "--port", "0", "--offline",
+            "--cert-dir", str(cert_dir), "--host", "127.0.0.1", "--port", "0",
+            *(["--offline"] if offline else []),
             "--workers", str(workers), "--threads", str(threads), "--reload-interval", "0.2",
             "--metrics-dir", str(metrics_dir), *args,
+            *(["--probe-port", str(probe_port)] if probe_port else []),
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
         with log.open("wb") as sink:
             proc = subprocess.Popen(argv, stdout=sink, stderr=sink, cwd=REPO, env=env)
         server = Server(
-            proc, log, (cert_dir / "ca.crt").read_text(), metrics_dir, client_pair=client_pair
+            proc,
+            log,
+            (cert_dir / "ca.crt").read_text(),
+            metrics_dir,
+            probe_port=probe_port,
+            client_pair=client_pair,
         )
         servers.append(server)
 
@@ -160,7 +178,7 @@ def start_server(cert_dir: Path, tmp_path: Path) -> Iterator[StartServer]:
 
         def healthy() -> bool:
             try:
-                return server.get("/healthz")[0] == 200
+                return (server.probe if probe_port else server.get)("/healthz")[0] == 200
             except OSError:
                 return False
 

@@ -4,6 +4,10 @@ Joins the pure core to the cluster: reads namespace labels when the policy selec
 creates the ResourceClaimTemplate (or shared ResourceClaim) a rewritten pod needs before it is
 admitted, never on a dry run, and remembers created templates so the next pod of the same
 shape costs no API call.
+
+Two entry points: `decide_inline` never calls the API and says, with a `Pending` and its
+reason, when the decision needs a call; `review` decides, calling the API within the review's
+`Deadline`. The server runs the first on its event loop and the second on a thread.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
+from typing import Any, overload
 
 from dracore import admission_review as review
 from dracore.admission_review import AdmissionRequest, AdmissionReviewOut, Decision
@@ -28,6 +33,7 @@ from dracore.translate import (
     translate,
 )
 from webhook.admission.gateway import ClusterGateway
+from webhook.deadline import Deadline
 from webhook.errors import GatewayError
 
 log = logging.getLogger(__name__)
@@ -66,12 +72,19 @@ class SeenCache:
                 self._entries.popitem(last=False)
 
 
-class NeedsCluster(Exception):
-    """Raised by `Admission.review(..., cluster=False)` where the decision needs an API call.
+class PendingReason(StrEnum):
+    """Why a decision cannot be made without the API server."""
 
-    The server's event loop decides reviews inline when it can (no thread hand-off) and passes
-    the rest, the ones that would block on the network, to a thread.
-    """
+    UNSEEN_TEMPLATE = "unseen-template"  # a template not known to exist: create or check it
+    SHARED_CLAIM = "shared-claim"  # a named claim: read it (even on a dry run), maybe create it
+    NAMESPACE_LABELS = "namespace-labels"  # a rule selects by label; not in the short cache
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """`decide_inline`'s answer when the decision needs an API call."""
+
+    reason: PendingReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +111,21 @@ class Admission:
         self._labels: dict[str, tuple[float, dict[str, str]]] = {}
         self._labels_ttl = 30.0
 
-    def review(self, request: AdmissionRequest, *, cluster: bool = True) -> Outcome:
-        """The decision on one request; with `cluster=False`, NeedsCluster instead of API calls."""
+    def decide_inline(self, request: AdmissionRequest) -> Outcome | Pending:
+        """The decision if it needs no API call, else what it needs; never blocks."""
+        return self._decide(request, None)
+
+    def review(self, request: AdmissionRequest, *, deadline: Deadline) -> Outcome:
+        """The decision, with whatever API calls it needs, all within `deadline`."""
+        return self._decide(request, deadline)
+
+    @overload
+    def _decide(self, request: AdmissionRequest, deadline: Deadline) -> Outcome: ...
+    @overload
+    def _decide(self, request: AdmissionRequest, deadline: None) -> Outcome | Pending: ...
+
+    def _decide(self, request: AdmissionRequest, deadline: Deadline | None) -> Outcome | Pending:
+        """With `deadline` None (inline) a Pending replaces the first API call."""
         if request.kind not in ("Pod", ""):
             return Outcome(review.build_allowed(request.uid), "unchanged")
         if request.operation == "UPDATE" and request.old_object:
@@ -116,8 +142,14 @@ class Admission:
         policy = self._policy()
         labels: dict[str, str] = {}
         try:
-            if policy.needs_namespace_labels and request.namespace:
-                labels = self._namespace_labels(request.namespace, cluster=cluster)
+            if policy.needs_namespace_labels and request.namespace and self._gateway is not None:
+                cached = self._cached_labels(request.namespace)
+                if cached is not None:
+                    labels = cached
+                elif deadline is None:
+                    return Pending(PendingReason.NAMESPACE_LABELS)
+                else:
+                    labels = self._read_labels(self._gateway, request.namespace, deadline)
             result = translate(
                 request.object,
                 policy=policy,
@@ -129,7 +161,16 @@ class Admission:
                     request.uid, warnings=result.warnings, audit=result.audit
                 )
                 return Outcome(response, "unchanged")
-            created = self._provision(result, dry_run=request.dry_run, cluster=cluster)
+            created = 0
+            if self._gateway is not None:
+                if deadline is None:
+                    reason = self._needs_api(result, dry_run=request.dry_run)
+                    if reason is not None:
+                        return Pending(reason)
+                else:
+                    created = self._provision(
+                        self._gateway, result, dry_run=request.dry_run, deadline=deadline
+                    )
         except (TranslationError, GatewayError) as exc:
             return Outcome(review.build_denied(request.uid, str(exc)), "denied")
         response = review.build_patched(
@@ -141,36 +182,38 @@ class Admission:
     def _key(template: dict[str, Any]) -> tuple[str, str]:
         return template["metadata"].get("namespace", ""), template["metadata"]["name"]
 
-    def _namespace_labels(self, namespace: str, *, cluster: bool) -> dict[str, str]:
-        if self._gateway is None:
-            return {}
-        now = time.monotonic()
+    def _cached_labels(self, namespace: str) -> dict[str, str] | None:
         cached = self._labels.get(namespace)
-        if cached and cached[0] > now:
-            return cached[1]
-        if not cluster:
-            raise NeedsCluster
-        labels = self._gateway.namespace_labels(namespace)
-        self._labels[namespace] = (now + self._labels_ttl, labels)
+        return cached[1] if cached and cached[0] > time.monotonic() else None
+
+    def _read_labels(
+        self, gateway: ClusterGateway, namespace: str, deadline: Deadline
+    ) -> dict[str, str]:
+        labels = gateway.namespace_labels(namespace, deadline=deadline)
+        self._labels[namespace] = (time.monotonic() + self._labels_ttl, labels)
         return labels
 
-    def _provision(self, result: Translation, *, dry_run: bool, cluster: bool) -> int:
+    def _needs_api(self, result: Translation, *, dry_run: bool) -> PendingReason | None:
+        if result.shared_claims:
+            return PendingReason.SHARED_CLAIM
+        if not dry_run and any(self._key(t) not in self._seen for t in result.templates):
+            return PendingReason.UNSEEN_TEMPLATE
+        return None
+
+    def _provision(
+        self, gateway: ClusterGateway, result: Translation, *, dry_run: bool, deadline: Deadline
+    ) -> int:
         """Make sure the objects the pod will reference exist; returns how many were created."""
-        if not cluster and self._gateway is not None:
-            unseen = any(self._key(t) not in self._seen for t in result.templates)
-            if result.shared_claims or (unseen and not dry_run):
-                raise NeedsCluster
         created = 0
         for claim in result.shared_claims:
             namespace, name = claim["metadata"].get("namespace", ""), claim["metadata"]["name"]
-            if self._gateway is None:
-                continue
-            existing = self._gateway.get_claim(namespace, name)
+            existing = gateway.get_claim(namespace, name, deadline=deadline)
             if existing is None and not dry_run:
-                if self._gateway.create_claim(claim):
+                if gateway.create_claim(claim, deadline=deadline):
                     created += 1
                     continue
-                existing = self._gateway.get_claim(namespace, name)  # lost a race: check the winner
+                # Lost a race: check the winner.
+                existing = gateway.get_claim(namespace, name, deadline=deadline)
             if existing is not None:
                 misfit = check_shared_claim_fits(existing, claim, max_devices=result.max_devices)
                 if misfit:
@@ -178,15 +221,15 @@ class Admission:
                         f"annotation kubectl-dra.io/shared-claim names ResourceClaim {namespace}/{name}, "
                         f"but {misfit}; pick another claim name or ask for fewer devices"
                     )
-        if dry_run or self._gateway is None:
+        if dry_run:
             return created
         for template in result.templates:
             key = self._key(template)
             if key in self._seen:
                 continue
             try:
-                made = self._gateway.create_template(template)
-                existing = None if made else self._gateway.get_template(*key)
+                made = gateway.create_template(template, deadline=deadline)
+                existing = None if made else gateway.get_template(*key, deadline=deadline)
             except GatewayError as exc:
                 raise GatewayError(
                     f"could not create ResourceClaimTemplate {key[0]}/{key[1]} for this pod: {exc}"

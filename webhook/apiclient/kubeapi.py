@@ -3,9 +3,23 @@
 The serving path reads a namespace's labels and reads or creates ResourceClaimTemplates and
 ResourceClaims; nothing else. The official client would add about 20 MiB to every worker
 process (its generated models and APIs), for those five requests. `ApiGateway` makes them with
-`http.client` over one TLS context, keeps a few connections alive, and gives each call the same
-deadline as before: `timeout` seconds to connect (TLS included) and for each read, no retries
-that could double it. Operator tools (`certs inject`) still use the official client
+`http.client` over one TLS context and keeps a few connections alive.
+
+What one call may cost is bounded:
+
+- Time: `min(timeout, what is left of the review's Deadline)` in all, for connecting (TLS
+  included), sending and reading the whole answer. Every read of the answer gets only what is
+  left, so a server trickling a byte at a time is cut off at the budget, not per read.
+- Memory: an answer over `MAX_ANSWER_BYTES` (by Content-Length, or counted as it arrives when
+  chunked) is refused after reading at most that much.
+- Retries: a kept-alive connection the server closed meanwhile fails before any answer, and the
+  request is sent once more on a new connection (a create that did arrive answers 409 the second
+  time, which the caller treats as "exists" and checks). A 429 or 503 is retried once, after
+  its Retry-After, only if that wait and a further attempt fit in the call's budget.
+- Metrics: each exchange counted by call and result and timed by call
+  (`dra_webhook_api_requests_total`, `dra_webhook_api_request_duration_seconds`).
+
+Operator tools (`certs inject`) still use the official client
 (`webhook.ops.kube`), which understands every kind of kubeconfig.
 
 Credentials come from the in-cluster service account (the token file is read on every call,
@@ -17,7 +31,9 @@ TLS verification are refused at start-up with a one-line reason.
 from __future__ import annotations
 
 import base64
+import functools
 import http.client
+import io
 import os
 import queue
 import ssl
@@ -32,6 +48,8 @@ from urllib.parse import quote, urlsplit
 from dracore import jsonio
 from dracore.status import status_line
 from dracore.yamlinput import YamlInputError, load_all
+from webhook import metrics
+from webhook.deadline import Deadline
 from webhook.errors import GatewayError
 
 DEFAULT_TIMEOUT = 2.0
@@ -42,6 +60,15 @@ IDLE_CONNECTIONS = 4
 # A kept-alive connection idle longer than this is closed rather than reused: servers and
 # proxies drop idle connections after a while (the API server after 90 s).
 IDLE_SECONDS = 20.0
+# Each call answers one object: a namespace, a template, or a claim whose status holds its
+# allocation and up to 256 consumers. etcd keeps objects of at most 1.5 MiB by default and the API
+# server accepts request bodies of 3 MiB; 4 MiB leaves room for the JSON around the largest.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+RETRY_STATUSES = frozenset({429, 503})
+# The wait when a 429 or 503 names none (the API server's priority and fairness says 1 s), and
+# the least time a retry must have left after its wait to be worth sending.
+DEFAULT_RETRY_AFTER = 1.0
+MIN_ATTEMPT_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -50,6 +77,86 @@ class Credentials:
     port: int
     context: ssl.SSLContext
     token: Callable[[], str | None]
+
+
+class _AnswerTooLarge(Exception):
+    pass
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The socket's bytes, each read given only what is left until `expires`."""
+
+    def __init__(self, sock: Any, expires: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self._expires = expires
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        remaining = self._expires - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the API call's budget is spent")
+        self._sock.settimeout(remaining)
+        received: int = self._sock.recv_into(buffer)
+        return received
+
+
+class _BoundedResponse(http.client.HTTPResponse):
+    """An HTTPResponse whose head and body are read within the call's budget."""
+
+    def __init__(self, sock: Any, *args: Any, expires: float, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        self.fp.close()
+        self.fp = io.BufferedReader(_DeadlineReader(sock, expires))
+
+
+class _Connection(http.client.HTTPSConnection):
+    """An HTTPS connection whose connect, TLS handshake and answer share one budget.
+
+    `expires` is set before each exchange: the TCP connect gets what is left of it, the
+    handshake what is left after that, and every read of the answer what is left then.
+    """
+
+    def __init__(self, host: str, port: int, *, context: ssl.SSLContext) -> None:
+        super().__init__(host, port, context=context)
+        self.tls = context
+        self.expires = 0.0
+
+    def remaining(self) -> float:
+        remaining = self.expires - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the API call's budget is spent")
+        return remaining
+
+    def start(self, expires: float) -> None:
+        """Bound the next exchange by `expires`."""
+        self.expires = expires
+        self.response_class = functools.partial(_BoundedResponse, expires=expires)  # type: ignore[assignment]
+        if self.sock is not None:
+            self.sock.settimeout(self.remaining())
+
+    def connect(self) -> None:
+        self.timeout = self.remaining()
+        http.client.HTTPConnection.connect(self)  # TCP only; TLS below, on what is left
+        self.sock.settimeout(self.remaining())
+        self.sock = self.tls.wrap_socket(self.sock, server_hostname=self.host)
+
+
+def _read_capped(response: http.client.HTTPResponse) -> bytes:
+    if response.length is not None and response.length > MAX_ANSWER_BYTES:
+        raise _AnswerTooLarge
+    data = response.read(MAX_ANSWER_BYTES + 1)
+    if len(data) > MAX_ANSWER_BYTES:
+        raise _AnswerTooLarge
+    return data
+
+
+def _retry_after(response: http.client.HTTPResponse) -> float:
+    """Retry-After in seconds; its date form, or anything odd, means the default."""
+    value = (response.getheader("Retry-After") or "").strip()
+    return float(value) if value.isdigit() and len(value) <= 4 else DEFAULT_RETRY_AFTER
 
 
 class ConfigError(GatewayError):
@@ -200,7 +307,7 @@ class ApiGateway:
     def __init__(self, credentials: Credentials, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._credentials = credentials
         self._timeout = timeout
-        self._idle: queue.LifoQueue[tuple[float, http.client.HTTPSConnection]] = queue.LifoQueue()
+        self._idle: queue.LifoQueue[tuple[float, _Connection]] = queue.LifoQueue()
 
     @classmethod
     def from_kubeconfig(
@@ -212,33 +319,40 @@ class ApiGateway:
 
     # --- ClusterGateway -----------------------------------------------------------------------
 
-    def namespace_labels(self, name: str) -> dict[str, str]:
-        status, body = self._request(
-            "GET", f"/api/v1/namespaces/{quote(name, safe='')}", f"reading namespace {name}"
-        )
+    def namespace_labels(self, name: str, *, deadline: Deadline) -> dict[str, str]:
+        path = f"/api/v1/namespaces/{quote(name, safe='')}"
+        what = f"reading namespace {name}"
+        status, body = self._request("GET", path, what, call="get_namespace", deadline=deadline)
         if status != 200:
             raise GatewayError(f"cannot read namespace {name}: {self._reason(status, body)}")
         labels = (jsonio.loads(body).get("metadata") or {}).get("labels") or {}
         return {str(k): str(v) for k, v in labels.items()}
 
-    def get_template(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._get("resourceclaimtemplates", namespace, name)
+    def get_template(
+        self, namespace: str, name: str, *, deadline: Deadline
+    ) -> dict[str, Any] | None:
+        return self._get("resourceclaimtemplates", namespace, name, deadline)
 
-    def get_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._get("resourceclaims", namespace, name)
+    def get_claim(self, namespace: str, name: str, *, deadline: Deadline) -> dict[str, Any] | None:
+        return self._get("resourceclaims", namespace, name, deadline)
 
-    def create_template(self, template: Mapping[str, Any]) -> bool:
-        return self._create("resourceclaimtemplates", template)
+    def create_template(self, template: Mapping[str, Any], *, deadline: Deadline) -> bool:
+        return self._create("resourceclaimtemplates", template, deadline)
 
-    def create_claim(self, claim: Mapping[str, Any]) -> bool:
-        return self._create("resourceclaims", claim)
+    def create_claim(self, claim: Mapping[str, Any], *, deadline: Deadline) -> bool:
+        return self._create("resourceclaims", claim, deadline)
 
     # --- requests -----------------------------------------------------------------------------
 
-    def _get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    def _get(
+        self, plural: str, namespace: str, name: str, deadline: Deadline
+    ) -> dict[str, Any] | None:
         path = RESOURCE_PATH.format(namespace=quote(namespace, safe=""), plural=plural)
         what = f"reading {KINDS[plural]} {namespace}/{name}"
-        status, body = self._request("GET", f"{path}/{quote(name, safe='')}", what)
+        call = f"get_{KINDS[plural].lower()}"
+        status, body = self._request(
+            "GET", f"{path}/{quote(name, safe='')}", what, call=call, deadline=deadline
+        )
         if status == 404:
             return None
         if status != 200:
@@ -246,11 +360,14 @@ class ApiGateway:
         found = jsonio.loads(body)
         return found if isinstance(found, dict) else None
 
-    def _create(self, plural: str, obj: Mapping[str, Any]) -> bool:
+    def _create(self, plural: str, obj: Mapping[str, Any], deadline: Deadline) -> bool:
         namespace = obj["metadata"].get("namespace") or "default"
         path = RESOURCE_PATH.format(namespace=quote(namespace, safe=""), plural=plural)
         what = f"creating {KINDS[plural]} {namespace}/{obj['metadata'].get('name', '')}"
-        status, body = self._request("POST", path, what, jsonio.dumps(dict(obj)))
+        call = f"create_{KINDS[plural].lower()}"
+        status, body = self._request(
+            "POST", path, what, jsonio.dumps(dict(obj)), call=call, deadline=deadline
+        )
         if status == 409:
             return False
         if status not in (200, 201):
@@ -262,31 +379,37 @@ class ApiGateway:
         reason = http.client.responses.get(status, "")
         return status_line(body.decode("utf-8", "replace"), reason, status)
 
-    def _connection(self) -> tuple[http.client.HTTPSConnection, bool]:
+    def _connection(self) -> tuple[_Connection, bool]:
         """A kept-alive connection (True) if a fresh enough one is idle, else a new one."""
         while True:
             try:
                 since, connection = self._idle.get_nowait()
             except queue.Empty:
                 break
-            if time.monotonic() - since < IDLE_SECONDS:
+            if time.monotonic() - since < IDLE_SECONDS and connection.sock is not None:
                 return connection, True
             connection.close()
         credentials = self._credentials
-        connection = http.client.HTTPSConnection(
-            credentials.host, credentials.port, timeout=self._timeout, context=credentials.context
-        )
-        return connection, False
+        return _Connection(credentials.host, credentials.port, context=credentials.context), False
 
     def _request(
-        self, method: str, path: str, what: str, body: bytes | None = None
+        self,
+        method: str,
+        path: str,
+        what: str,
+        body: bytes | None = None,
+        *,
+        call: str,
+        deadline: Deadline,
     ) -> tuple[int, bytes]:
-        """One request with the deadline; a transport failure becomes a retryable GatewayError.
-
-        A kept-alive connection the server closed meanwhile fails before any answer: the request
-        is then sent once more on a new connection (a create that did arrive answers 409 the
-        second time, which the caller treats as "exists" and checks).
-        """
+        """One call within min(timeout, what is left of `deadline`), retries included."""
+        budget = deadline.budget(self._timeout)
+        if budget <= 0:
+            raise GatewayError(
+                f"no time was left to call the API server ({what}) within the review's "
+                "deadline; this is temporary: retry creating the pod"
+            )
+        expires = time.monotonic() + budget
         headers = {"Accept": "application/json", "User-Agent": "kubectl-dra-webhook"}
         if body is not None:
             headers["Content-Type"] = "application/json"
@@ -296,28 +419,71 @@ class ApiGateway:
             raise GatewayError(f"cannot read the API token ({what}): {exc}") from None
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        retried = False
         while True:
+            status, data, retry_after = self._exchange(
+                method, path, body, headers, expires=expires, call=call, what=what, budget=budget
+            )
+            if status not in RETRY_STATUSES or retried:
+                return status, data
+            if expires - time.monotonic() < retry_after + MIN_ATTEMPT_SECONDS:
+                return status, data
+            retried = True
+            time.sleep(retry_after)
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        *,
+        expires: float,
+        call: str,
+        what: str,
+        budget: float,
+    ) -> tuple[int, bytes, float]:
+        """Send once and read the whole answer by `expires`: status, body, Retry-After."""
+        while True:
+            started = time.monotonic()
             connection, reused = self._connection()
             try:
-                connection.request(method, path, body=body, headers=headers)
+                connection.start(expires)
+                connection.request(method, path, body=body, headers=dict(headers))
                 response = connection.getresponse()
-                data = response.read()
+                data = _read_capped(response)
             except TimeoutError:
                 connection.close()
-                raise self._unreachable(what, "did not answer in time") from None
+                metrics.observe_api_call(call, "timeout", time.monotonic() - started)
+                raise self._unreachable(what, "did not answer in time", budget) from None
+            except _AnswerTooLarge:
+                connection.close()
+                metrics.observe_api_call(call, "too-large", time.monotonic() - started)
+                raise GatewayError(
+                    f"the API server's answer ({what}) is over {MAX_ANSWER_BYTES} bytes, "
+                    "more than any object it stores; the webhook did not read it (check that "
+                    "the server in the webhook's kubeconfig is the API server)"
+                ) from None
             except (OSError, http.client.HTTPException):
                 connection.close()
-                if reused:
+                if reused:  # closed by the server while idle: once more, on a new connection
                     continue
-                raise self._unreachable(what, "was unreachable") from None
-            if response.will_close or self._idle.qsize() >= IDLE_CONNECTIONS:
+                metrics.observe_api_call(call, "unreachable", time.monotonic() - started)
+                raise self._unreachable(what, "was unreachable", budget) from None
+            metrics.observe_api_call(call, str(response.status), time.monotonic() - started)
+            if (
+                response.will_close
+                or not response.isclosed()
+                or self._idle.qsize() >= IDLE_CONNECTIONS
+            ):
                 connection.close()
             else:
                 self._idle.put((time.monotonic(), connection))
-            return response.status, data
+            return response.status, data, _retry_after(response)
 
-    def _unreachable(self, what: str, kind: str) -> GatewayError:
+    @staticmethod
+    def _unreachable(what: str, kind: str, budget: float) -> GatewayError:
         return GatewayError(
-            f"the API server {kind} ({what}, deadline {self._timeout:g}s); "
+            f"the API server {kind} ({what}, deadline {round(budget, 2):g}s); "
             "this is temporary: retry creating the pod"
         )

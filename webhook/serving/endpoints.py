@@ -1,8 +1,11 @@
 """What the webhook answers, without a web framework: POST /mutate, /healthz, /readyz, /metrics.
 
-`Endpoints` is the application: the production server (`webhook.serving.http11`) calls it from
-its event loop, and the in-process tests call it directly (tests.builders.webhook_client). Each
-returns a `Reply`, ready to be written.
+`Endpoints` is the application. The production server
+(`webhook.serving.http11`) hands every request to `route`, on its event loop, and gets a `Reply`
+ready to be written, or a `Deferred` to run on a thread (a review that needs the API server or
+more work than the loop may do, the metrics, which read every worker's files); the protocol
+decides nothing itself. `mutate`, `healthz`, `readyz` and `metrics` answer one route each, on
+the caller's thread (the in-process tests call them through tests.builders.webhook_client).
 """
 
 from __future__ import annotations
@@ -12,20 +15,31 @@ from typing import Any, Final
 
 from dracore import jsonio
 from dracore.policy import Policy
+from webhook import metrics
 from webhook.admission.decision import Admission
 from webhook.admission.gateway import ClusterGateway
-from webhook.admission.handler import Reply, Reviewer
-from webhook.serving import metrics
+from webhook.admission.handler import Deferred, Reply, Reviewer, error_reply
+from webhook.deadline import Deadline
 from webhook.serving.reload import Reloadable
-from webhook.settings import Settings
+from webhook.settings import DEFAULT_REVIEW_TIMEOUT, Settings
 
 JSON: Final = "application/json"
+PROBES: Final = frozenset({b"/healthz", b"/readyz", b"/metrics"})
+MUTATE: Final = frozenset({b"/mutate"})
+EVERYTHING: Final = MUTATE | PROBES
 
 
 class Endpoints:
-    def __init__(self, reviewer: Reviewer, status: Sequence[Reloadable] = ()) -> None:
+    def __init__(
+        self,
+        reviewer: Reviewer,
+        status: Sequence[Reloadable] = (),
+        *,
+        review_timeout: float = DEFAULT_REVIEW_TIMEOUT,
+    ) -> None:
         self.reviewer = reviewer
         self.status = tuple(status)
+        self.review_timeout = review_timeout  # the registration's timeoutSeconds
 
     @classmethod
     def build(
@@ -48,10 +62,41 @@ class Endpoints:
             provider: Callable[[], Policy] = lambda: active  # noqa: E731
         else:
             provider = policy
-        return cls(Reviewer(Admission(policy=provider, gateway=gateway)), status)
+        reviewer = Reviewer(Admission(policy=provider, gateway=gateway))
+        return cls(reviewer, status, review_timeout=settings.review_timeout)
 
-    def mutate(self, body: bytes, content_type: str, *, cluster: bool = True) -> Reply:
-        return self.reviewer.answer(body, content_type, cluster=cluster)
+    def route(
+        self,
+        method: bytes,
+        target: bytes,
+        content_type: str,
+        body: bytes,
+        deadline: Deadline,
+        *,
+        served: frozenset[bytes] = EVERYTHING,
+    ) -> Reply | Deferred:
+        """One request, on the event loop: its reply, or the work a thread must do for it.
+
+        `served` is what the listener offers: everything, or (with a probe port) only /mutate
+        on the serving port and only the probes on the other.
+        """
+        path = target.partition(b"?")[0]
+        if path not in served:
+            return error_reply(404, f"not found; {_offer(served)}")
+        if path == b"/mutate":
+            if method != b"POST":
+                return error_reply(405, "use POST for /mutate")
+            return self.reviewer.answer_inline(body, content_type, deadline=deadline)
+        if method != b"GET":
+            return error_reply(405, f"use GET for {path.decode('latin-1')}")
+        if path == b"/metrics":
+            return Deferred(self.metrics, "metrics")
+        return self.healthz() if path == b"/healthz" else self.readyz()
+
+    def mutate(self, body: bytes, content_type: str) -> Reply:
+        """POST /mutate on the caller's thread; the deadline starts now."""
+        deadline = Deadline.for_review(self.review_timeout)
+        return self.reviewer.answer(body, content_type, deadline=deadline)
 
     @staticmethod
     def healthz() -> Reply:
@@ -74,3 +119,11 @@ class Endpoints:
     def metrics() -> Reply:
         data, content_type = metrics.render()
         return Reply(200, data, content_type)
+
+
+def _offer(served: frozenset[bytes]) -> str:
+    if b"/mutate" not in served:
+        return "this port serves GET /healthz, /readyz and /metrics"
+    if served & PROBES:
+        return "the webhook serves POST /mutate"
+    return "this port serves POST /mutate; the probes and metrics are on the probe port"

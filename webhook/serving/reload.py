@@ -33,7 +33,7 @@ from cryptography import x509
 
 from dracore.errors import PolicyError
 from dracore.policy import Policy
-from webhook.serving import metrics
+from webhook import metrics
 from webhook.serving.tls_context import ClientAuth, server_context
 
 log = logging.getLogger(__name__)
@@ -183,14 +183,19 @@ class PolicyReloader:
 
 
 class CertReloader:
-    """The serving SSLContext, rebuilt when tls.crt or tls.key change."""
+    """The serving SSLContext, rebuilt when tls.crt, tls.key or the client CA file change.
+
+    The client CA is read afresh into the new context: a CA added to the file is trusted from
+    the next handshake, one removed from it no longer is.
+    """
 
     name = "certificate"
 
     def __init__(self, cert_dir: Path, client: ClientAuth | None = None) -> None:
         self.cert, self.key = cert_dir / "tls.crt", cert_dir / "tls.key"
         self._client = client
-        self._files = _FileSet([self.cert, self.key])
+        watched = [self.cert, self.key] + ([client.ca_file] if client is not None else [])
+        self._files = _FileSet(watched)
         self._error: str | None = None
         contents = self._files.read_if_changed()
         assert contents is not None
@@ -220,8 +225,9 @@ class CertReloader:
             if self._error is None:
                 metrics.observe_certificate(None)
                 log.warning(
-                    "serving certificate in %s does not load yet (%s); still serving the old one",
+                    "serving certificate in %s%s does not load yet (%s); still serving the old one",
                     self.cert.parent,
+                    f" or client CA {self._client.ca_file}" if self._client else "",
                     exc,
                 )
             self._error = str(exc)

@@ -36,7 +36,8 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger
 from gunicorn.workers.base import Worker
 
-from webhook.serving import http11, logs, metrics, tls_context
+from webhook import metrics
+from webhook.serving import http11, logs, tls_context
 from webhook.serving.endpoints import Endpoints
 from webhook.serving.reload import CertReloader, PolicyReloader, Reloadable, Watcher
 from webhook.settings import Settings
@@ -67,18 +68,23 @@ class EventLoopWorker(Worker):  # type: ignore[misc]
             header_timeout=settings.header_timeout,
             body_timeout=settings.body_timeout,
             max_body=settings.max_review_bytes,
+            max_connections=settings.max_connections,
+            review_timeout=settings.review_timeout,
         )
         sockets = [listener.sock for listener in self.sockets]
         for sock in sockets:
             sock.setblocking(False)
+        # gunicorn opens the listeners in the order of `bind`: the serving port, then the probes'.
+        probe_sockets = sockets[1:] if settings.probe_port is not None else []
         await http11.serve(
-            sockets,
+            sockets[:1] if probe_sockets else sockets,
             tls_context.dispatching(self.server.certificate.context),
             self.wsgi,
             threads=settings.threads,
             limits=limits,
             graceful_timeout=max(settings.graceful_timeout - 1, 1),
             until_stopped=self._until_stopped,
+            probe_sockets=probe_sockets,
         )
 
     async def _until_stopped(self) -> None:
@@ -140,7 +146,8 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no
             metrics.mark_process_dead(worker.pid)
 
         options: dict[str, Any] = {
-            "bind": [settings.bind],
+            "bind": [settings.bind]
+            + ([settings.probe_bind] if settings.probe_port is not None else []),
             "workers": settings.workers,
             "worker_class": EventLoopWorker,
             "graceful_timeout": settings.graceful_timeout,

@@ -79,8 +79,41 @@ CERT_EXPIRY = Gauge(
     multiprocess_mode="livemostrecent",
 )
 
+# The API calls of the serving path, and what came of each exchange: its HTTP status, or why
+# there was none.
+API_CALLS: Final = frozenset(
+    {"get_namespace", "get_resourceclaimtemplate", "create_resourceclaimtemplate",
+     "get_resourceclaim", "create_resourceclaim"}
+)  # fmt: skip
+API_RESULTS: Final = frozenset(
+    {"200", "201", "400", "401", "403", "404", "409", "422", "429", "500", "503",
+     "timeout", "unreachable", "too-large"}
+)  # fmt: skip
+API_REQUESTS = Counter(
+    "dra_webhook_api_requests",
+    "Exchanges with the API server, by call and result (an HTTP status; timeout, unreachable, "
+    "too-large; other-status for statuses not listed).",
+    ["call", "result"],
+)
+API_SECONDS = Histogram(
+    "dra_webhook_api_request_duration_seconds",
+    "Time of one exchange with the API server, connecting included, by call.",
+    ["call"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+
+CONNECTION_SHED_REASONS: Final = ("idle-closed", "refused")
+CONNECTIONS_SHED = Counter(
+    "dra_webhook_connections_shed",
+    "Connections closed at a worker's connection cap: the longest idle one to make room "
+    "(idle-closed), or the new one when none was idle (refused).",
+    ["reason"],
+)
+
 for _outcome in OUTCOMES:
     REVIEWS.labels(operation="CREATE", outcome=_outcome)
+for _reason in CONNECTION_SHED_REASONS:
+    CONNECTIONS_SHED.labels(reason=_reason)
 for _result in ("success", "failure"):
     POLICY_RELOADS.labels(result=_result)
     CERT_RELOADS.labels(result=_result)
@@ -108,6 +141,16 @@ def observe_review(operation: str, outcome: str, seconds: float, templates_creat
     REVIEW_SECONDS.observe(seconds)
     if templates_created:
         TEMPLATES_CREATED.inc(templates_created)
+
+
+def observe_api_call(call: str, result: str, seconds: float) -> None:
+    call = call if call in API_CALLS else "other"
+    API_REQUESTS.labels(call=call, result=result if result in API_RESULTS else "other-status").inc()
+    API_SECONDS.labels(call=call).observe(seconds)
+
+
+def observe_connection_shed(reason: str) -> None:
+    CONNECTIONS_SHED.labels(reason=reason if reason in CONNECTION_SHED_REASONS else "refused").inc()
 
 
 def observe_policy_reload(ok: bool) -> None:
