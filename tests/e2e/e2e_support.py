@@ -131,7 +131,9 @@ class E2ECluster:
         result: T = builders.wait_for(fn, timeout=timeout, interval=POLL, what=what)
         return result
 
-    def wait_scheduled(self, namespace: str, name: str, *, timeout: float = 30) -> dict[str, Any]:
+    def wait_scheduled(self, namespace: str, name: str, *, timeout: float = 60) -> dict[str, Any]:
+        # Generous: devices of an earlier test's force-deleted pods come back only once the
+        # controller-manager has deleted their claims, which a loaded machine delays.
         def scheduled() -> dict[str, Any] | None:
             pod = self.get_pod(namespace, name)
             return pod if pod["spec"].get("nodeName") else None
