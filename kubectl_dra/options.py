@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+import os
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar
 
 import click
 
@@ -41,3 +43,21 @@ def output_option(*choices: str, default: str) -> Callable[[F], F]:
         show_default=True,
         help="Output format.",
     )
+
+
+DEFAULT_WIDTH: Final = 100  # a pipe or a file: wide enough to read, narrow enough to mail
+
+
+def terminal_width(environ: Mapping[str, str] | None = None) -> int:
+    """How wide tables may be: COLUMNS, else the terminal's width, else 100.
+
+    kubectl's rule, except that kubectl never narrows a table; we choose columns for it.
+    """
+    columns = (os.environ if environ is None else environ).get("COLUMNS", "").strip()
+    if columns.isascii() and columns.isdigit() and len(columns) <= 5 and int(columns) > 0:
+        return int(columns)
+    try:
+        width = os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError, AttributeError):  # not a terminal, or no file descriptor
+        return DEFAULT_WIDTH
+    return width if width > 0 else DEFAULT_WIDTH
