@@ -290,7 +290,7 @@ def render_cluster(report: ClusterReport, *, wide: bool, width: int | None = Non
             [
                 Column("NODE"),
                 *_COUNT_COLUMNS[1:],
-                Column("MODELS (TOTAL/ALLOCATED/FREE)", wrap=True),
+                Column("MODELS (TOTAL/ALLOC/FREE)", wrap=True),
             ],
             (
                 [
