@@ -17,7 +17,10 @@ from dracore.errors import PolicyError
 from kubectl_dra.commands.audit import audit
 from kubectl_dra.commands.convert import convert
 from kubectl_dra.commands.describe import describe
+from kubectl_dra.commands.top import top
 from kubectl_dra.commands.validate import validate
+from kubectl_dra.commands.version import version
+from kubectl_dra.complete import completions
 from kubectl_dra.errors import DraError
 
 CONTEXT_SETTINGS: dict[str, Any] = {
@@ -60,9 +63,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
       kubectl dra validate -f claim.yaml     # check claims and selectors before applying
       kubectl dra convert -f legacy.yaml     # preview the nvidia.com/gpu -> DRA rewrite
       kubectl dra audit -A                   # what the webhook would do to running GPU workloads
+      kubectl dra top --watch                # devices allocated, free and total, refreshed
 
     \b
-    Shell completion (bash; zsh_source and fish_source likewise):
+    Shell completion: `kubectl dra <TAB>` works (kubectl 1.26+) when kubectl_complete-dra is on
+    PATH (pip and pipx install it). For kubectl-dra itself (bash; zsh_source, fish_source):
       eval "$(_KUBECTL_DRA_COMPLETE=bash_source kubectl-dra)"
     """
     ctx.meta["kubectl_dra.debug"] = debug
@@ -72,6 +77,16 @@ cli.add_command(convert)
 cli.add_command(describe)
 cli.add_command(validate)
 cli.add_command(audit)
+cli.add_command(top)
+cli.add_command(version)
+
+
+@cli.command("__complete", hidden=True, context_settings={"ignore_unknown_options": True})
+@click.argument("words", nargs=-1, type=click.UNPROCESSED)
+def complete_words(words: tuple[str, ...]) -> None:
+    """What kubectl_complete-dra prints, for installs without it (the single-file plugin):
+    a script `exec kubectl-dra __complete "$@"` named kubectl_complete-dra does the same."""
+    click.echo(completions(cli, words), nl=False)
 
 
 def main() -> None:

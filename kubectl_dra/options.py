@@ -12,13 +12,18 @@ import click
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def connection_options(func: F) -> F:
+    """--kubeconfig, --context."""
+    func = click.option("--context", help="The name of the kubeconfig context to use.")(func)
+    return click.option(
+        "--kubeconfig", envvar="KUBECONFIG", help="Path to the kubeconfig file to use."
+    )(func)
+
+
 def kube_options(func: F) -> F:
     """--kubeconfig, --context, -n/--namespace, -A/--all-namespaces, -l/--selector."""
     decorators = [
-        click.option(
-            "--kubeconfig", envvar="KUBECONFIG", help="Path to the kubeconfig file to use."
-        ),
-        click.option("--context", help="The name of the kubeconfig context to use."),
+        connection_options,
         click.option(
             "-n",
             "--namespace",

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from dracore.capacity import Capacity
 from kubectl_dra.report import (
     ClaimReport,
     ClusterReport,
@@ -29,6 +30,7 @@ from kubectl_dra.report import (
     RequestRow,
     Sharing,
 )
+from kubectl_dra.report.utilization import Usage, Utilization
 from kubectl_dra.table import EMPTY, MIN_WRAP, Column, format_table, safe_cell
 
 __all__ = ["Column", "format_table", "safe_cell"]  # the table layout, for audit and validate
@@ -72,6 +74,7 @@ NONE = EMPTY
 UNREADABLE = "(unreadable annotation)"
 # Properties worth a key in -o json/yaml next to the dataclass fields.
 _COMPUTED: dict[type, tuple[str, ...]] = {
+    Capacity: ("free",),
     ModelCount: ("free",),
     NodeReport: ("total", "allocated", "free"),
     NodeDevice: ("allocated",),
@@ -429,3 +432,48 @@ def render_pod_blocks(reports: Sequence[PodReport], *, width: int | None = None)
                 block.fields(_request_fields(row), indent=6)
         blocks.append("\n".join(block.lines) + "\n")
     return "\n".join(blocks)
+
+
+# --- top: devices allocated, free and total per node and model --------------------------------
+
+ALL_GPUS = "(physical GPUs)"
+ALL_NODES = "(all)"
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{round(100 * part / whole)}%" if whole else NONE
+
+
+def _usage_cells(node: str, usage: Usage) -> list[str]:
+    return [
+        node,
+        usage.model,
+        usage.profile or NONE,
+        str(usage.allocated),
+        _percent(usage.allocated, usage.total),
+        str(usage.free),
+        str(usage.total),
+    ]
+
+
+def _gpu_cells(node: str, gpus: Capacity) -> list[str]:
+    used = _percent(gpus.allocated, gpus.total)
+    return [node, ALL_GPUS, NONE, str(gpus.allocated), used, str(gpus.free), str(gpus.total)]
+
+
+def render_utilization(report: Utilization, *, width: int | None = None) -> str:
+    """Per node its physical GPUs, then its devices by model and MIG profile; then the same for
+    all nodes together (NODE `(all)`)."""
+    columns = [Column("NODE"), Column("MODEL"), Column("PROFILE"), Column("ALLOCATED")]
+    columns += [Column("%ALLOCATED", priority=1), Column("FREE"), Column("TOTAL")]
+    rows = []
+    for node in report.nodes:
+        rows.append(_gpu_cells(node.node, node.gpus))
+        rows += [_usage_cells(node.node, usage) for usage in node.models]
+    rows.append(_gpu_cells(ALL_NODES, report.gpus))
+    rows += [_usage_cells(ALL_NODES, usage) for usage in report.totals]
+    return format_table(columns, rows, width=width)
+
+
+def utilization_document(report: Utilization) -> dict[str, Any]:
+    return {"apiVersion": DESCRIBE_API_VERSION, "kind": "Utilization", **to_plain(report)}
