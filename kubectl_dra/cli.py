@@ -22,6 +22,7 @@ from kubectl_dra.commands.validate import validate
 from kubectl_dra.commands.version import version
 from kubectl_dra.complete import completions
 from kubectl_dra.errors import DraError
+from kubectl_dra.table import safe_cell
 
 CONTEXT_SETTINGS: dict[str, Any] = {
     "help_option_names": ["-h", "--help"],
@@ -44,8 +45,10 @@ class DraGroup(click.Group):
 def one_line(exc: Exception) -> str:
     """The message of a user's mistake on one line (a policy lists each problem after `;`)."""
     if isinstance(exc, PolicyError):
-        return f"{exc.source}: {'; '.join(exc.problems)}"
-    return " ".join(str(exc).split())
+        text = f"{exc.source}: {'; '.join(exc.problems)}"
+    else:
+        text = " ".join(str(exc).split())
+    return safe_cell(text)  # messages quote names and files that others wrote
 
 
 @click.group(cls=DraGroup, context_settings=CONTEXT_SETTINGS)

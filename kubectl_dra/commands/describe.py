@@ -19,6 +19,7 @@ from kubectl_dra.commands.common import cluster_reader, emit
 from kubectl_dra.errors import KubeError, NotFoundError
 from kubectl_dra.kube import ClusterReader
 from kubectl_dra.options import kube_options, output_option, terminal_width
+from kubectl_dra.table import safe_cell
 
 
 @contextmanager
@@ -312,8 +313,8 @@ def _classes_for_pending(scope: Scope, claims: Sequence[dict[str, Any]]) -> list
         return scope.reader.list_device_classes()
     except KubeError as exc:  # e.g. RBAC allows claims but not the cluster-scoped classes
         click.echo(
-            f"Warning: {' '.join(str(exc).split())}; the SHARING of claims not allocated yet "
-            "leaves out their DeviceClass's config",
+            f"Warning: {safe_cell(' '.join(str(exc).split()))}; the SHARING of claims "
+            "not allocated yet leaves out their DeviceClass's config",
             err=True,
         )
         return []

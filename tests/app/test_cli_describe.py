@@ -531,3 +531,24 @@ def test_type_slash_name_of_another_kind_is_a_usage_error() -> None:
     result = run(sample_cluster(), "pod", "claim/team-gpu")
     assert result.exit_code == 2
     assert "describe pod takes pod names" in result.stderr
+
+
+class _ClassesForbidden(FakeCluster):
+    def list_device_classes(self) -> list[dict[str, Any]]:
+        raise KubeError("cannot list deviceclasses: forbidden (403)\x1b[2J")
+
+
+def test_forbidden_device_classes_are_a_warning_and_the_view_goes_on() -> None:
+    fake = _pending_cluster(class_sharing="MPS", claim_sharing=None)
+    limited = _ClassesForbidden(pods=fake.pods, claims=fake.claims, slices=fake.slices)
+    result = run(limited, "pod", "waiting")
+    assert result.exit_code == 0
+    assert field(result.stdout, "Sharing") == "driver default"
+    assert result.stderr.startswith("Warning: cannot list deviceclasses: forbidden (403)\\x1b[2J;")
+    assert "\x1b" not in result.stderr
+
+
+def test_an_error_quoting_a_name_shows_its_controls_escaped() -> None:
+    result = run(sample_cluster(), "pod", "evil\x1b]0;pwned\x07")
+    assert result.exit_code == 1
+    assert result.stderr == 'Error: pod "evil\\x1b]0;pwned\\x07" not found in namespace "ns"\n'
