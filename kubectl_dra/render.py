@@ -1,7 +1,8 @@
 """Turning objects into text (pure): YAML streams, JSON Lists, and the describe views.
 
 Tables look like kubectl's (upper-case headers, space-aligned columns, `-` for nothing, no
-colour), so they survive pipes into `grep`/`awk`. `-o json|yaml` of a describe view is
+colour), so they survive pipes into `grep`/`awk`; each view declares its columns with a priority
+and table.py fits them to the terminal (`-o wide`: every column, no width limit). `-o json|yaml` of a describe view is
 `{apiVersion: kubectl-dra.io/v1alpha1, kind: <View>List, items: [...]}` (the cluster view:
 `kind: ClusterReport` with `nodes` and `totals`): the report dataclasses with camelCase keys,
 documented in docs/describe.md. Keys are only ever added, never renamed, within v1alpha1.

@@ -5,6 +5,7 @@ terminal's, it is narrowed in three steps, each only as far as needed:
 
 1. columns are dropped, the highest priority number first (rightmost first on a tie); priority
    0 is never dropped, nor is a column whose loss would make two different rows look the same;
+   a column dropped early comes back if the ones dropped after it left room for it;
 2. prose columns (`wrap=True`: findings, messages) are wrapped onto more lines, down to 20
    characters, never cut;
 3. the widest other columns are shortened with an ellipsis in the middle (`gpu-a100-…-node-17`
@@ -111,12 +112,19 @@ def _drop_columns(
         (i for i, c in enumerate(columns) if c.priority > 0),
         key=lambda i: (-columns[i].priority, -i),
     )
+    dropped = []
     for index in order:
         if _span((natural[i] for i in shown), gap) <= width:
             break
         rest = [i for i in shown if i != index]
         if len({tuple(row[i] for i in rest) for row in cells}) == distinct_rows:
             shown = rest
+            dropped.append(index)
+    # Dropping a wide column may have freed room for a narrower one dropped before it.
+    for index in reversed(dropped):
+        wider = sorted([*shown, index])
+        if _span((natural[i] for i in wider), gap) <= width:
+            shown = wider
     return shown
 
 

@@ -58,10 +58,6 @@ class Scope:
     def wide(self) -> bool:
         return self.output == "wide"
 
-    @property
-    def table_width(self) -> int | None:
-        return None if self.wide else self.width
-
     def nothing_found(self) -> None:
         where = f" in {self.namespace} namespace" if self.namespace else ""
         click.echo(f"No resources found{where}.", err=True)
