@@ -13,9 +13,12 @@ platform (`manylinux_2_28_x86_64-cp-312-cp312`) accepts only wheels tagged exact
 manylinux_2_28, and orjson publishes its Linux wheels as manylinux_2_17 (manylinux2014) only,
 so for CPython 3.12 and 3.13 the build fell back to orjson's source and started compiling Rust.
 PEX's vendored pip (20.3.4) also missed google-re2's wheels and compiled it, so the resolve uses
-a pinned newer pip, and `--no-build` makes a missing wheel an error instead of a compile. It is run as `kubectl dra` when it is on PATH as
-`kubectl-dra`. Builds are reproducible (PEX's default; the archive has fixed mtimes), so the
-manifest's sha256 changes only when a dependency resolves to a new release.
+a pinned newer pip, and `--no-build` makes a missing wheel an error instead of a compile.
+
+The file is run as `kubectl dra` when it is on PATH as `kubectl-dra`. Builds are reproducible
+(PEX's default; the project wheel and the archive have fixed mtimes), so the manifest's sha256
+changes only when the code changes or a dependency resolves to a new release: run `make plugin`
+and commit plugins/dra.yaml with the change.
 
 Usage: python hack/build_plugin.py [--out dist] [--manifest plugins/dra.yaml | --no-manifest]
 """
@@ -27,6 +30,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -103,9 +107,12 @@ def version() -> str:
 def project_wheel(folder: Path) -> Path:
     """The project's wheel, built in place by the venv's pip. (PEX's own pip copies the whole
     source folder first, local clusters and venv included, which takes many minutes.)"""
+    # The wheel's zip entries carry each file's mtime, so a fresh checkout (or a touched file)
+    # changed the digest; a fixed SOURCE_DATE_EPOCH (1980-01-01, the zip format's first date)
+    # makes the wheel, and so the archive, depend on the content only.
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(folder), str(ROOT)],
-        check=True,
+        check=True, env={**os.environ, "SOURCE_DATE_EPOCH": "315532800"},
     )  # fmt: skip
     [wheel] = folder.glob("kubectl_dra-*.whl")
     return wheel
