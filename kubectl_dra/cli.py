@@ -20,8 +20,12 @@ from kubectl_dra.commands.convert import convert
 from kubectl_dra.commands.describe import describe
 from kubectl_dra.commands.prune import prune
 from kubectl_dra.commands.registration import registration
+from kubectl_dra.commands.top import top
 from kubectl_dra.commands.validate import validate
+from kubectl_dra.commands.version import version
+from kubectl_dra.complete import completions
 from kubectl_dra.errors import DraError
+from kubectl_dra.table import safe_cell
 
 CONTEXT_SETTINGS: dict[str, Any] = {
     "help_option_names": ["-h", "--help"],
@@ -44,8 +48,10 @@ class DraGroup(click.Group):
 def one_line(exc: Exception) -> str:
     """The message of a user's mistake on one line (a policy lists each problem after `;`)."""
     if isinstance(exc, PolicyError):
-        return f"{exc.source}: {'; '.join(exc.problems)}"
-    return " ".join(str(exc).split())
+        text = f"{exc.source}: {'; '.join(exc.problems)}"
+    else:
+        text = " ".join(str(exc).split())
+    return safe_cell(text)  # messages quote names and files that others wrote
 
 
 @click.group(cls=DraGroup, context_settings=CONTEXT_SETTINGS)
@@ -63,9 +69,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
       kubectl dra validate -f claim.yaml     # check claims and selectors before applying
       kubectl dra convert -f legacy.yaml     # preview the nvidia.com/gpu -> DRA rewrite
       kubectl dra audit -A                   # what the webhook would do to running GPU workloads
+      kubectl dra top --watch                # devices allocated, free and total, refreshed
 
     \b
-    Shell completion (bash; zsh_source and fish_source likewise):
+    Shell completion: `kubectl dra <TAB>` works (kubectl 1.26+) when kubectl_complete-dra is on
+    PATH (pip and pipx install it). For kubectl-dra itself (bash; zsh_source, fish_source):
       eval "$(_KUBECTL_DRA_COMPLETE=bash_source kubectl-dra)"
     """
     ctx.meta["kubectl_dra.debug"] = debug
@@ -78,6 +86,16 @@ cli.add_command(audit)
 cli.add_command(registration)
 cli.add_command(classes)
 cli.add_command(prune)
+cli.add_command(top)
+cli.add_command(version)
+
+
+@cli.command("__complete", hidden=True, context_settings={"ignore_unknown_options": True})
+@click.argument("words", nargs=-1, type=click.UNPROCESSED)
+def complete_words(words: tuple[str, ...]) -> None:
+    """What kubectl_complete-dra prints, for installs without it (the single-file plugin):
+    a script `exec kubectl-dra __complete "$@"` named kubectl_complete-dra does the same."""
+    click.echo(completions(cli, words), nl=False)
 
 
 def main() -> None:
@@ -86,3 +104,8 @@ def main() -> None:
         cli(prog_name="kubectl dra", complete_var="_KUBECTL_DRA_COMPLETE")
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def complete_main() -> None:
+    """The `kubectl_complete-dra` console script: kubectl runs it to complete `kubectl dra ...`."""
+    sys.stdout.write(completions(cli, sys.argv[1:]))

@@ -6,7 +6,7 @@ from typing import Any
 
 from kubectl_dra.audit.decide import WorkloadAudit
 from kubectl_dra.audit.report import AuditReport
-from kubectl_dra.render import DESCRIBE_API_VERSION, NONE, format_table, to_plain
+from kubectl_dra.render import DESCRIBE_API_VERSION, NONE, Column, format_table, to_plain
 
 AUDIT_KIND = "AuditReport"
 
@@ -34,15 +34,18 @@ def _details(row: WorkloadAudit, *, wide: bool) -> str:
     return text
 
 
-def render_audit(report: AuditReport, *, wide: bool) -> str:
+def render_audit(report: AuditReport, *, wide: bool, width: int | None = None) -> str:
+    """The tables; without wide, fitted to `width` (prose wraps, low-priority columns drop)."""
+    limit = None if wide else width
     s = report.summary
     header = (
         f"Policy: {report.policy.source} (mode {report.policy.mode}; decisions are what Enforce "
         f"would do). Workloads: {s.workloads} ({s.rewritten} rewritten, {s.unchanged} unchanged, "
         f"{s.denied} denied; {s.exempt} exempt or skipped). Ready: {'yes' if s.ready else 'no'}.\n\n"
     )
-    headers = ["NAMESPACE", "WORKLOAD", "REPLICAS", "LEGACY/POD", "DECISION"]
-    headers += ["EXEMPT", "DETAILS"] if wide else ["DETAILS"]
+    headers = [Column("NAMESPACE"), Column("WORKLOAD"), Column("REPLICAS", priority=2)]
+    headers += [Column("LEGACY/POD", priority=1), Column("DECISION")]
+    headers += [*([Column("EXEMPT")] if wide else []), Column("DETAILS", wrap=True)]
     rows = [
         [
             w.namespace,
@@ -56,7 +59,9 @@ def render_audit(report: AuditReport, *, wide: bool) -> str:
         for w in report.workloads
     ]
     workloads = (
-        format_table(headers, rows) if rows else "No workloads ask for legacy GPU resources.\n"
+        format_table(headers, rows, width=limit)
+        if rows
+        else "No workloads ask for legacy GPU resources.\n"
     )
     capacity = format_table(
         ["DRIVER", "MODEL", "MIG PROFILE", "DEVICES", "GPUS", "NODES"],
@@ -64,6 +69,7 @@ def render_audit(report: AuditReport, *, wide: bool) -> str:
             [c.driver, c.model, c.profile or NONE, str(c.devices), str(c.units), str(c.nodes)]
             for c in report.capacity
         ),
+        width=limit,
     )
     demand_headers = ["DEVICECLASS", "NEEDED", "FREE", "MATCHING"]
     demand_headers += ["SELECTORS", "WORKLOADS"] if wide else []
@@ -79,10 +85,12 @@ def render_audit(report: AuditReport, *, wide: bool) -> str:
             ]
             for d in report.demand
         ),
+        width=limit,
     )
     findings = format_table(
-        ["SEVERITY", "CHECK", "FINDING"],
+        [Column("SEVERITY"), Column("CHECK", priority=1), Column("FINDING", wrap=True)],
         ([f.severity, f.check, f.message] for f in report.findings),
+        width=limit,
     )
     parts = [header + workloads, capacity if report.capacity else "No DRA devices are published.\n"]
     if report.demand:

@@ -101,6 +101,7 @@ def audit(
     """
     from kubectl_dra.audit.render import audit_document, render_audit
     from kubectl_dra.audit.report import build_audit, read_cluster
+    from kubectl_dra.options import terminal_width
     from kubectl_dra.render import format_document
 
     if namespace and all_namespaces:
@@ -112,7 +113,7 @@ def audit(
     if output in ("json", "yaml"):
         click.echo(format_document(audit_document(report), output), nl=False)
     else:
-        click.echo(render_audit(report, wide=output == "wide"), nl=False)
+        click.echo(render_audit(report, wide=output == "wide", width=terminal_width()), nl=False)
     failed = [
         reason
         for reason, hit in (

@@ -16,9 +16,10 @@ import click
 from click.core import ParameterSource
 
 from kubectl_dra.commands.common import cluster_reader, emit
-from kubectl_dra.errors import NotFoundError
+from kubectl_dra.errors import KubeError, NotFoundError
 from kubectl_dra.kube import ClusterReader
-from kubectl_dra.options import kube_options, output_option
+from kubectl_dra.options import kube_options, output_option, terminal_width
+from kubectl_dra.table import safe_cell
 
 
 @contextmanager
@@ -51,6 +52,7 @@ class Scope:
     explicit: bool  # -n or -A was given
     selector: str | None
     output: str
+    width: int  # of the terminal; -o wide ignores it
 
     @property
     def wide(self) -> bool:
@@ -107,6 +109,7 @@ def describe_scope(ctx: click.Context, **flags: Any) -> Scope:
         explicit=bool(merged["namespace"] or merged["all_namespaces"]),
         selector=merged["selector"],
         output=merged["output"],
+        width=terminal_width(),
     )
 
 
@@ -165,6 +168,36 @@ class AliasGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         return super().get_command(ctx, self.ALIASES.get(cmd_name, cmd_name))
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """kubectl's TYPE/NAME form: `describe pod/trainer-0` is `describe pod trainer-0`."""
+        if args and "/" in args[0]:
+            kind, _, name = args[0].partition("/")
+            if self.get_command(ctx, kind) is not None:
+                args = [kind, name, *args[1:]]
+        return super().resolve_command(ctx, args)
+
+
+def object_names(kind: str, names: Sequence[str]) -> tuple[str, ...]:
+    """NAMEs given to `describe KIND`, each plain or as TYPE/NAME of the same kind, deduplicated.
+
+    `describe pod/a pod/b` arrives here as ("a", "pod/b").
+    """
+    plain = []
+    for name in names:
+        if "/" in name:
+            given, _, name = name.partition("/")
+            if AliasGroup.ALIASES.get(given, given) != kind:
+                raise click.UsageError(
+                    f'"{given}/{name}": describe {kind} takes {kind} names; '
+                    f"describe one kind of object at a time"
+                )
+        if not name:
+            raise click.UsageError(f"describe {kind}: an empty name; give NAME or {kind}/NAME")
+        plain.append(name)
+    return tuple(dict.fromkeys(plain))
+
 
 @click.group(cls=AliasGroup, invoke_without_command=True)
 @kube_options
@@ -203,7 +236,10 @@ def describe(ctx: click.Context, /, **flags: Any) -> None:
             scope.reader.list_resource_claims(scope.namespace), slices
         )
         _show(
-            scope, usage, kind="NamespaceUsageList", table=lambda: render.render_namespaces(usage)
+            scope,
+            usage,
+            kind="NamespaceUsageList",
+            table=lambda: render.render_namespaces(usage, width=scope.width),
         )
         return
     cluster = report.build_cluster_report(slices, scope.reader.list_resource_claims(None))
@@ -212,7 +248,7 @@ def describe(ctx: click.Context, /, **flags: Any) -> None:
     elif not cluster.nodes:
         click.echo(NO_DEVICES, err=True)
     else:
-        emit(render.render_cluster(cluster, wide=scope.wide))
+        emit(render.render_cluster(cluster, wide=scope.wide, width=scope.width))
 
 
 @describe_subcommand
@@ -220,35 +256,64 @@ def describe_pods(ctx: click.Context, /, names: tuple[str, ...], **flags: Any) -
     """Show pods' claims, devices and who else holds them (also: pods, po).
 
     Without NAME, every pod that uses DRA (claims, a KEP-5004 claim, or our webhook's
-    rewrite) in the namespace; -l filters by label. A pod rewritten by the kubectl-dra webhook
-    also shows its original nvidia.com/gpu request (ORIGINAL).
+    rewrite) in the namespace, one row per request; -l filters by label. With NAME (or
+    pod/NAME), one block per pod as `kubectl describe` prints it: its node and phase (and while
+    pending, the scheduler's reason), then each claim and the device of each request (-o wide:
+    the rows instead). A pod
+    rewritten by the kubectl-dra webhook also shows its original nvidia.com/gpu request.
 
     \b
     Examples:
       kubectl dra describe pod pod0 -n gpu
+      kubectl dra describe pod/pod0 -n gpu
       kubectl dra describe pods -A -l app=train -o wide
     """
     from kubectl_dra import render, report
 
+    names = object_names("pod", names)
     scope = describe_scope(ctx, **flags)
     if names and scope.namespace is None:
         raise click.UsageError("a pod NAME needs a namespace: use -n, not -A")
     if names:
-        pods = [_get_pod(scope, name) for name in dict.fromkeys(names)]
+        pods = [_get_pod(scope, name) for name in names]
     else:
         pods = scope.reader.list_pods(scope.namespace, label_selector=scope.selector)
     claims = scope.reader.list_resource_claims(scope.namespace)
     reports = report.build_pod_reports(
-        pods, claims, scope.reader.list_resource_slices(), only_dra=not names
+        pods,
+        claims,
+        scope.reader.list_resource_slices(),
+        only_dra=not names,
+        device_classes=_classes_for_pending(scope, claims),
     )
     _show(
         scope,
         reports,
         kind="PodReportList",
-        table=lambda: render.render_pods(
-            reports, wide=scope.wide, namespaces=scope.namespace is None
+        table=lambda: (
+            render.render_pod_blocks(reports, width=scope.width)
+            if names and not scope.wide
+            else render.render_pods(
+                reports, wide=scope.wide, namespaces=scope.namespace is None, width=scope.width
+            )
         ),
     )
+
+
+def _classes_for_pending(scope: Scope, claims: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The DeviceClasses, read (one list call) only when a claim is not allocated yet: its
+    sharing comes from its class. An allocated claim carries its class's config already."""
+    if all((c.get("status") or {}).get("allocation") for c in claims):
+        return []
+    try:
+        return scope.reader.list_device_classes()
+    except KubeError as exc:  # e.g. RBAC allows claims but not the cluster-scoped classes
+        click.echo(
+            f"Warning: {safe_cell(' '.join(str(exc).split()))}; the SHARING of claims "
+            "not allocated yet leaves out their DeviceClass's config",
+            err=True,
+        )
+        return []
 
 
 def _get_pod(scope: Scope, name: str) -> dict[str, Any]:
@@ -270,6 +335,7 @@ def describe_claims(ctx: click.Context, /, names: tuple[str, ...], **flags: Any)
     """
     from kubectl_dra import render, report
 
+    names = object_names("claim", names)
     scope = describe_scope(ctx, **flags)
     _no_selector(scope, "claims")
     claims = scope.reader.list_resource_claims(scope.namespace)
@@ -278,13 +344,18 @@ def describe_claims(ctx: click.Context, /, names: tuple[str, ...], **flags: Any)
         if name not in known:
             where = f'in namespace "{scope.namespace}"' if scope.namespace else "in any namespace"
             raise NotFoundError(f'resourceclaim "{name}" not found {where}')
-    reports = report.build_claim_reports(claims, scope.reader.list_resource_slices(), names=names)
+    reports = report.build_claim_reports(
+        claims,
+        scope.reader.list_resource_slices(),
+        names=names,
+        device_classes=_classes_for_pending(scope, claims),
+    )
     _show(
         scope,
         reports,
         kind="ClaimReportList",
         table=lambda: render.render_claims(
-            reports, wide=scope.wide, namespaces=scope.namespace is None
+            reports, wide=scope.wide, namespaces=scope.namespace is None, width=scope.width
         ),
     )
 
@@ -300,6 +371,7 @@ def describe_nodes(ctx: click.Context, /, names: tuple[str, ...], **flags: Any) 
     """
     from kubectl_dra import render, report
 
+    names = object_names("node", names)
     scope = describe_scope(ctx, **flags)
     _no_selector(scope, "nodes")
     reports = report.build_node_reports(
@@ -312,7 +384,7 @@ def describe_nodes(ctx: click.Context, /, names: tuple[str, ...], **flags: Any) 
         scope,
         reports,
         kind="NodeReportList",
-        table=lambda: render.render_nodes(reports, wide=scope.wide),
+        table=lambda: render.render_nodes(reports, wide=scope.wide, width=scope.width),
         empty=NO_DEVICES,
     )
 

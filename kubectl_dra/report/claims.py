@@ -10,6 +10,7 @@ from kubectl_dra.report.devices import (
     claim_origin,
     claim_requests,
     claim_state,
+    index_class_configs,
     index_devices,
     index_holders,
     metadata_of,
@@ -25,13 +26,19 @@ from kubectl_dra.report.rows import (
 
 
 def build_claim_reports(
-    claims: Sequence[Obj], slices: Iterable[Obj], *, names: Sequence[str] = ()
+    claims: Sequence[Obj],
+    slices: Iterable[Obj],
+    *,
+    names: Sequence[str] = (),
+    device_classes: Iterable[Obj] | None = None,
 ) -> list[ClaimReport]:
     """Claims (all of `claims`, or those called `names`) with their devices and consumers.
 
     `claims` should hold every claim of the namespaces shown, so that other claims allocated
-    the same device are found.
+    the same device are found. With `device_classes`, a claim not allocated yet shows the
+    sharing its class configures.
     """
+    configs = None if device_classes is None else index_class_configs(device_classes)
     devices = index_devices(slices)
     holders = index_holders(claims)
     wanted = set(names)
@@ -50,7 +57,9 @@ def build_claim_reports(
                 node=allocation_node(allocation_of(claim)),
                 owner=owner.get("name") if owner else None,
                 reserved_for=reserved_pods(claim),
-                requests=tuple(claim_requests(claim, devices=devices, holders=holders)),
+                requests=tuple(
+                    claim_requests(claim, devices=devices, holders=holders, class_configs=configs)
+                ),
             )
         )
     return sorted(reports, key=lambda r: (r.namespace, r.name))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -128,22 +128,51 @@ def index_holders(claims: Iterable[Obj]) -> dict[DeviceKey, list[Obj]]:
     return holders
 
 
-def _sharing(allocation: Obj, request: str) -> Sharing | None:
+def _sharing(configs: Iterable[Obj], request: str, *, source: str | None = None) -> Sharing | None:
+    """The `sharing.strategy` of the last config that applies to `request` (the driver applies
+    them in order, so a later one wins); `source` when the configs do not carry theirs."""
     top = request.split("/", 1)[0]
     found: Sharing | None = None
-    for config in (allocation.get("devices") or {}).get("config") or []:
+    for config in configs:
+        if not isinstance(config, Mapping):
+            continue
         wanted = config.get("requests") or []
         if wanted and request not in wanted and top not in wanted:
             continue
         parameters = (config.get("opaque") or {}).get("parameters") or {}
-        strategy = (parameters.get("sharing") or {}).get("strategy")
+        sharing = parameters.get("sharing") if isinstance(parameters, Mapping) else None
+        strategy = sharing.get("strategy") if isinstance(sharing, Mapping) else None
         if isinstance(strategy, str):
-            found = Sharing(strategy=strategy, source=str(config.get("source", "")))
+            found = Sharing(strategy=strategy, source=str(config.get("source") or source or ""))
     return found
 
 
-def spec_requests(claim: Obj) -> list[RequestRow]:
-    """The requests of an unallocated claim, as written (no device yet)."""
+ClassConfigs = Mapping[str, Sequence[Obj]]  # DeviceClass name -> its spec.config
+
+
+def index_class_configs(device_classes: Iterable[Obj]) -> dict[str, Sequence[Obj]]:
+    """DeviceClass name -> its `spec.config`: the sharing a claim not allocated yet will get."""
+    return {
+        str(metadata_of(c).get("name", "")): list((c.get("spec") or {}).get("config") or [])
+        for c in device_classes
+    }
+
+
+def _pending_sharing(
+    claim: Obj, request: str, device_class: str | None, class_configs: ClassConfigs
+) -> Sharing | None:
+    """What a claim not allocated yet will get: its own config, else its DeviceClass's."""
+    own = ((claim.get("spec") or {}).get("devices") or {}).get("config") or []
+    return _sharing(own, request, source="FromClaim") or _sharing(
+        class_configs.get(device_class or "", ()), request, source="FromClass"
+    )
+
+
+def spec_requests(claim: Obj, *, class_configs: ClassConfigs | None = None) -> list[RequestRow]:
+    """The requests of an unallocated claim, as written (no device yet).
+
+    With `class_configs`, each row's sharing is the one the device will get.
+    """
     rows = []
     for request in ((claim.get("spec") or {}).get("devices") or {}).get("requests") or []:
         exact = request.get("exactly") or {}
@@ -151,9 +180,10 @@ def spec_requests(claim: Obj) -> list[RequestRow]:
         device_class = exact.get("deviceClassName") or " | ".join(
             a.get("deviceClassName", "") for a in alternatives
         )
+        name = request.get("name", "")
         rows.append(
             RequestRow(
-                request=request.get("name", ""),
+                request=name,
                 device_class=device_class or None,
                 # firstAvailable: its largest alternative, the most it can be given
                 count=request_device_count(request),
@@ -164,7 +194,9 @@ def spec_requests(claim: Obj) -> list[RequestRow]:
                 model=None,
                 uuid=None,
                 memory=None,
-                sharing=None,
+                sharing=_pending_sharing(claim, name, device_class, class_configs)
+                if class_configs is not None
+                else None,
             )
         )
     return rows
@@ -182,12 +214,20 @@ def _request_classes(claim: Obj) -> dict[str, str]:
 
 
 def claim_requests(
-    claim: Obj, *, devices: Mapping[DeviceKey, Device], holders: Mapping[DeviceKey, list[Obj]]
+    claim: Obj,
+    *,
+    devices: Mapping[DeviceKey, Device],
+    holders: Mapping[DeviceKey, list[Obj]],
+    class_configs: ClassConfigs | None = None,
 ) -> list[RequestRow]:
-    """One row per allocated device of `claim` (per spec request while it is pending)."""
+    """One row per allocated device of `claim` (per spec request while it is pending).
+
+    The sharing of an allocated device is in the allocation's config, where the allocator
+    copied the DeviceClass's config (FromClass) and the claim's (FromClaim) in that order.
+    """
     allocation = allocation_of(claim)
     if allocation is None:
-        return spec_requests(claim)
+        return spec_requests(claim, class_configs=class_configs)
     node = allocation_node(allocation)
     classes = _request_classes(claim)
     me = claim_id(claim)
@@ -209,7 +249,7 @@ def claim_requests(
                 model=device.model if device else None,
                 uuid=device.uuid if device else None,
                 memory=device.memory if device else None,
-                sharing=_sharing(allocation, request),
+                sharing=_sharing((allocation.get("devices") or {}).get("config") or [], request),
                 shared_with=others,
             )
         )

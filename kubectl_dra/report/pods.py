@@ -8,9 +8,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dracore.dra import pod_containers
 from dracore.translate import REWRITTEN_ANNOTATION
 from kubectl_dra.report.devices import (
+    ClassConfigs,
     annotations_of,
     claim_requests,
     claim_state,
+    index_class_configs,
     index_devices,
     index_holders,
     metadata_of,
@@ -91,7 +93,10 @@ def _extended_context(
 class _PodIndex:
     """Claims by name and by owning pod uid, for one pass over many pods."""
 
-    def __init__(self, claims: Sequence[Obj], slices: Iterable[Obj]) -> None:
+    def __init__(
+        self, claims: Sequence[Obj], slices: Iterable[Obj], class_configs: ClassConfigs | None
+    ) -> None:
+        self.class_configs = class_configs
         self.devices = index_devices(slices)
         self.holders = index_holders(claims)
         self.by_name: dict[tuple[str, str], Obj] = {}
@@ -186,7 +191,16 @@ class _PodIndex:
         originals: Mapping[str | None, list[LegacyRequest]],
     ) -> PodClaim:
         reserved = reserved_pods(claim) if claim else ()
-        rows = claim_requests(claim, devices=self.devices, holders=self.holders) if claim else []
+        rows = (
+            claim_requests(
+                claim,
+                devices=self.devices,
+                holders=self.holders,
+                class_configs=self.class_configs,
+            )
+            if claim
+            else []
+        )
         if claim is None and (containers or originals):
             # Not made yet: still say which containers wait for what.
             rows = [
@@ -220,11 +234,29 @@ def uses_dra(pod: Obj) -> bool:
     )
 
 
+def unscheduled_reason(pod: Obj) -> str | None:
+    """Why the scheduler has not placed the pod yet: its PodScheduled condition while False."""
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            parts = [str(condition.get(k)) for k in ("reason", "message") if condition.get(k)]
+            return ": ".join(parts) or "not scheduled"
+    return None
+
+
 def build_pod_reports(
-    pods: Iterable[Obj], claims: Sequence[Obj], slices: Iterable[Obj], *, only_dra: bool = True
+    pods: Iterable[Obj],
+    claims: Sequence[Obj],
+    slices: Iterable[Obj],
+    *,
+    only_dra: bool = True,
+    device_classes: Iterable[Obj] | None = None,
 ) -> list[PodReport]:
-    """Each pod's claims, devices and holders; pods without DRA are left out when `only_dra`."""
-    index = _PodIndex(claims, slices)
+    """Each pod's claims, devices and holders; pods without DRA are left out when `only_dra`.
+
+    With `device_classes`, a claim not allocated yet shows the sharing its class configures.
+    """
+    configs = None if device_classes is None else index_class_configs(device_classes)
+    index = _PodIndex(claims, slices, configs)
     reports = []
     for pod in pods:
         claims_of_pod = index.pod_claims(pod)
@@ -237,6 +269,7 @@ def build_pod_reports(
                 name=meta.get("name", ""),
                 node=(pod.get("spec") or {}).get("nodeName"),
                 phase=(pod.get("status") or {}).get("phase"),
+                unscheduled=unscheduled_reason(pod),
                 rewritten=read_rewritten(pod),
                 claims=tuple(claims_of_pod),
             )

@@ -131,6 +131,8 @@ class PodReport:
     phase: str | None
     rewritten: Rewritten | None
     claims: tuple[PodClaim, ...]
+    # "Reason: message" of the PodScheduled condition while it is False (e.g. Unschedulable)
+    unscheduled: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

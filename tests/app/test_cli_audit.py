@@ -84,7 +84,10 @@ class AuditFake:
 
 
 def run(fake: Any, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["audit", *args], obj=fake, prog_name="kubectl dra")
+    # A wide terminal: these tests read whole rows (tests/app/test_output_width.py fits them).
+    return CliRunner().invoke(
+        cli, ["audit", *args], obj=fake, prog_name="kubectl dra", env={"COLUMNS": "400"}
+    )
 
 
 def test_table_uses_the_cluster_policy_and_the_context_namespace() -> None:

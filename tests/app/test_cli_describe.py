@@ -17,6 +17,7 @@ from kubectl_dra.cli import cli
 from kubectl_dra.errors import KubeError
 from kubectl_dra.kube import _explain
 from tests.builders import FakeCluster, cluster_pod, column, sample_cluster
+from tests.builders.dra import make_class, sharing_config
 
 
 def run(fake: Any, *args: str) -> Result:
@@ -25,6 +26,14 @@ def run(fake: Any, *args: str) -> Result:
 
 def cells(result: Result, header: str) -> list[str]:
     return column(result.stdout, header)
+
+
+def field(block: str, label: str) -> str:
+    """The value of the first `Label:` line of a describe block."""
+    for line in block.splitlines():
+        if line.strip().startswith(f"{label}:"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"no {label!r} in:\n{block}")
 
 
 def test_template_claim_of_a_pod_shows_both_devices_with_attributes() -> None:
@@ -41,11 +50,13 @@ def test_template_claim_of_a_pod_shows_both_devices_with_attributes() -> None:
 
 
 def test_named_claim_shared_by_two_pods_names_each_other() -> None:
-    result = run(sample_cluster(), "pods", "share-a", "share-b")
+    result = run(sample_cluster(), "pods", "share-a", "share-b", "-o", "wide")
     assert result.exit_code == 0, result.stderr
     assert cells(result, "ORIGIN") == ["claim/team-gpu"] * 2
     assert cells(result, "DEVICE") == ["gpu-2", "gpu-2"]
     assert cells(result, "SHARED-WITH") == ["pod/share-b", "pod/share-a"]
+    blocks = run(sample_cluster(), "pods", "share-a", "share-b").stdout.split("\n\n")
+    assert [field(b, "Other holders") for b in blocks] == ["pod/share-b", "pod/share-a"]
 
     claim = run(sample_cluster(), "claim", "team-gpu")
     assert claim.exit_code == 0, claim.stderr
@@ -55,10 +66,10 @@ def test_named_claim_shared_by_two_pods_names_each_other() -> None:
 def test_kep5004_claim_is_shown_with_the_extended_resource_it_replaced() -> None:
     result = run(sample_cluster(), "pod", "legacy")
     assert result.exit_code == 0, result.stderr
-    assert cells(result, "CLAIM") == ["-"]
-    assert cells(result, "ORIGIN") == ["extended-resource"]
-    assert cells(result, "CONTAINERS") == ["ctr0"]
-    assert cells(result, "ORIGINAL") == ["ctr0 nvidia.com/gpu=1"]
+    assert "  (extended resource, KEP-5004):" in result.stdout.splitlines()
+    assert field(result.stdout, "Made from") == "extended-resource"
+    assert field(result.stdout, "Containers") == "ctr0"
+    assert field(result.stdout, "Original") == "ctr0 nvidia.com/gpu=1"
 
 
 def test_time_sliced_claim_shows_strategy_and_both_containers() -> None:
@@ -94,7 +105,15 @@ def test_json_output_is_the_documented_structure() -> None:
     doc = json.loads(result.stdout)
     assert (doc["apiVersion"], doc["kind"]) == ("kubectl-dra.io/v1alpha1", "PodReportList")
     item = doc["items"][0]
-    assert set(item) == {"namespace", "name", "node", "phase", "rewritten", "claims"}
+    assert set(item) == {
+        "namespace",
+        "name",
+        "node",
+        "phase",
+        "unscheduled",
+        "rewritten",
+        "claims",
+    }
     assert set(item["claims"][0]) == {
         "name",
         "origin",
@@ -125,7 +144,13 @@ def test_json_output_is_the_documented_structure() -> None:
 def test_pods_view_makes_a_constant_number_of_calls() -> None:
     fake = sample_cluster()
     assert run(fake, "pods", "-A").exit_code == 0
-    assert fake.calls == ["list pods", "list resourceclaims", "list resourceslices"]
+    # DeviceClasses only because a claim is not allocated yet (its sharing comes from its class)
+    assert fake.calls == [
+        "list pods",
+        "list resourceclaims",
+        "list resourceslices",
+        "list deviceclasses",
+    ]
 
 
 def test_garbage_collector_runs_again_after_describe() -> None:
@@ -281,8 +306,8 @@ def test_flag_misuse_is_a_usage_error(args: tuple[str, ...]) -> None:
 def test_named_pod_without_dra_is_still_shown() -> None:
     result = run(FakeCluster(pods=[cluster_pod("web")]), "pod", "web")
     assert result.exit_code == 0
-    assert cells(result, "POD") == ["web"]
-    assert cells(result, "CLAIM") == ["-"]
+    assert field(result.stdout, "Name") == "web"
+    assert "Claims:  <none>" in result.stdout.splitlines()
 
 
 def test_help_reads_like_kubectl() -> None:
@@ -398,12 +423,132 @@ def test_terminal_escapes_in_author_data_are_shown_escaped_in_tables() -> None:
     assert ESC not in run(fake, "pods", "-o", "yaml").stdout
 
 
-def test_a_huge_annotation_value_is_cut_in_the_table() -> None:
+def test_a_huge_annotation_value_is_shortened_in_the_table_and_whole_in_wide() -> None:
     record = dict(GOOD_RECORD)
     record["containers"] = [{"container": "x" * 5000, "resource": "nvidia.com/gpu", "count": 1}]
-    result = run(_hostile_cluster(json.dumps(record)), "pods", "-o", "wide")
+    fake = _hostile_cluster(json.dumps(record))
+    table = CliRunner().invoke(
+        cli, ["describe", "pods"], obj=fake, prog_name="kubectl dra", env={"COLUMNS": "120"}
+    )
+    assert table.exit_code == 0, table.stderr
+    assert max(len(line) for line in table.stdout.splitlines()) <= 120
+    wide = run(fake, "pods", "-o", "wide")
+    assert "x" * 5000 + " nvidia.com/gpu=1" in wide.stdout  # -o wide has no width limit
+
+
+def _pending_cluster(*, class_sharing: str | None, claim_sharing: str | None) -> FakeCluster:
+    """A pod the scheduler cannot place, whose claim (not allocated) asks gpu.nvidia.com."""
+    fake = sample_cluster()
+    waiting = next(p for p in fake.pods if p["metadata"]["name"] == "waiting")
+    waiting["status"]["conditions"] = [
+        {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": "0/2 nodes are available: 2 cannot allocate all claims.",
+        }
+    ]
+    claim = next(c for c in fake.claims if c["metadata"]["name"] == "waiting-gpu-1")
+    if claim_sharing:
+        config = sharing_config(claim_sharing)
+        claim["spec"]["devices"]["config"] = [{"opaque": config["opaque"]}]
+    gpu_class = make_class("gpu.nvidia.com")
+    if class_sharing:
+        gpu_class["spec"]["config"] = [{"opaque": sharing_config(class_sharing)["opaque"]}]
+    fake.device_classes = [gpu_class]
+    return fake
+
+
+def test_describe_pod_block_shows_phase_scheduler_reason_and_each_request() -> None:
+    result = run(_pending_cluster(class_sharing=None, claim_sharing=None), "pod", "waiting")
     assert result.exit_code == 0, result.stderr
-    widest = max(len(line) for line in result.stdout.splitlines())
-    assert "x" * 5000 not in result.stdout
-    assert "x" * 197 + "..." in result.stdout  # cut to 200 characters, and said so
-    assert widest < 5000
+    block = result.stdout
+    assert [field(block, k) for k in ("Name", "Namespace", "Node", "Phase")] == [
+        "waiting",
+        "ns",
+        "<none>",
+        "Pending",
+    ]
+    assert field(block, "Scheduling") == (
+        "Unschedulable: 0/2 nodes are available: 2 cannot allocate all claims."
+    )
+    assert field(block, "Made from") == "template big"
+    assert field(block, "State") == "pending"
+    assert (field(block, "Class"), field(block, "Count")) == ("gpu.nvidia.com", "8")
+    assert field(block, "Sharing") == "driver default"
+    running = run(sample_cluster(), "pod", "sliced").stdout
+    assert "Scheduling" not in running
+    assert field(running, "Sharing") == "TimeSlicing (from the claim)"
+    assert field(running, "Containers") == "a,b"
+    assert field(running, "UUID") == "GPU-1-0"
+
+
+@pytest.mark.parametrize(
+    ("class_sharing", "claim_sharing", "shown"),
+    [
+        ("MPS", None, "MPS (from the DeviceClass)"),
+        ("MPS", "TimeSlicing", "TimeSlicing (from the claim)"),
+        (None, None, "driver default"),
+    ],
+)
+def test_sharing_of_a_claim_not_allocated_yet_comes_from_claim_then_class(
+    class_sharing: str | None, claim_sharing: str | None, shown: str
+) -> None:
+    fake = _pending_cluster(class_sharing=class_sharing, claim_sharing=claim_sharing)
+    assert field(run(fake, "pod", "waiting").stdout, "Sharing") == shown
+    document = json.loads(run(fake, "claim", "waiting-gpu-1", "-o", "json").stdout)
+    sharing = document["items"][0]["requests"][0]["sharing"]
+    assert (sharing and sharing["strategy"]) == (shown.split()[0] if class_sharing else None)
+
+
+def test_device_classes_are_not_listed_when_every_claim_is_allocated() -> None:
+    fake = sample_cluster()
+    fake.claims = [c for c in fake.claims if c["status"].get("allocation")]
+    assert run(fake, "pods", "-A").exit_code == 0
+    assert "list deviceclasses" not in fake.calls
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["pod/multi"], ["Name:       multi"]),
+        (["pods/multi", "pod/sliced"], ["Name:       multi", "Name:       sliced"]),
+        (["po", "multi", "pod/sliced"], ["Name:       multi", "Name:       sliced"]),
+        (["claim/team-gpu", "-o", "wide"], ["team-gpu"]),
+        (["node/node-1"], ["node-1"]),
+    ],
+)
+def test_type_slash_name_works_as_kubectl_accepts_it(args: list[str], expected: list[str]) -> None:
+    result = run(sample_cluster(), *args)
+    assert result.exit_code == 0, result.stderr
+    for text in expected:
+        assert text in result.stdout
+    if args[0].startswith("node/"):
+        assert "node-0" not in result.stdout
+
+
+def test_type_slash_name_of_another_kind_is_a_usage_error() -> None:
+    result = run(sample_cluster(), "pod", "claim/team-gpu")
+    assert result.exit_code == 2
+    assert "describe pod takes pod names" in result.stderr
+
+
+class _ClassesForbidden(FakeCluster):
+    def list_device_classes(self) -> list[dict[str, Any]]:
+        raise KubeError("cannot list deviceclasses: forbidden (403)\x1b[2J")
+
+
+def test_forbidden_device_classes_are_a_warning_and_the_view_goes_on() -> None:
+    fake = _pending_cluster(class_sharing="MPS", claim_sharing=None)
+    limited = _ClassesForbidden(pods=fake.pods, claims=fake.claims, slices=fake.slices)
+    result = run(limited, "pod", "waiting")
+    assert result.exit_code == 0
+    assert field(result.stdout, "Sharing") == "driver default"
+    assert result.stderr.startswith("Warning: cannot list deviceclasses: forbidden (403)\\x1b[2J;")
+    assert "\x1b" not in result.stderr
+
+
+def test_an_error_quoting_a_name_shows_its_controls_escaped() -> None:
+    result = run(sample_cluster(), "pod", "evil\x1b]0;pwned\x07")
+    assert result.exit_code == 1
+    assert result.stderr == 'Error: pod "evil\\x1b]0;pwned\\x07" not found in namespace "ns"\n'

@@ -373,7 +373,8 @@ def test_plugin_process_reads_the_kubeconfig_and_explains_forbidden(
     [name] = apply_scenario(k8s, "02-intra-pod-sharing.yaml", ns)
     k8s.wait_bound(ns, name)
 
-    ok = run_plugin("describe", "pods", "-n", ns, "--kubeconfig", str(k8s.kubeconfig))
+    # -o wide: every column, whatever the width (a pipe's table is fitted to 100 columns)
+    ok = run_plugin("describe", "pods", "-n", ns, "-o", "wide", "--kubeconfig", str(k8s.kubeconfig))
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.split()[:2] == ["POD", "CLAIM"]
     assert "ctr0,ctr1" in ok.stdout

@@ -96,3 +96,18 @@ def test_the_krew_manifest_describes_the_built_archive(tmp_path: Path) -> None:
             "kubectl-dra",
             [{"from": "kubectl-dra", "to": "."}],
         )
+
+
+def test_kubectl_completes_the_plugin_through_kubectl_complete_dra(on_path: dict[str, str]) -> None:
+    # What README tells single-file users to install next to the plugin.
+    bin_dir = Path(on_path["PATH"].split(os.pathsep)[0])
+    script = bin_dir / "kubectl_complete-dra"
+    script.write_text('#!/bin/sh\nexec kubectl-dra __complete "$@"\n')
+    script.chmod(0o755)
+    subcommands = kubectl(on_path, "__complete", "dra", "describe", "")
+    assert subcommands.returncode == 0, subcommands.stderr
+    lines = subcommands.stdout.splitlines()
+    assert [line.split("\t")[0] for line in lines[:-1]] == ["claim", "node", "pod"]
+    assert lines[-1] == ":4"  # no file names
+    flags = kubectl(on_path, "__complete", "dra", "top", "--wa")
+    assert flags.stdout.splitlines()[0].startswith("--watch\t")
