@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from dracore.errors import PolicyError
+from kubectl_dra.commands.admission_policies import admission_policies
 from kubectl_dra.commands.audit import audit
 from kubectl_dra.commands.classes import classes
 from kubectl_dra.commands.convert import convert
@@ -74,6 +75,7 @@ cli.add_command(describe)
 cli.add_command(validate)
 cli.add_command(audit)
 cli.add_command(classes)
+cli.add_command(admission_policies)
 
 
 def main() -> None:
