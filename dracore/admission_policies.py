@@ -40,6 +40,7 @@ from dracore.translate import (
     SHARED_CLAIM_ANNOTATION,
     SKIP_ANNOTATION,
 )
+from dracore.translate import _tolerates as tolerates  # the webhook's test, shared on purpose
 
 API_VERSION: Final = "admissionregistration.k8s.io/v1"
 # Servers that serve MutatingAdmissionPolicy v1 without a feature gate.
@@ -158,7 +159,7 @@ class InProcessRoute:
         added = [
             {"key": r, "operator": "Exists", "effect": "NoSchedule"}
             for r in sorted(present)
-            if not any(_tolerates(t, r) for t in spec.get("tolerations") or [])
+            if not any(tolerates(t, r) for t in spec.get("tolerations") or [])
         ]
         if added:
             spec.setdefault("tolerations", []).extend(added)
@@ -208,15 +209,6 @@ def _limit_message(who: str, needed: str, limit: int) -> str:
 def _has_labels(labels: Mapping[str, str], wanted: Iterable[tuple[str, str]]) -> bool:
     wanted = tuple(wanted)
     return bool(wanted) and all(labels.get(k) == v for k, v in wanted)
-
-
-def _tolerates(toleration: Mapping[str, Any], key: str) -> bool:
-    """As the webhook decides whether a pod already tolerates the legacy resource's taint."""
-    if toleration.get("effect") not in (None, "", "NoSchedule"):
-        return False
-    if toleration.get("operator") == "Exists" and not toleration.get("key"):
-        return True
-    return toleration.get("key") == key
 
 
 def _quantity_count(value: Any) -> int:

@@ -6,21 +6,13 @@ from pathlib import Path
 
 import click
 
-from kubectl_dra.commands.common import emit, load_policy
+from kubectl_dra.commands.common import emit, load_policy, mig_profile_option, policy_option
 
 
 @click.command("admission-policies")
-@click.option(
-    "--policy",
-    "policy_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="GPUPolicy YAML, or a ConfigMap manifest holding it (default: the built-in policy).",
-)
-@click.option(
-    "--mig-profile",
-    "mig_profiles",
-    multiple=True,
-    help="A MIG profile (e.g. 1g.10gb) to make classes for, so its pods are renamed too. Repeatable.",
+@policy_option
+@mig_profile_option(
+    "A MIG profile (e.g. 1g.10gb) to make classes for, so its pods are renamed too. Repeatable."
 )
 @click.option(
     "--kubernetes-version",

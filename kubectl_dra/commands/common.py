@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -20,6 +21,21 @@ filename_option = click.option(
     required=True,
     help="Manifest file (YAML or JSON, multi-document); '-' reads stdin. Repeatable.",
 )
+
+policy_option = click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="GPUPolicy YAML, or a ConfigMap manifest holding it (default: the built-in policy).",
+)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def mig_profile_option(help: str) -> Callable[[F], F]:
+    """`--mig-profile` (repeatable), with the command's own help."""
+    return click.option("--mig-profile", "mig_profiles", multiple=True, help=help)
 
 
 def load_policy(path: Path | None) -> Policy:

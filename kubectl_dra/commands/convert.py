@@ -6,17 +6,12 @@ from pathlib import Path
 
 import click
 
-from kubectl_dra.commands.common import emit, filename_option, load_policy
+from kubectl_dra.commands.common import emit, filename_option, load_policy, policy_option
 
 
 @click.command()
 @filename_option
-@click.option(
-    "--policy",
-    "policy_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="GPUPolicy YAML, or a ConfigMap manifest holding it (default: the built-in policy).",
-)
+@policy_option
 @click.option(
     "-n", "--namespace", help="Namespace for objects that do not set one (used for policy rules)."
 )

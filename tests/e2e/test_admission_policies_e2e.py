@@ -21,7 +21,7 @@ from dracore.classes import generate_classes
 from dracore.errors import TranslationError
 from dracore.policy import Policy
 from dracore.translate import REWRITTEN_ANNOTATION, translate
-from tests.e2e.e2e_support import ROOT, E2ECluster, load_yaml_docs, node_mod
+from tests.e2e.e2e_support import ROOT, E2ECluster, legacy_pod, load_yaml_docs, node_mod
 from tests.e2e.test_real_node import Node, real_node, seen, wait_running  # noqa: F401
 
 pytestmark = pytest.mark.e2e
@@ -136,22 +136,11 @@ def what_admission_touches(pod: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def legacy(name: str, count: int | str = 2, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "containers": [
-                {
-                    "name": "main",
-                    "image": "busybox",
-                    "resources": {"limits": {"nvidia.com/gpu": count}},
-                }
-            ],
-            **spec,
-        },
-    }
+def legacy(name: str, count: int | str = 2) -> dict[str, Any]:
+    """e2e_support's legacy pod, its count written as the API server writes quantities."""
+    pod = legacy_pod(name)
+    pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] = str(count)
+    return pod
 
 
 def seed_pod() -> dict[str, Any]:
@@ -163,7 +152,7 @@ def pod_sharing_pod() -> dict[str, Any]:
     pod = legacy("shared")
     pod["metadata"]["annotations"] = {"kubectl-dra.io/pod-sharing": "true"}
     pod["spec"]["containers"].append(
-        {"name": "second", "image": "busybox", "resources": {"limits": {"nvidia.com/gpu": 1}}}
+        {"name": "second", "image": "busybox", "resources": {"limits": {"nvidia.com/gpu": "1"}}}
     )
     return pod
 
@@ -278,7 +267,7 @@ def test_a_pod_renamed_in_process_runs_time_sliced_on_the_real_node(
     route: InProcessRoute,
     real_node: Node,  # noqa: F811
 ) -> None:
-    (pod,) = node_mod.for_real_node([legacy("sliced", "1")])
+    (pod,) = node_mod.for_real_node([legacy("sliced", 1)])
     pod["spec"]["containers"][0]["command"] = [
         "sh",
         "-c",
