@@ -43,6 +43,7 @@ POLICY = {
                 "labels": {SHARING_LABEL: "ts"},
                 "sharing": "TimeSlicing",
                 "timeSlicing": {"interval": "Long"},
+                "maxGPUsPerPod": 8,
             }
         ],
     },
@@ -169,7 +170,7 @@ CORPUS = {
     "seed": (seed_pod, True),
     "pod-sharing": (pod_sharing_pod, False),
     "init-container-gpu": (init_gpu_pod, False),
-    "over-max-gpus-per-pod": (lambda: legacy("big", 5), False),
+    "over-max-gpus-per-pod": (lambda: legacy("big", 9), False),
 }
 NAMESPACES = {PLAIN: {}, SLICED: {}, LABELLED: {SHARING_LABEL: "ts"}}
 
@@ -218,6 +219,19 @@ def test_a_pod_naming_a_policy_class_over_the_limit_is_denied_in_the_webhooks_wo
     assert dry_run(k8s, by_hand, PLAIN)["spec"]["containers"][0]["resources"]["limits"] == limits
 
 
+def test_a_label_rule_wins_over_the_defaults_in_the_validating_policies(
+    k8s: E2ECluster, route: InProcessRoute
+) -> None:
+    """LABELLED carries the first rule's labels (maxGPUsPerPod 8), the defaults allow 4: the
+    defaults' policies read the namespace's labels and stand aside."""
+    by_hand = legacy("by-hand", 6)
+    limits = by_hand["spec"]["containers"][0]["resources"]["limits"]
+    limits["deviceclass.resource.kubernetes.io/kubectl-dra-gpu"] = limits.pop("nvidia.com/gpu")
+    assert route.denial(by_hand, namespace=LABELLED, labels={SHARING_LABEL: "ts"}) is None
+    assert dry_run(k8s, by_hand, LABELLED)["spec"]["containers"][0]["resources"]["limits"] == limits
+    assert "policy maxGPUsPerPod is 4" in refusal(k8s, by_hand, PLAIN)
+
+
 def test_the_webhook_registered_with_the_complement_sees_only_the_pods_left_to_it(
     k8s: E2ECluster, route: InProcessRoute
 ) -> None:
@@ -253,7 +267,7 @@ def test_the_webhook_registered_with_the_complement_sees_only_the_pods_left_to_i
     try:
         renamed = dry_run(k8s, seed_pod(), HOOKED)
         assert REWRITTEN_ANNOTATION in renamed["metadata"]["annotations"]
-        for make in (pod_sharing_pod, init_gpu_pod, lambda: legacy("big", 5)):
+        for make in (pod_sharing_pod, init_gpu_pod, lambda: legacy("big", 9)):
             assert "failed calling webhook" in refusal(k8s, make(), HOOKED)
         no_gpu = legacy("no-gpu")
         del no_gpu["spec"]["containers"][0]["resources"]
