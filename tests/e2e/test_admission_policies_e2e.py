@@ -15,12 +15,14 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from dracore.admission_policies import InProcessRoute, compile_route, webhook_match_conditions
 from dracore.classes import generate_classes
 from dracore.errors import TranslationError
 from dracore.policy import Policy
 from dracore.translate import REWRITTEN_ANNOTATION, translate
+from kubectl_dra.cli import cli
 from tests.e2e.e2e_support import ROOT, E2ECluster, legacy_pod, load_yaml_docs, node_mod
 from tests.e2e.test_real_node import Node, real_node, seen, wait_running  # noqa: F401
 
@@ -298,5 +300,28 @@ def test_a_pod_renamed_in_process_runs_time_sliced_on_the_real_node(
         saw = seen(k8s, SLICED, "sliced", "main")
         assert len(saw.devices) == 1
         assert saw.settings() == {("TimeSlicing", "Long")}
+        # describe reads the record: the original request, and the scheduler's claim.
+        described = CliRunner().invoke(
+            cli,
+            [
+                "describe",
+                "pod",
+                "sliced",
+                "-n",
+                SLICED,
+                "-o",
+                "json",
+                "--kubeconfig",
+                str(k8s.kubeconfig),
+            ],
+            prog_name="kubectl dra",
+        )
+        assert described.exit_code == 0, described.output
+        (report,) = json.loads(described.stdout)["items"]
+        assert report["rewritten"]["containers"] == [
+            {"container": "main", "resource": "nvidia.com/gpu", "count": 1}
+        ]
+        assert report["rewritten"]["claim"] is None and report["rewritten"]["error"] is None
+        assert [c["origin"] for c in report["claims"]] == ["extended-resource"]
     finally:
         k8s.core.delete_namespaced_pod("sliced", SLICED, grace_period_seconds=0)
