@@ -8,11 +8,7 @@ PROMETHEUS_MULTIPROC_DIR), as in our server, so only the HTTP stacks differ.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dracore.policy import Policy
 from webhook.serving import logs

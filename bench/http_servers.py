@@ -1,7 +1,7 @@
 """The same POST /mutate through our server, uvicorn and granian: reviews/s, p50/p99, CPU.
 
     .venv/bin/pip install uvicorn granian   # for this benchmark only; not project dependencies
-    .venv/bin/python bench/http_servers.py [--seconds 15] [--connections 16]
+    .venv/bin/python -m bench.http_servers [--seconds 15] [--connections 16]
 
 Each server runs one worker process over TLS on 127.0.0.1, pinned to CPU 0, the load to CPU 1:
 `dra-webhook serve --offline --workers 1`, then `bench/asgi_endpoint.py` (the same Endpoints
@@ -27,11 +27,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
+from bench.bench_server import BenchServer, cpu_seconds, process_tree, review_body
+from bench.soak import read_response
 
-from bench_server import BenchServer, cpu_seconds, process_tree, review_body  # noqa: E402
-from soak import read_response  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:

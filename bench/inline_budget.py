@@ -1,6 +1,6 @@
 """What a review decided on the event loop costs per unit of `review_work`: the loop's budget.
 
-    .venv/bin/python bench/inline_budget.py [--seconds 1]
+    .venv/bin/python -m bench.inline_budget [--seconds 1]
 
 For pods that grow in one dimension at a time (environment variables, node-affinity values,
 containers), prints the work units `webhook.admission.budget.review_work` counts, the bytes of
@@ -14,12 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import timeit
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: tests.builders
 
 from dracore import admission_review as review
 from dracore.policy import Policy

@@ -1,6 +1,6 @@
 """What fitting describe's tables to the terminal costs, in process (no cluster).
 
-    .venv/bin/python bench/table_bench.py [--pods 4000] [--repeat 5]
+    .venv/bin/python -m bench.table_bench [--pods 4000] [--repeat 5]
 
 Builds the pods view of `--pods` pods (each a template claim on one of 1,000 nodes x 8 GPUs,
 names as long as real ones), then times render_pods as `-o wide` (every column, no fitting)
@@ -13,12 +13,8 @@ from __future__ import annotations
 import argparse
 import functools
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kubectl_dra import render
 from kubectl_dra.report import PodClaim, PodReport, RequestRow, Sharing

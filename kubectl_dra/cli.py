@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from dracore.errors import PolicyError
+from kubectl_dra.commands.admission_policies import admission_policies
 from kubectl_dra.commands.audit import audit
 from kubectl_dra.commands.classes import classes
 from kubectl_dra.commands.convert import convert
@@ -88,6 +89,7 @@ cli.add_command(classes)
 cli.add_command(prune)
 cli.add_command(top)
 cli.add_command(version)
+cli.add_command(admission_policies)
 
 
 @cli.command("__complete", hidden=True, context_settings={"ignore_unknown_options": True})

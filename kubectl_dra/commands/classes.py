@@ -7,7 +7,13 @@ from typing import Any
 
 import click
 
-from kubectl_dra.commands.common import cluster_reader, emit, load_policy, policy_option
+from kubectl_dra.commands.common import (
+    cluster_reader,
+    emit,
+    load_policy,
+    mig_profile_option,
+    policy_option,
+)
 
 VERSION_HELP = (
     "Kubernetes release of the server the classes are for, e.g. 1.34; before 1.36 "
@@ -17,11 +23,8 @@ VERSION_HELP = (
 
 @click.command()
 @policy_option
-@click.option(
-    "--mig-profile",
-    "mig_profiles",
-    multiple=True,
-    help="A MIG profile (e.g. 1g.10gb) to make classes for. Repeatable; --cluster adds the published ones.",
+@mig_profile_option(
+    "A MIG profile (e.g. 1g.10gb) to make classes for. Repeatable; --cluster adds the published ones."
 )
 @click.option("--kubernetes-version", help=VERSION_HELP)
 @click.option(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -27,6 +28,14 @@ policy_option = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     help="GPUPolicy YAML, or a ConfigMap manifest holding it (default: the built-in policy).",
 )
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def mig_profile_option(help: str) -> Callable[[F], F]:
+    """`--mig-profile` (repeatable), with the command's own help."""
+    return click.option("--mig-profile", "mig_profiles", multiple=True, help=help)
 
 
 def load_policy(path: Path | None) -> Policy:

@@ -13,16 +13,13 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
+from hack import fakegpu
 from kubectl_dra.cli import cli
 from kubectl_dra.commands import top as top_command
 from kubectl_dra.complete import completions
 from kubectl_dra.errors import KubeError
 from tests.builders import FakeCluster
 from webhook.entrypoint import SERVER_LIBRARIES
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
-
-import fakegpu
 
 
 def invoke(fake: object, *args: str) -> Result:
@@ -169,6 +166,7 @@ def test_version_comes_from_the_package_metadata(output: str) -> None:
         (
             [""],
             [
+                "admission-policies",
                 "audit",
                 "classes",
                 "convert",

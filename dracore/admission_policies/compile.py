@@ -1,0 +1,156 @@
+"""GPUPolicy + ClassSet -> InProcessRoute: the scopes, the renames, the limits per namespace."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from dracore import sharing
+from dracore.admission_policies.manifests import manifests
+from dracore.admission_policies.route import (
+    WEBHOOK_NAMESPACE,
+    InProcessRoute,
+    Limits,
+    Scope,
+)
+from dracore.classes import ClassSet, GeneratedClass, implicit_resource_name
+from dracore.policy import MAX_DEVICES_PER_CLAIM, Policy, SharingRules
+
+
+def compile_route(
+    policy: Policy, classes: ClassSet, *, webhook_namespace: str = WEBHOOK_NAMESPACE
+) -> InProcessRoute:
+    """The admission policies for `policy`, given the DeviceClasses generated for it."""
+    notes: list[str] = []
+    if policy.mode != "Enforce":
+        notes.append(
+            f"policy mode is {policy.mode}: nothing is renamed in the API server; the webhook "
+            "handles every pod (Audit warns what Enforce would do)"
+        )
+    rule_scopes = [(f"namespaces-{i}", rule) for i, rule in enumerate(policy.namespaces)]
+    all_rules = [policy.defaults, *(rule.rules for _, rule in rule_scopes)]
+    mappings = [_renames(policy, classes, rules) for rules in all_rules]
+    names = sorted(set.intersection(*(set(m) for m in mappings)))
+    for resource in sorted(set.union(*(set(m) for m in mappings)) - set(names)):
+        notes.append(
+            f"{resource}: no generated class for every namespace rule; left to the webhook"
+        )
+    excluded = tuple(sorted({*policy.exempt_namespaces, webhook_namespace}))
+
+    scopes: list[Scope] = []
+    named: set[str] = set()
+    label_rules: list[tuple[tuple[str, str], ...]] = []
+    for (key, rule), mapping in zip(rule_scopes, mappings[1:], strict=True):
+        own = tuple(sorted(rule.names - named - set(excluded)))
+        scopes.append(
+            Scope(
+                key,
+                rule.rules,
+                own,
+                rule.labels,
+                tuple(sorted(named | rule.names)),
+                tuple(label_rules),
+                tuple((n, mapping[n]) for n in names),
+            )
+        )
+        named |= rule.names
+        if rule.labels:
+            label_rules.append(rule.labels)
+    scopes.append(
+        Scope(
+            "defaults",
+            policy.defaults,
+            (),
+            (),
+            tuple(sorted(named)),
+            tuple(label_rules),
+            tuple((n, mappings[0][n]) for n in names),
+        )
+    )
+    by_name, elsewhere = strictest_limits(policy)
+    guarded = sorted(
+        {name for c in classes.classes if (name := c.implicit_resource_name) is not None}
+        | {
+            name
+            for r in policy.resources
+            if (name := implicit_resource_name(r.device_class_name)) is not None
+        }
+    )
+    route = InProcessRoute(
+        policy=policy,
+        scopes=tuple(scopes),
+        names=tuple(names),
+        guarded=tuple(guarded),
+        limits_by_name=by_name,
+        limits_elsewhere=elsewhere,
+        excluded=excluded,
+        notes=tuple(notes),
+        manifests=[],
+    )
+    if policy.mode == "Enforce":
+        route.manifests.extend(manifests(route))
+    return route
+
+
+def _renames(policy: Policy, classes: ClassSet, rules: SharingRules) -> dict[str, str]:
+    """legacy resource -> implicit name of the one class configured as `rules` share it."""
+    found: dict[str, list[str]] = {}
+    for generated in classes.classes:
+        implicit = generated.implicit_resource_name
+        match = policy.resource_rule(generated.resource)
+        if implicit is None or match is None:
+            continue
+        rule = match[0]
+        if _config(generated) == _wanted_config(rule.device_class_name, rule.sharing, rules):
+            found.setdefault(generated.resource, []).append(implicit)
+    # Two classes that fit (a resource listed exactly and through a prefix) is left to the
+    # webhook, which knows which rule wins.
+    return {resource: names[0] for resource, names in found.items() if len(names) == 1}
+
+
+def _config(generated: GeneratedClass) -> Any:
+    configs = generated.manifest["spec"].get("config") or []
+    return configs[0]["opaque"]["parameters"] if configs else None
+
+
+def _wanted_config(device_class: str, rule_sharing: str | None, rules: SharingRules) -> Any:
+    mode = rule_sharing or rules.sharing
+    dialect = sharing.dialect_for(device_class)
+    if mode == "Exclusive" or dialect is None:
+        return None
+    return sharing.sharing_parameters(
+        dialect,
+        mode,
+        interval=rules.time_slicing_interval,
+        active_thread_percentage=rules.mps.default_active_thread_percentage,
+        pinned_memory_limit=rules.mps.default_pinned_device_memory_limit,
+    )
+
+
+def strictest_limits(
+    policy: Policy,
+) -> tuple[tuple[tuple[tuple[str, ...], Limits], ...], Limits]:
+    """Per group of namespace names, the strictest rules that may apply there.
+
+    The mutating policies could read the namespace's labels, but the webhook's registration
+    cannot; the route decides on the namespace's name alone so the two always agree.
+    """
+
+    def strictest(candidates: Sequence[SharingRules]) -> Limits:
+        return Limits(
+            min(min(r.max_gpus_per_pod for r in candidates), MAX_DEVICES_PER_CLAIM),
+            any(r.pod_sharing == "Always" for r in candidates),
+            any(r.node_selectors != "Ignore" for r in candidates),
+        )
+
+    groups: list[tuple[tuple[str, ...], Limits]] = []
+    named: set[str] = set()
+    label_rules: list[SharingRules] = []
+    for rule in policy.namespaces:
+        own = tuple(sorted(rule.names - named))
+        if own:
+            groups.append((own, strictest([*label_rules, rule.rules])))
+        named |= rule.names
+        if rule.labels:
+            label_rules.append(rule.rules)
+    return tuple(groups), strictest([*label_rules, policy.defaults])
