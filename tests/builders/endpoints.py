@@ -1,6 +1,7 @@
 """Requests delivered to the webhook's `Endpoints` in-process, routed as the HTTP/1.1 server
-routes them (webhook.serving.http11): POST /mutate, GET /healthz, /readyz, /metrics, the body
-limit as 413, 404 and 405 with the server's wording.  No sockets, no TLS, no framework; the
+routes them (`Endpoints.route`, which webhook.serving.http11 calls): POST /mutate and
+/validate-policy, GET /healthz, /readyz, /metrics, the body limit as 413, 404 and 405 with the
+server's wording; work the server hands to a thread runs on the caller's.  No sockets, no TLS, no framework; the
 real server is covered by tests/tls."""
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any
 
 from dracore.policy import Policy
 from webhook.admission.gateway import ClusterGateway
-from webhook.admission.handler import Reply, error_reply, too_large_reply
+from webhook.admission.handler import Deferred, Reply, too_large_reply
+from webhook.deadline import Deadline
 from webhook.serving.endpoints import Endpoints
 from webhook.serving.reload import Reloadable
 from webhook.settings import Settings
@@ -58,22 +60,14 @@ class EndpointsClient:
         return Response(reply.status, headers, reply.body)
 
     def _answer(self, method: str, path: str, body: bytes, content_type: str) -> Reply:
+        """Routed as the server routes; what the server would run on a thread runs here."""
         if len(body) > self.max_body:
             return too_large_reply(self.max_body)
-        if path == "/mutate":
-            if method != "POST":
-                return error_reply(405, "use POST for /mutate")
-            return self.endpoints.mutate(body, content_type)
-        routes: dict[str, Callable[[], Reply]] = {
-            "/healthz": self.endpoints.healthz,
-            "/readyz": self.endpoints.readyz,
-            "/metrics": self.endpoints.metrics,
-        }
-        if path not in routes:
-            return error_reply(404, "not found; the webhook serves POST /mutate")
-        if method != "GET":
-            return error_reply(405, f"use GET for {path}")
-        return routes[path]()
+        deadline = Deadline.for_review(self.endpoints.review_timeout)
+        answer = self.endpoints.route(
+            method.encode(), path.encode("latin-1"), content_type, body, deadline
+        )
+        return answer.work() if isinstance(answer, Deferred) else answer
 
 
 def webhook_client(

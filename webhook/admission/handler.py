@@ -23,6 +23,7 @@ from dracore import jsonio
 from dracore.admission_review import AdmissionRequest
 from dracore.errors import BadReviewError
 from webhook import metrics
+from webhook.admission import policy_check
 from webhook.admission.budget import INLINE_REVIEW_BYTES, INLINE_WORK_UNITS, review_work
 from webhook.admission.decision import Admission, Outcome
 from webhook.deadline import Deadline
@@ -103,6 +104,28 @@ class Reviewer:
                 return self._reply(parsed, decided, started)
             reason = decided.reason.value
         return Deferred(lambda: self._decide(parsed, started, deadline), reason)
+
+    def answer_policy_check(self, body: bytes, content_type: str) -> Reply:
+        """The reply to one POST /validate-policy: the policy ConfigMap judged by the webhook's
+        own loader, so `kubectl apply` refuses an edit reload would reject. No API calls."""
+        if not is_json(content_type):
+            return error_reply(400, "expected Content-Type: application/json")
+        try:
+            answer = policy_check.review_policy(review.decode_body(body))
+        except BadReviewError as exc:
+            log.warning("policy review rejected: %s", exc, extra={"decision": "invalid"})
+            return error_reply(exc.status, str(exc))
+        allowed = answer["response"]["allowed"]
+        log.info(
+            "policy review uid=%s allowed=%s",
+            answer["response"]["uid"],
+            allowed,
+            extra={
+                "uid": answer["response"]["uid"],
+                "decision": "allowed" if allowed else "denied",
+            },
+        )
+        return Reply(200, jsonio.dumps(answer))
 
     def _parse(self, body: bytes, content_type: str, started: float) -> AdmissionRequest | Reply:
         if not is_json(content_type):

@@ -1,4 +1,5 @@
-"""What the webhook answers, without a web framework: POST /mutate, /healthz, /readyz, /metrics.
+"""What the webhook answers, without a web framework: POST /mutate, POST /validate-policy,
+/healthz, /readyz, /metrics.
 
 `Endpoints` is the application. The production server
 (`webhook.serving.http11`) hands every request to `route`, on its event loop, and gets a `Reply`
@@ -25,7 +26,8 @@ from webhook.settings import DEFAULT_REVIEW_TIMEOUT, Settings
 
 JSON: Final = "application/json"
 PROBES: Final = frozenset({b"/healthz", b"/readyz", b"/metrics"})
-MUTATE: Final = frozenset({b"/mutate"})
+# The admission routes the API server calls; with a probe port, the only ones on the serving port.
+MUTATE: Final = frozenset({b"/mutate", b"/validate-policy"})
 EVERYTHING: Final = MUTATE | PROBES
 
 
@@ -87,6 +89,11 @@ class Endpoints:
             if method != b"POST":
                 return error_reply(405, "use POST for /mutate")
             return self.reviewer.answer_inline(body, content_type, deadline=deadline)
+        if path == b"/validate-policy":
+            if method != b"POST":
+                return error_reply(405, "use POST for /validate-policy")
+            # Parsing a policy of up to the body limit is not work for the loop.
+            return Deferred(lambda: self.validate_policy(body, content_type), "policy-check")
         if method != b"GET":
             return error_reply(405, f"use GET for {path.decode('latin-1')}")
         if path == b"/metrics":
@@ -97,6 +104,10 @@ class Endpoints:
         """POST /mutate on the caller's thread; the deadline starts now."""
         deadline = Deadline.for_review(self.review_timeout)
         return self.reviewer.answer(body, content_type, deadline=deadline)
+
+    def validate_policy(self, body: bytes, content_type: str) -> Reply:
+        """POST /validate-policy: a policy ConfigMap judged by the loader, on the caller's thread."""
+        return self.reviewer.answer_policy_check(body, content_type)
 
     @staticmethod
     def healthz() -> Reply:
@@ -125,5 +136,8 @@ def _offer(served: frozenset[bytes]) -> str:
     if b"/mutate" not in served:
         return "this port serves GET /healthz, /readyz and /metrics"
     if served & PROBES:
-        return "the webhook serves POST /mutate"
-    return "this port serves POST /mutate; the probes and metrics are on the probe port"
+        return "the webhook serves POST /mutate and POST /validate-policy"
+    return (
+        "this port serves POST /mutate and POST /validate-policy; "
+        "the probes and metrics are on the probe port"
+    )
