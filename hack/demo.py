@@ -134,7 +134,7 @@ def fitted_output() -> Iterator[None]:
 
 def elapsed(seconds: float) -> str:
     """`75` -> `1 min 15 s`; `9` -> `9 s`."""
-    minutes, secs = divmod(int(seconds), 60)
+    minutes, secs = divmod(round(seconds), 60)
     return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
@@ -274,7 +274,8 @@ def allocation_verdict(
 
 
 def verdict_line(passed: bool, title: str, detail: str) -> str:
-    return fit(f"{'PASS' if passed else 'FAIL'}  {title}: {detail}")
+    """`PASS  title`, and what was seen (or what is wrong) on the next line, within WIDTH."""
+    return fit(f"{'PASS' if passed else 'FAIL'}  {title}") + "\n" + fit(f"      {detail}")
 
 
 # -- the policy, from ConfigMaps ---------------------------------------------------------------
@@ -310,9 +311,9 @@ def start_webhooks(cl: cluster_mod.Cluster) -> dict[str, dict[str, Any]]:
         configmap = policy_configmap(source, name)
         cl.kubectl("apply", "-f", "-", input=yaml.safe_dump(configmap))
         policy_file = policy_sync.start(cl, instance, namespace=POLICY_NAMESPACE, configmap=name)
-        print(
-            f"ConfigMap {POLICY_NAMESPACE}/{name} (from {source.relative_to(ROOT)}) -> {policy_file}"
-        )
+        shown = policy_file.relative_to(cl.paths.root)
+        print(f"{instance}: ConfigMap {POLICY_NAMESPACE}/{name} ({source.relative_to(ROOT)}),")
+        print(f"    projected by policy-sync-{instance} into <cluster dir>/{shown}")
         cl.webhook_up(instance, policy=policy_file, out=sys.stderr)
         configmaps[instance] = configmap
     return configmaps
@@ -425,34 +426,31 @@ def allocation_rows(api: Any, namespaces: list[str]) -> tuple[list[list[str]], l
     return rows, waiting
 
 
-def print_table(rows: list[list[str]]) -> None:
-    header = ["NAMESPACE", "POD", "CONTAINERS", "NODE", "CLAIM", "DEVICE", "MODEL"]
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
-    for row in [header, *rows]:
-        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip())
-
-
-def show_with_describe(cl: cluster_mod.Cluster) -> bool:
-    """`kubectl dra describe pods -A` where the plugin has it; False to fall back to our table.
-
-    With COLUMNS=120; lines still wider are wrapped by `fit` like all the demo's output."""
-    argv = [
-        sys.executable,
-        "-m",
-        "kubectl_dra",
-        "describe",
-        "pods",
-        "-A",
-        f"--kubeconfig={cl.kubeconfig}",
+def allocation_table(rows: Sequence[Sequence[str]]) -> list[str]:
+    """The lines of the per-device table (without the CLAIM column of `allocation_rows`, which
+    would take it past WIDTH; `kubectl dra describe pods -A` shows claims)."""
+    header = ["NAMESPACE", "POD", "CONTAINERS", "NODE", "DEVICE", "MODEL"]
+    table = [header, *([*r[:4], *r[5:]] for r in rows)]
+    widths = [max(len(str(x)) for x in col) for col in zip(*table, strict=True)]
+    return [
+        "  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=True)).rstrip() for r in table
     ]
-    print(f"$ COLUMNS={WIDTH} kubectl dra describe pods -A    # KUBECONFIG={cl.kubeconfig}")
+
+
+def show_allocations(cl: cluster_mod.Cluster, rows: Sequence[Sequence[str]]) -> None:
+    """Which device each pod got (from the API), then `kubectl dra describe -A`: the devices each
+    namespace holds (its `describe pods -A` view is wider than WIDTH; the last lines point to it)."""
+    for line in allocation_table(rows):
+        print(line)
+    argv = [sys.executable, "-m", "kubectl_dra", "describe", "-A", f"--kubeconfig={cl.kubeconfig}"]
+    print(f"\n$ kubectl dra describe -A    # KUBECONFIG={cl.kubeconfig}")
     env = {**os.environ, "COLUMNS": str(WIDTH)}
     proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
-    if proc.returncode != 0:
-        print("(kubectl dra describe is not available here; the same from the API:)")
-        return False
-    print(proc.stdout, end="")
-    return True
+    print(
+        proc.stdout
+        if proc.returncode == 0
+        else f"(kubectl dra describe failed: {proc.stderr.strip()})"
+    )
 
 
 def pod_logs(
@@ -592,8 +590,7 @@ def run() -> int:
         with heartbeat("real node"):
             node_name = node_mod.RealNode(cl).up(out=sys.stderr)
         step(
-            "our webhook, its policy from a ConfigMap as in production: examples/policy-example-driver.yaml "
-            f"for every namespace, the shipped policy for {NVIDIA_NAMESPACE}"
+            f"our webhook, its policy from a ConfigMap as in production (the shipped one for {NVIDIA_NAMESPACE})"
         )
         configmaps = start_webhooks(cl)
         cl.kubectl("create", "namespace", NVIDIA_NAMESPACE, check=False)
@@ -635,8 +632,7 @@ def run() -> int:
                     break
                 time.sleep(0.5)
         print()
-        if not show_with_describe(cl):
-            print_table(rows)
+        show_allocations(cl, rows)
         if waiting:
             print(f"\nstill not allocated after 60 s: {', '.join(waiting)}", file=sys.stderr)
         step(f"what the containers on {node_name} got from the example driver (kubectl logs)")
@@ -668,11 +664,12 @@ def run() -> int:
         f"\n{results.count(True)} of {len(results)} scenarios PASS.\n"
         "The cluster keeps running (the scenario pods run on the real node; others are only\n"
         "bound to simulated nodes). Edit the policy and the webhook follows within seconds:\n"
-        f"  export KUBECONFIG={cl.kubeconfig}\n"
-        f"  {kubectl} edit configmap -n {POLICY_NAMESPACE} kubectl-dra-policy\n"
-        f"  {kubectl} get pods,resourceclaims -A\n"
-        f"  {kubectl} get pod -n gpu-legacy {AFTER_EDIT_POD} -o yaml    # a rewritten legacy pod\n"
-        f"  PATH={Path(sys.executable).parent}:$PATH kubectl dra describe pods -A   # the plugin\n"
+        f"  export KUBECONFIG={cl.kubeconfig} PATH={Path(sys.executable).parent}:$PATH\n"
+        f"  alias kubectl={kubectl}\n"
+        f"  kubectl edit configmap -n {POLICY_NAMESPACE} kubectl-dra-policy\n"
+        "  kubectl get pods,resourceclaims -A\n"
+        f"  kubectl get pod -n {EDIT_NAMESPACE} {AFTER_EDIT_POD} -o yaml    # a rewritten legacy pod\n"
+        "  kubectl dra describe pods -A -o wide    # the plugin: claims, devices, sharing, originals\n"
         "Stop it with: make cluster-down"
     )
     return 1 if waiting or not_running or not all(results) else 0

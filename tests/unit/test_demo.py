@@ -108,13 +108,23 @@ def test_no_output_line_is_wider_than_120_columns() -> None:
 
 
 def test_verdict_lines_fit() -> None:
-    line = demo.verdict_line(False, "t" * 50, "problem " * 40)
-    assert line.startswith("FAIL  ")
-    assert max(len(part) for part in line.splitlines()) <= demo.WIDTH
+    lines = demo.verdict_line(False, "t" * 50, "problem " * 40).splitlines()
+    assert lines[0] == "FAIL  " + "t" * 50
+    assert lines[1].startswith("      problem problem")
+    assert max(len(line) for line in lines) <= demo.WIDTH
+
+
+def test_the_allocation_table_fits() -> None:
+    row = ["nvidia-legacy", "pod-gpu-classic", "app-container", "gpu-a100-0",
+           "pod-gpu-classic-gpu-x7k2q" * 3, "gpu.nvidia.com/gpu-0", "NVIDIA A100-SXM4-80GB"]  # fmt: skip
+    header, line = demo.allocation_table([row])
+    assert header.split() == ["NAMESPACE", "POD", "CONTAINERS", "NODE", "DEVICE", "MODEL"]
+    assert "x7k2q" not in line and "gpu.nvidia.com/gpu-0" in line
+    assert len(line) <= demo.WIDTH
 
 
 @pytest.mark.parametrize(
-    ("seconds", "text"), [(9.7, "9 s"), (60, "1 min 00 s"), (605, "10 min 05 s")]
+    ("seconds", "text"), [(9.4, "9 s"), (59.6, "1 min 00 s"), (605, "10 min 05 s")]
 )
 def test_elapsed(seconds: float, text: str) -> None:
     assert demo.elapsed(seconds) == text
