@@ -156,7 +156,7 @@ def heartbeat(label: str, every: float = HEARTBEAT_SECONDS) -> Iterator[None]:
     finally:
         done.set()
         thread.join()
-    print(f"    {label}: done in {elapsed(time.monotonic() - t0)}", flush=True)
+    print(f"    {label}: done in {elapsed(time.monotonic() - t0)}", flush=True)  # not on errors
 
 
 # -- verdicts ----------------------------------------------------------------------------------

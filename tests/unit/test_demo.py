@@ -203,3 +203,9 @@ def test_local_webhooks_are_registered_from_their_policy() -> None:
     assert hook["namespaceSelector"] == {**generated["namespaceSelector"], **selector}
     unchanged = ("matchConditions", "rules", "failurePolicy", "sideEffects", "timeoutSeconds")
     assert {k: hook[k] for k in unchanged} == {k: generated[k] for k in unchanged}
+
+
+def test_a_failed_step_is_not_reported_done(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(RuntimeError), demo.heartbeat("build"):
+        raise RuntimeError("boom")
+    assert "done" not in capsys.readouterr().out
