@@ -100,11 +100,14 @@ def run(kubeconfig: Path, namespace: str, name: str, folder: Path, interval: flo
 def start(cp: ControlPlane, name: str, *, namespace: str, configmap: str) -> Path:
     """Run the projection of `namespace/configmap` for webhook instance `name`; its policy file.
 
-    Waits until the first projection is written (the webhook refuses to start without a policy).
+    Waits until the first projection is written (the webhook refuses to start without a policy,
+    and must not start with an earlier run's).
     """
     folder = cp.paths.webhook(name) / "policy"
     pid_name = f"policy-sync-{name}"
     cp.stop(pid_name, quiet=True)
+    # A projection left by an earlier run is stale: waiting for the file must mean this run's.
+    shutil.rmtree(folder, ignore_errors=True)
     argv = [
         sys.executable, "-m", "hack.policy_sync", f"--kubeconfig={cp.kubeconfig}",
         f"--namespace={namespace}", f"--name={configmap}", f"--dir={folder}",
