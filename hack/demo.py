@@ -543,7 +543,10 @@ def edit_policy(cl: cluster_mod.Cluster, configmap: Mapping[str, Any]) -> tuple[
     name = configmap["metadata"]["name"]
     new = edited(configmap, EDIT_NAMESPACE, EDIT_RULE)
     rule = json.dumps({"names": [EDIT_NAMESPACE], **EDIT_RULE}, separators=(", ", ": "))
-    print(f"$ kubectl edit configmap -n {POLICY_NAMESPACE} {name}   # spec.namespaces[0]: {rule}")
+    print(
+        f"$ kubectl apply -f -   # ConfigMap {POLICY_NAMESPACE}/{name}, a first spec.namespaces rule:"
+    )
+    print(f"    {rule}")
     cl.kubectl("apply", "-f", "-", input=yaml.safe_dump(new))
     digest = Policy.from_configmap(new).digest
     print(
