@@ -138,8 +138,8 @@ def test_values_reach_the_objects() -> None:
         and webhook["clientConfig"]["service"]["namespace"] == "gpu-system"
     )
     assert webhook["namespaceSelector"]["matchExpressions"][0]["values"] == [
-        "kube-system",
         "gpu-system",
+        "kube-system",
     ]
     assert ("Certificate", "kubectl-dra-webhook") in objects and (
         "Job",
