@@ -21,6 +21,9 @@
 6. edit the policy ConfigMap (namespace gpu-legacy: time-slicing, interval Long) and show the
    next pod there rewritten under the new policy, with its verdict.
 The cluster keeps running; the last lines say how to use and stop it. Output fits 120 columns.
+
+Over 500 lines on purpose: a script read from top to bottom, step by step, as the demo runs;
+its pure parts (verdicts, widths, the policy edit) are tested in tests/unit/test_demo.py.
 """
 
 from __future__ import annotations

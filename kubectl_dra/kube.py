@@ -5,6 +5,9 @@ run (no global configuration), and every list is a single call, so a command mak
 number of requests however many pods or claims exist. DRA objects are read at the newest
 served version (v1, else v1beta2, else v1beta1) and v1beta1 shapes are normalised to v1.
 `ApiException` becomes KubeError with a hint (forbidden, not found, DRA not served).
+
+Over 500 lines on purpose: an import contract lets no other plugin module call the API, so
+every list, its shape checks and the prune deletes live here, each check beside its call.
 """
 
 from __future__ import annotations

@@ -37,6 +37,9 @@ cannot answer at once comes back as a `Deferred`, run by the `Runtime` on a thre
 HTTP/2 is not offered: it would need a second framing layer in pure Python (h2, hpack) beside
 this C parser, for a client that keeps HTTP/1.1 connections alive and reuses them anyway
 (docs/performance.md).
+
+Over 500 lines on purpose: it is one connection state machine; its states, their deadlines
+and the ordering rules of pipelined answers must be read together.
 """
 
 from __future__ import annotations
