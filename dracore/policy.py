@@ -38,7 +38,6 @@ MAX_DEVICES_PER_CLAIM: Final = 32
 MAX_CEL_LENGTH: Final = 10 * 1024
 # The shipped MutatingWebhookConfiguration (manifests/, the chart) sends only pods asking for
 # resources under this prefix; `kubectl dra registration` generates one for any policy.
-SHIPPED_REGISTRATION_PREFIX: Final = "nvidia.com/"
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 
 
@@ -307,18 +306,17 @@ def _parse_policy(document: Any, problems: list[str]) -> Policy | None:
 
 
 def _registration_warnings(resources: tuple[ResourceRule, ...]) -> tuple[str, ...]:
-    """Rules for resources the shipped registration never sends to the webhook."""
-    warnings = []
-    for i, rule in enumerate(resources):
-        matched = rule.name[:-1] if rule.is_wildcard else rule.name
-        if not matched.startswith(SHIPPED_REGISTRATION_PREFIX):
-            warnings.append(
-                f"spec.resources[{i}].name: the shipped webhook registration sends only pods "
-                f"asking for {SHIPPED_REGISTRATION_PREFIX} resources, so pods asking for "
-                f"{rule.name} never reach the webhook; register it from this policy with "
-                "`kubectl dra registration --policy FILE`"
-            )
-    return tuple(warnings)
+    """Rules the registration shipped in manifests/ does not send: it is generated from the
+    built-in policy's resources, so another name needs a registration made from this policy."""
+    shipped = {rule.name for rule in Policy.default().resources}
+    return tuple(
+        f"spec.resources[{i}].name: the registration shipped in manifests/ sends only pods asking "
+        f"for the built-in policy's resources, so pods asking for {rule.name} reach the webhook "
+        "only once the registration is made from this policy (`kubectl dra registration "
+        "--policy FILE`; the Helm chart makes it from values.policy)"
+        for i, rule in enumerate(resources)
+        if rule.name not in shipped
+    )
 
 
 def _digest(document: Any) -> str:

@@ -338,8 +338,9 @@ def test_resources_the_shipped_registration_never_sends_are_warned_about() -> No
         }
     )
     assert policy.warnings == (
-        "spec.resources[1].name: the shipped webhook registration sends only pods asking for "
-        "nvidia.com/ resources, so pods asking for example.com/* never reach the webhook; "
-        "register it from this policy with `kubectl dra registration --policy FILE`",
+        "spec.resources[1].name: the registration shipped in manifests/ sends only pods asking "
+        "for the built-in policy's resources, so pods asking for example.com/* reach the webhook "
+        "only once the registration is made from this policy (`kubectl dra registration "
+        "--policy FILE`; the Helm chart makes it from values.policy)",
     )
     assert Policy.default().warnings == ()

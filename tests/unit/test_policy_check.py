@@ -72,7 +72,7 @@ def test_warnings_of_a_valid_policy_reach_kubectl() -> None:
     response = review_policy(admission(configmap(text)))["response"]
     assert response["allowed"] is True
     (warning,) = response["warnings"]
-    assert warning.startswith("spec.resources[0].name: the shipped webhook registration")
+    assert warning.startswith("spec.resources[0].name: the registration shipped in manifests/")
 
 
 def test_deleting_the_policy_is_not_judged() -> None:
