@@ -36,8 +36,6 @@ NODE_SELECTORS: Final = ("Translate", "Keep", "Ignore")
 # could never be scheduled.
 MAX_DEVICES_PER_CLAIM: Final = 32
 MAX_CEL_LENGTH: Final = 10 * 1024
-# The shipped MutatingWebhookConfiguration (manifests/, the chart) sends only pods asking for
-# resources under this prefix; `kubectl dra registration` generates one for any policy.
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 
 
