@@ -52,6 +52,7 @@ def test_every_object_is_valid_at_1_34(objects: dict[tuple[str, str], dict[str, 
         "PodDisruptionBudget",
         "Service",
         "ServiceAccount",
+        "ValidatingWebhookConfiguration",
     ]
     assert_valid(*objects.values())
 
@@ -195,9 +196,80 @@ def test_cert_manager_overlay_adds_the_certificate_and_the_injector_annotation()
         "kubectl-dra-webhook.kubectl-dra.svc",
         "kubectl-dra-webhook.kubectl-dra.svc.cluster.local",
     ]
-    patch = yaml.safe_load(kustomization["patches"][0]["patch"])
-    annotation = patch[0]["value"]["cert-manager.io/inject-ca-from"]
-    assert annotation == f"kubectl-dra/{serving['metadata']['name']}"
+    annotated = {
+        (p["target"]["kind"], p["target"]["name"]): yaml.safe_load(p["patch"])[0]["value"]
+        for p in kustomization["patches"]
+    }
+    assert set(annotated) == {
+        ("MutatingWebhookConfiguration", "kubectl-dra"),
+        ("ValidatingWebhookConfiguration", "kubectl-dra-policy"),
+    }
+    for annotations in annotated.values():
+        assert annotations == {
+            "cert-manager.io/inject-ca-from": f"kubectl-dra/{serving['metadata']['name']}"
+        }
+
+
+def _policy_hook(objects: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
+    (hook,) = objects["ValidatingWebhookConfiguration", "kubectl-dra-policy"]["webhooks"]
+    return hook  # type: ignore[no-any-return]
+
+
+def test_the_policy_check_is_sent_only_the_policy_configmap_and_never_blocks(
+    objects: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    hook = _policy_hook(objects)
+    assert hook["rules"] == [
+        {
+            "operations": ["CREATE", "UPDATE"],
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "resources": ["configmaps"],
+            "scope": "Namespaced",
+        }
+    ]
+    # Ignore: the reload keeps the last good policy; a down webhook must not lock the policy.
+    assert hook["failurePolicy"] == "Ignore"
+    assert hook["sideEffects"] == "None"
+    assert hook["admissionReviewVersions"] == ["v1"]
+    assert 1 <= hook["timeoutSeconds"] <= 10
+    assert hook["namespaceSelector"] == {
+        "matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["kubectl-dra"]}
+        ]
+    }
+    assert "caBundle" not in hook["clientConfig"]  # injected at install time, never committed
+
+
+def test_the_policy_check_reaches_the_webhook_service_and_the_mounted_configmap(
+    objects: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    target = _policy_hook(objects)["clientConfig"]["service"]
+    (mutating,) = objects["MutatingWebhookConfiguration", "kubectl-dra"]["webhooks"]
+    assert target == {**mutating["clientConfig"]["service"], "path": "/validate-policy"}
+    pod = objects["Deployment", "kubectl-dra-webhook"]["spec"]["template"]["spec"]
+    mounted = {v["name"]: v for v in pod["volumes"]}["policy"]["configMap"]["name"]
+    configmap = objects["ConfigMap", mounted]["metadata"]
+    assert (
+        configmap["namespace"]
+        in _policy_hook(objects)["namespaceSelector"]["matchExpressions"][0]["values"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "sent"),
+    [("kubectl-dra-policy", True), ("kubectl-dra-policy-old", False), ("other", False)],
+)
+def test_the_policy_check_condition_selects_the_configmap_by_name(
+    objects: dict[tuple[str, str], dict[str, Any]], name: str, sent: bool
+) -> None:
+    import celpy
+
+    (condition,) = _policy_hook(objects)["matchConditions"]
+    env = celpy.Environment()
+    program = env.program(env.compile(condition["expression"]))
+    configmap = {"metadata": {"name": name, "namespace": "kubectl-dra"}, "data": {}}
+    assert bool(program.evaluate({"object": celpy.json_to_cel(configmap)})) is sent
 
 
 def _pod(containers: list[dict[str, Any]], init: list[dict[str, Any]] | None = None) -> Any:
