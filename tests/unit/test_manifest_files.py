@@ -89,19 +89,24 @@ def test_rbac_grants_exactly_what_the_webhook_uses(
     assert not [k for k in objects if k[0] in ("Role", "RoleBinding")]
 
 
-def test_webhook_configuration_is_narrow_and_safe(
-    objects: dict[tuple[str, str], dict[str, Any]],
-) -> None:
-    (hook,) = objects["MutatingWebhookConfiguration", "kubectl-dra"]["webhooks"]
-    assert hook["rules"] == [
+def _creates_and_updates_of(resource: str) -> list[dict[str, Any]]:
+    """The one rule of both webhook configurations: CREATE and UPDATE of a core resource."""
+    return [
         {
             "operations": ["CREATE", "UPDATE"],
             "apiGroups": [""],
             "apiVersions": ["v1"],
-            "resources": ["pods"],
+            "resources": [resource],
             "scope": "Namespaced",
         }
     ]
+
+
+def test_webhook_configuration_is_narrow_and_safe(
+    objects: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    (hook,) = objects["MutatingWebhookConfiguration", "kubectl-dra"]["webhooks"]
+    assert hook["rules"] == _creates_and_updates_of("pods")
     assert hook["sideEffects"] == "NoneOnDryRun"
     assert hook["reinvocationPolicy"] == "IfNeeded"
     assert hook["failurePolicy"] == "Fail"
@@ -204,8 +209,8 @@ def test_cert_manager_overlay_adds_the_certificate_and_the_injector_annotation()
         ("MutatingWebhookConfiguration", "kubectl-dra"),
         ("ValidatingWebhookConfiguration", "kubectl-dra-policy"),
     }
-    for annotations in annotated.values():
-        assert annotations == {
+    for added in annotated.values():
+        assert added == {
             "cert-manager.io/inject-ca-from": f"kubectl-dra/{serving['metadata']['name']}"
         }
 
@@ -219,15 +224,7 @@ def test_the_policy_check_is_sent_only_the_policy_configmap_and_never_blocks(
     objects: dict[tuple[str, str], dict[str, Any]],
 ) -> None:
     hook = _policy_hook(objects)
-    assert hook["rules"] == [
-        {
-            "operations": ["CREATE", "UPDATE"],
-            "apiGroups": [""],
-            "apiVersions": ["v1"],
-            "resources": ["configmaps"],
-            "scope": "Namespaced",
-        }
-    ]
+    assert hook["rules"] == _creates_and_updates_of("configmaps")
     # Ignore: the reload keeps the last good policy; a down webhook must not lock the policy.
     assert hook["failurePolicy"] == "Ignore"
     assert hook["sideEffects"] == "None"
