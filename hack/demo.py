@@ -317,7 +317,9 @@ def start_webhooks(cl: cluster_mod.Cluster) -> dict[str, dict[str, Any]]:
         shown = policy_file.relative_to(cl.paths.root)
         print(f"{instance}: ConfigMap {POLICY_NAMESPACE}/{name} ({source.relative_to(ROOT)}),")
         print(f"    projected by policy-sync-{instance} into <cluster dir>/{shown}")
-        cl.webhook_up(instance, policy=policy_file, out=sys.stderr)
+        cl.webhook_up(
+            instance, policy=policy_file, policy_configmap=(POLICY_NAMESPACE, name), out=sys.stderr
+        )
         configmaps[instance] = configmap
     return configmaps
 

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from dracore import registration
+from dracore import cel, registration
 from dracore.policy import Policy
 from hack.controlplane import ControlPlane
 from hack.pki import ADMISSION_CLIENT_NAME
@@ -95,6 +95,27 @@ def registration_from_manifests(
     return config
 
 
+def policy_check_registration(
+    name: str, *, url: str, ca_pem: bytes, namespace: str, configmap: str
+) -> dict[str, Any]:
+    """manifests/base/validatingwebhookconfiguration.yaml for instance `name`, whose policy is
+    the ConfigMap `namespace`/`configmap` (`kubectl-dra-<name>-policy`).
+
+    Changed, as in `registration_from_manifests`: the names, `clientConfig` (a loopback URL),
+    and which ConfigMap is sent (its namespace in the selector, its name a CEL string literal).
+    """
+    (config,) = _manifest("validatingwebhookconfiguration.yaml")
+    (hook,) = config["webhooks"]
+    hook["name"] = f"{name}.{hook['name']}"
+    hook["clientConfig"] = {"url": url, "caBundle": base64.b64encode(ca_pem).decode()}
+    (in_namespace,) = hook["namespaceSelector"]["matchExpressions"]
+    in_namespace["values"] = [namespace]
+    (condition,) = hook["matchConditions"]
+    condition["expression"] = f"object.metadata.name == {cel.string_literal(configmap)}"
+    config["metadata"]["name"] = f"kubectl-dra-{name}-policy"
+    return config
+
+
 def start(
     cp: ControlPlane,
     name: str = "default",
@@ -102,6 +123,7 @@ def start(
     policy: Path | None = None,
     namespace_selector: dict[str, Any] | None = None,
     failure_policy: str = "Fail",
+    policy_configmap: tuple[str, str] | None = None,
     out: TextIO = sys.stderr,
 ) -> WebhookInfo:
     """Serve `dra-webhook` on loopback over TLS and register it for legacy-GPU pods.
@@ -110,6 +132,8 @@ def start(
     MutatingWebhookConfiguration `kubectl-dra-<name>`.  Unless `namespace_selector` says
     otherwise, instance `default` serves namespaces without the label INSTANCE_LABEL and
     instance `<name>` those labelled `INSTANCE_LABEL=<name>`: each namespace has one policy.
+    With `policy_configmap` (namespace, name), the ConfigMap `policy` is projected from, edits of
+    that ConfigMap are also sent to its /validate-policy (`policy_check_registration`).
     """
     if namespace_selector is None:
         namespace_selector = (
@@ -163,7 +187,18 @@ def start(
         namespace_selector=namespace_selector,
         failure_policy=failure_policy,
     )
-    (wdir / "registration.yaml").write_text(yaml.safe_dump(config))
+    configs = [config]
+    if policy_configmap is not None:
+        configs.append(
+            policy_check_registration(
+                name,
+                url=f"{url}/validate-policy",
+                ca_pem=ca.cert_pem,
+                namespace=policy_configmap[0],
+                configmap=policy_configmap[1],
+            )
+        )
+    (wdir / "registration.yaml").write_text(yaml.safe_dump_all(configs))
     register(cp, name)
     info = WebhookInfo(
         name=name, port=port, config_name=config["metadata"]["name"], pid_name=pid_name
@@ -174,7 +209,8 @@ def start(
 
 
 def register(cp: ControlPlane, name: str = "default") -> None:
-    """(Re-)create the MutatingWebhookConfiguration of a started webhook instance."""
+    """(Re-)create the MutatingWebhookConfiguration of a started webhook instance (and its
+    policy check's ValidatingWebhookConfiguration, if it has one)."""
     cp.kubectl("apply", "-f", str(cp.paths.webhook(name) / "registration.yaml"))
 
 
@@ -183,6 +219,10 @@ def deregister(cp: ControlPlane, name: str = "default") -> None:
     cp.kubectl(
         "delete", "mutatingwebhookconfiguration", f"kubectl-dra-{name}", "--ignore-not-found"
     )
+    cp.kubectl(
+        "delete", "validatingwebhookconfiguration", f"kubectl-dra-{name}-policy",
+        "--ignore-not-found",
+    )  # fmt: skip
 
 
 def stop(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -88,6 +89,9 @@ def test_inject_manifest_prints_every_document_with_the_bundle(
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n---\n"
         "apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\n"
         "metadata: {name: kubectl-dra}\nwebhooks:\n- name: a.kubectl-dra.io\n"
+        "  clientConfig: {service: {name: wh, namespace: ns}}\n---\n"
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\n"
+        "metadata: {name: kubectl-dra-policy}\nwebhooks:\n- name: policy.kubectl-dra.io\n"
         "  clientConfig: {service: {name: wh, namespace: ns}}\n"
     )
     result = CliRunner().invoke(
@@ -95,9 +99,14 @@ def test_inject_manifest_prints_every_document_with_the_bundle(
     )
     assert result.exit_code == 0, result.output
     docs = list(yaml.safe_load_all(result.stdout))
-    assert [d["kind"] for d in docs] == ["Namespace", "MutatingWebhookConfiguration"]
-    bundle = docs[1]["webhooks"][0]["clientConfig"]["caBundle"]
-    assert base64.b64decode(bundle) == (generated / "ca.crt").read_bytes()
+    assert [d["kind"] for d in docs] == [
+        "Namespace",
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ]
+    for config in docs[1:]:
+        bundle = config["webhooks"][0]["clientConfig"]["caBundle"]
+        assert base64.b64decode(bundle) == (generated / "ca.crt").read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -194,3 +203,64 @@ def test_generate_accepts_a_wildcard_dns_name(tmp_path: Path) -> None:
         certs.load_key_pair(tmp_path / "tls.crt", tmp_path / "tls.key").cert
     )
     assert "*.wh.example" in dns
+
+
+class _Gateway:
+    """Stands in for KubeGateway: the configurations it holds, and the patches it was sent."""
+
+    def __init__(self, configs: dict[tuple[str, str], dict[str, Any]]) -> None:
+        self.configs = configs
+        self.patched: list[tuple[str, str, list[dict[str, Any]]]] = []
+
+    def get_webhook_configuration(
+        self, name: str, kind: str = "MutatingWebhookConfiguration"
+    ) -> dict[str, Any]:
+        return self.configs[kind, name]
+
+    def find_webhook_configuration(self, name: str, kind: str) -> dict[str, Any] | None:
+        return self.configs.get((kind, name))
+
+    def patch_webhook_configuration(
+        self, name: str, ops: list[dict[str, Any]], kind: str = "MutatingWebhookConfiguration"
+    ) -> None:
+        self.patched.append((kind, name, ops))
+
+
+def _live(kind: str, name: str) -> dict[str, Any]:
+    return {"kind": kind, "metadata": {"name": name}, "webhooks": [{"name": f"{name}.io"}]}
+
+
+@pytest.mark.parametrize("with_policy_check", [True, False])
+def test_inject_through_the_api_patches_the_policy_check_too_when_it_exists(
+    generated: Path, monkeypatch: pytest.MonkeyPatch, with_policy_check: bool
+) -> None:
+    from webhook.ops import kube
+
+    configs = {
+        ("MutatingWebhookConfiguration", "kubectl-dra"): _live(
+            "MutatingWebhookConfiguration", "kubectl-dra"
+        )
+    }
+    if with_policy_check:
+        configs["ValidatingWebhookConfiguration", "kubectl-dra-policy"] = _live(
+            "ValidatingWebhookConfiguration", "kubectl-dra-policy"
+        )
+    gateway = _Gateway(configs)
+    monkeypatch.setattr(kube.KubeGateway, "from_user_kubeconfig", lambda *_: gateway)
+    result = CliRunner().invoke(cli, ["certs", "inject", "--dir", str(generated)])
+    assert result.exit_code == 0, result.output
+    patched = [(kind, name) for kind, name, _ in gateway.patched]
+    expected = [("MutatingWebhookConfiguration", "kubectl-dra")]
+    if with_policy_check:
+        expected.append(("ValidatingWebhookConfiguration", "kubectl-dra-policy"))
+        assert "ValidatingWebhookConfiguration kubectl-dra-policy: caBundle set" in result.stderr
+    else:
+        assert "ValidatingWebhookConfiguration kubectl-dra-policy not found" in result.stderr
+    assert patched == expected
+    bundle = base64.b64encode((generated / "ca.crt").read_bytes()).decode()
+    for _kind, _name, ops in gateway.patched:
+        assert ops[-1] == {
+            "op": "add",
+            "path": "/webhooks/0/clientConfig/caBundle",
+            "value": bundle,
+        }

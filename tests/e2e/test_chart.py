@@ -141,6 +141,11 @@ def test_values_reach_the_objects() -> None:
         "gpu-system",
         "kube-system",
     ]
+    check = objects[("ValidatingWebhookConfiguration", "kubectl-dra-policy")]
+    assert check["metadata"]["annotations"] == hook["metadata"]["annotations"]
+    (policy_hook,) = check["webhooks"]
+    assert policy_hook["clientConfig"]["service"]["namespace"] == "gpu-system"
+    assert policy_hook["namespaceSelector"]["matchExpressions"][0]["values"] == ["gpu-system"]
     assert ("Certificate", "kubectl-dra-webhook") in objects and (
         "Job",
         "kubectl-dra-certs",
@@ -149,6 +154,25 @@ def test_values_reach_the_objects() -> None:
     assert policy["spec"]["mode"] == "Audit"
     rules = objects[("PrometheusRule", "kubectl-dra-webhook")]["spec"]
     assert rules == yaml.safe_load((CHART / "files" / "prometheus-rules.yaml").read_text())
+
+
+def test_policy_validation_can_be_turned_off_with_its_hook_rights() -> None:
+    def rendered(enabled: str) -> tuple[set[str], set[str], set[str]]:
+        docs = {(d["kind"], d["metadata"]["name"]): d for d in helm_template(
+            f"policyValidation.enabled={enabled}"
+        )}  # fmt: skip
+        job = docs["Job", "kubectl-dra-certs"]["spec"]["template"]["spec"]["containers"][0]
+        rules = docs["ClusterRole", "kubectl-dra:certs"]["rules"]
+        return (
+            {kind for kind, _ in docs},
+            {env["name"] for env in job["env"]},
+            {resource for rule in rules for resource in rule["resources"]},
+        )
+
+    on, off = rendered("true"), rendered("false")
+    assert on[0] - off[0] == {"ValidatingWebhookConfiguration"}
+    assert on[1] - off[1] == {"KUBECTL_DRA_POLICY_CHECK_CONFIG"}
+    assert on[2] - off[2] == {"validatingwebhookconfigurations"}
 
 
 @pytest.mark.parametrize(
@@ -210,17 +234,21 @@ def test_the_certificate_hook_issues_once_and_sets_the_ca_bundle(k8s: E2ECluster
     name = f"audit-chart-{uuid.uuid4().hex[:5]}"
     namespace = name  # short: the certificate's common name is the Service's DNS name
     k8s.core.create_namespace({"metadata": {"name": namespace}})
-    [config] = [
-        d for d in helm_template(namespace=namespace) if d["kind"] == "MutatingWebhookConfiguration"
-    ]
-    config["metadata"] = {"name": name}
-    hook = config["webhooks"][0]
-    hook["failurePolicy"] = "Ignore"  # inert: no namespace carries this label
-    hook["namespaceSelector"] = {"matchLabels": {name: "never"}}
+    rendered = {d["kind"]: d for d in helm_template(namespace=namespace)}
+    config, check = (
+        rendered["MutatingWebhookConfiguration"],
+        rendered["ValidatingWebhookConfiguration"],
+    )
+    for inert in (config, check):
+        inert["metadata"] = {"name": name}
+        hook = inert["webhooks"][0]
+        hook["failurePolicy"] = "Ignore"  # inert: no namespace carries this label
+        hook["namespaceSelector"] = {"matchLabels": {name: "never"}}
     from kubernetes import client
 
     admission = client.AdmissionregistrationV1Api(k8s.api)
     admission.create_mutating_webhook_configuration(config)
+    admission.create_validating_webhook_configuration(check)
     env = {
         **os.environ,
         "KUBECONFIG": str(k8s.kubeconfig),
@@ -229,6 +257,7 @@ def test_the_certificate_hook_issues_once_and_sets_the_ca_bundle(k8s: E2ECluster
         "KUBECTL_DRA_SECRET": "kubectl-dra-webhook-tls",
         "KUBECTL_DRA_SERVICE": "kubectl-dra-webhook",
         "KUBECTL_DRA_WEBHOOK_CONFIG": name,
+        "KUBECTL_DRA_POLICY_CHECK_CONFIG": name,
     }
     script = str(CHART / "files" / "selfsigned-certs.py")
     try:
@@ -243,6 +272,8 @@ def test_the_certificate_hook_issues_once_and_sets_the_ca_bundle(k8s: E2ECluster
             admission.read_mutating_webhook_configuration(name).webhooks[0].client_config.ca_bundle
         )
         assert bundle == secret.data["ca.crt"]
+        checked = admission.read_validating_webhook_configuration(name).webhooks[0]
+        assert checked.client_config.ca_bundle == bundle
         assert b"BEGIN CERTIFICATE" in base64.b64decode(bundle)
 
         run(sys.executable, script, env=env)  # an upgrade: the Secret and its CA are kept
@@ -250,4 +281,5 @@ def test_the_certificate_hook_issues_once_and_sets_the_ca_bundle(k8s: E2ECluster
         assert again.data == secret.data
     finally:
         admission.delete_mutating_webhook_configuration(name)
+        admission.delete_validating_webhook_configuration(name)
         k8s.delete_namespace(namespace)

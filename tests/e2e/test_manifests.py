@@ -92,9 +92,13 @@ def test_manifests_pass_a_server_side_dry_run(k8s: E2ECluster, installed: None) 
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     print("\n" + "\n".join(lines))
-    assert len(lines) == 9
+    assert len(lines) == 10
     assert all("(server dry run)" in line for line in lines)
-    for kind in ("deployment.apps/kubectl-dra-webhook", "mutatingwebhookconfiguration"):
+    for kind in (
+        "deployment.apps/kubectl-dra-webhook",
+        "mutatingwebhookconfiguration",
+        "validatingwebhookconfiguration",
+    ):
         assert any(kind in line for line in lines)
 
 

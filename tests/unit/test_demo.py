@@ -205,6 +205,38 @@ def test_local_webhooks_are_registered_from_their_policy() -> None:
     assert {k: hook[k] for k in unchanged} == {k: generated[k] for k in unchanged}
 
 
+def test_a_local_policy_check_is_the_shipped_one_for_the_instance_configmap() -> None:
+    """Apart from the names, the loopback URL and which ConfigMap is sent, hack registers the
+    policy check of manifests/; for the shipped ConfigMap its condition is the shipped one."""
+    import celpy
+
+    shipped = yaml.safe_load(
+        (webhook_lifecycle.MANIFESTS_BASE / "validatingwebhookconfiguration.yaml").read_text()
+    )
+    args = {"url": "https://127.0.0.1:1/validate-policy", "ca_pem": b"PEM"}
+    same = webhook_lifecycle.policy_check_registration(
+        "x", namespace="kubectl-dra", configmap="kubectl-dra-policy", **args
+    )
+    assert same["metadata"]["name"] == "kubectl-dra-x-policy"
+    (hook,) = same["webhooks"]
+    (expected,) = shipped["webhooks"]
+    assert hook["name"] == "x.policy.kubectl-dra.io"
+    assert hook["clientConfig"] == {"url": args["url"], "caBundle": "UEVN"}
+    assert {k: v for k, v in hook.items() if k not in ("name", "clientConfig")} == {
+        k: v for k, v in expected.items() if k not in ("name", "clientConfig")
+    }
+    other = webhook_lifecycle.policy_check_registration(
+        "x", namespace="demo", configmap='odd"name', **args
+    )
+    (hook,) = other["webhooks"]
+    assert hook["namespaceSelector"]["matchExpressions"][0]["values"] == ["demo"]
+    env = celpy.Environment()
+    program = env.program(env.compile(hook["matchConditions"][0]["expression"]))
+    for name, sent in (('odd"name', True), ("kubectl-dra-policy", False)):
+        configmap = celpy.json_to_cel({"metadata": {"name": name}})
+        assert bool(program.evaluate({"object": configmap})) is sent
+
+
 def test_a_failed_step_is_not_reported_done(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(RuntimeError), demo.heartbeat("build"):
         raise RuntimeError("boom")

@@ -52,6 +52,7 @@ def test_every_object_is_valid_at_1_34(objects: dict[tuple[str, str], dict[str, 
         "PodDisruptionBudget",
         "Service",
         "ServiceAccount",
+        "ValidatingWebhookConfiguration",
     ]
     assert_valid(*objects.values())
 
@@ -88,19 +89,24 @@ def test_rbac_grants_exactly_what_the_webhook_uses(
     assert not [k for k in objects if k[0] in ("Role", "RoleBinding")]
 
 
-def test_webhook_configuration_is_narrow_and_safe(
-    objects: dict[tuple[str, str], dict[str, Any]],
-) -> None:
-    (hook,) = objects["MutatingWebhookConfiguration", "kubectl-dra"]["webhooks"]
-    assert hook["rules"] == [
+def _creates_and_updates_of(resource: str) -> list[dict[str, Any]]:
+    """The one rule of both webhook configurations: CREATE and UPDATE of a core resource."""
+    return [
         {
             "operations": ["CREATE", "UPDATE"],
             "apiGroups": [""],
             "apiVersions": ["v1"],
-            "resources": ["pods"],
+            "resources": [resource],
             "scope": "Namespaced",
         }
     ]
+
+
+def test_webhook_configuration_is_narrow_and_safe(
+    objects: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    (hook,) = objects["MutatingWebhookConfiguration", "kubectl-dra"]["webhooks"]
+    assert hook["rules"] == _creates_and_updates_of("pods")
     assert hook["sideEffects"] == "NoneOnDryRun"
     assert hook["reinvocationPolicy"] == "IfNeeded"
     assert hook["failurePolicy"] == "Fail"
@@ -195,9 +201,72 @@ def test_cert_manager_overlay_adds_the_certificate_and_the_injector_annotation()
         "kubectl-dra-webhook.kubectl-dra.svc",
         "kubectl-dra-webhook.kubectl-dra.svc.cluster.local",
     ]
-    patch = yaml.safe_load(kustomization["patches"][0]["patch"])
-    annotation = patch[0]["value"]["cert-manager.io/inject-ca-from"]
-    assert annotation == f"kubectl-dra/{serving['metadata']['name']}"
+    annotated = {
+        (p["target"]["kind"], p["target"]["name"]): yaml.safe_load(p["patch"])[0]["value"]
+        for p in kustomization["patches"]
+    }
+    assert set(annotated) == {
+        ("MutatingWebhookConfiguration", "kubectl-dra"),
+        ("ValidatingWebhookConfiguration", "kubectl-dra-policy"),
+    }
+    for added in annotated.values():
+        assert added == {
+            "cert-manager.io/inject-ca-from": f"kubectl-dra/{serving['metadata']['name']}"
+        }
+
+
+def _policy_hook(objects: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
+    (hook,) = objects["ValidatingWebhookConfiguration", "kubectl-dra-policy"]["webhooks"]
+    return hook  # type: ignore[no-any-return]
+
+
+def test_the_policy_check_is_sent_only_the_policy_configmap_and_never_blocks(
+    objects: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    hook = _policy_hook(objects)
+    assert hook["rules"] == _creates_and_updates_of("configmaps")
+    # Ignore: the reload keeps the last good policy; a down webhook must not lock the policy.
+    assert hook["failurePolicy"] == "Ignore"
+    assert hook["sideEffects"] == "None"
+    assert hook["admissionReviewVersions"] == ["v1"]
+    assert 1 <= hook["timeoutSeconds"] <= 10
+    assert hook["namespaceSelector"] == {
+        "matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["kubectl-dra"]}
+        ]
+    }
+    assert "caBundle" not in hook["clientConfig"]  # injected at install time, never committed
+
+
+def test_the_policy_check_reaches_the_webhook_service_and_the_mounted_configmap(
+    objects: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    target = _policy_hook(objects)["clientConfig"]["service"]
+    (mutating,) = objects["MutatingWebhookConfiguration", "kubectl-dra"]["webhooks"]
+    assert target == {**mutating["clientConfig"]["service"], "path": "/validate-policy"}
+    pod = objects["Deployment", "kubectl-dra-webhook"]["spec"]["template"]["spec"]
+    mounted = {v["name"]: v for v in pod["volumes"]}["policy"]["configMap"]["name"]
+    configmap = objects["ConfigMap", mounted]["metadata"]
+    assert (
+        configmap["namespace"]
+        in _policy_hook(objects)["namespaceSelector"]["matchExpressions"][0]["values"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "sent"),
+    [("kubectl-dra-policy", True), ("kubectl-dra-policy-old", False), ("other", False)],
+)
+def test_the_policy_check_condition_selects_the_configmap_by_name(
+    objects: dict[tuple[str, str], dict[str, Any]], name: str, sent: bool
+) -> None:
+    import celpy
+
+    (condition,) = _policy_hook(objects)["matchConditions"]
+    env = celpy.Environment()
+    program = env.program(env.compile(condition["expression"]))
+    configmap = {"metadata": {"name": name, "namespace": "kubectl-dra"}, "data": {}}
+    assert bool(program.evaluate({"object": celpy.json_to_cel(configmap)})) is sent
 
 
 def _pod(containers: list[dict[str, Any]], init: list[dict[str, Any]] | None = None) -> Any:

@@ -2,7 +2,7 @@
 
 The output folder looks like a `kubernetes.io/tls` Secret (tls.crt, tls.key, ca.crt) plus
 ca.key, which stays with the operator so `rotate` can re-issue under the same CA (and the
-caBundle in the MutatingWebhookConfiguration stays valid). Private keys are written 0600 and
+caBundle in the webhook configurations stays valid). Private keys are written 0600 and
 never logged; only `certs secret` prints one, to stdout, because that is what it is asked for.
 """
 
@@ -15,7 +15,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
@@ -24,11 +24,15 @@ from dracore import yamlinput
 from webhook.errors import GatewayError
 from webhook.ops import certs
 from webhook.ops.tls_objects import (
-    WEBHOOK_CONFIG_KIND,
+    VALIDATING_CONFIG_KIND,
+    WEBHOOK_CONFIG_KINDS,
     ca_bundle_patch,
     inject_ca_bundle,
     tls_secret,
 )
+
+if TYPE_CHECKING:
+    from webhook.ops.kube import KubeGateway
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([dhms])\s*$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
@@ -235,6 +239,13 @@ def _read_manifests(path: str) -> list[Any]:
     help="MutatingWebhookConfiguration to patch through the API.",
 )
 @click.option(
+    "--policy-name",
+    default="kubectl-dra-policy",
+    show_default=True,
+    help="ValidatingWebhookConfiguration (the policy check) to patch too, if it exists; "
+    "'' to leave it alone.",
+)
+@click.option(
     "--manifest",
     help="Patch this manifest file ('-' for stdin) and print it, instead of calling the API.",
 )
@@ -244,11 +255,17 @@ def inject(
     directory: Path | None,
     ca_file: Path | None,
     name: str,
+    policy_name: str,
     manifest: str | None,
     kubeconfig: str | None,
     context: str | None,
 ) -> None:
-    """Put the CA into the MutatingWebhookConfiguration's caBundle (API or manifest)."""
+    """Put the CA into the caBundle of the webhook configurations (API or manifest).
+
+    Through the API: the MutatingWebhookConfiguration --name, and the
+    ValidatingWebhookConfiguration --policy-name when it exists. With --manifest: every
+    configuration of either kind in the file.
+    """
     if (directory is None) == (ca_file is None):
         raise click.UsageError("give exactly one of --dir and --ca-file")
     ca_path = ca_file or (directory / "ca.crt" if directory else None)
@@ -260,11 +277,12 @@ def inject(
         documents = _read_manifests(manifest)
         patched_any = False
         for i, doc in enumerate(documents):
-            if isinstance(doc, dict) and doc.get("kind") == WEBHOOK_CONFIG_KIND:
+            if isinstance(doc, dict) and doc.get("kind") in WEBHOOK_CONFIG_KINDS:
                 documents[i], changed = inject_ca_bundle(doc, bundle)
                 patched_any = patched_any or bool(changed)
         if not patched_any:
-            raise click.ClickException(f"{manifest} has no {WEBHOOK_CONFIG_KIND} with webhooks")
+            kinds = " or ".join(WEBHOOK_CONFIG_KINDS)
+            raise click.ClickException(f"{manifest} has no {kinds} with webhooks")
         _emit(documents, "yaml")
         return
     from webhook.ops.kube import KubeGateway
@@ -272,13 +290,28 @@ def inject(
     try:
         gateway = KubeGateway.from_user_kubeconfig(kubeconfig, context)
         current = gateway.get_webhook_configuration(name)
-        ops = ca_bundle_patch(current, bundle)
-        if not ops:
-            raise click.ClickException(f"{WEBHOOK_CONFIG_KIND} {name} has no webhooks")
-        gateway.patch_webhook_configuration(name, ops)
+        _patch_bundle(gateway, current, bundle)
+        policy = (
+            gateway.find_webhook_configuration(policy_name, VALIDATING_CONFIG_KIND)
+            if policy_name
+            else None
+        )
+        if policy is not None:
+            _patch_bundle(gateway, policy, bundle)
+        elif policy_name:
+            _note(f"{VALIDATING_CONFIG_KIND} {policy_name} not found; left alone")
     except GatewayError as exc:
         raise click.ClickException(str(exc)) from None
-    _note(f"{WEBHOOK_CONFIG_KIND} {name}: caBundle set on {len(current['webhooks'])} webhook(s)")
+
+
+def _patch_bundle(gateway: KubeGateway, config: dict[str, Any], bundle: str) -> None:
+    """Set `bundle` on every webhook of `config` (as read) through `gateway`, and say so."""
+    kind, name = config["kind"], config["metadata"]["name"]
+    ops = ca_bundle_patch(config, bundle)
+    if not ops:
+        raise click.ClickException(f"{kind} {name} has no webhooks")
+    gateway.patch_webhook_configuration(name, ops, kind)
+    _note(f"{kind} {name}: caBundle set on {len(config['webhooks'])} webhook(s)")
 
 
 @certs_group.command()

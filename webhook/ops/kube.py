@@ -35,27 +35,46 @@ class KubeGateway:
             raise GatewayError(f"cannot load kubeconfig: {exc}") from None
         return cls(api_client)
 
-    def get_webhook_configuration(self, name: str) -> dict[str, Any]:
-        """A MutatingWebhookConfiguration as a dict (camelCase keys, as the API serves it)."""
-        api = client.AdmissionregistrationV1Api(self._client)
+    def get_webhook_configuration(
+        self, name: str, kind: str = "MutatingWebhookConfiguration"
+    ) -> dict[str, Any]:
+        """A Mutating- or ValidatingWebhookConfiguration as a dict (camelCase keys, as served)."""
         try:
-            found = api.read_mutating_webhook_configuration(name)
+            return self._read_webhook_configuration(name, kind)
         except ApiException as exc:
-            raise GatewayError(
-                f"cannot read MutatingWebhookConfiguration {name}: {_reason(exc)}"
-            ) from None
-        result: dict[str, Any] = self._client.sanitize_for_serialization(found)  # type: ignore[no-untyped-call]
-        result.setdefault("kind", "MutatingWebhookConfiguration")
+            raise GatewayError(f"cannot read {kind} {name}: {_reason(exc)}") from None
+
+    def find_webhook_configuration(self, name: str, kind: str) -> dict[str, Any] | None:
+        """As `get_webhook_configuration`, but None when there is no such object."""
+        try:
+            return self._read_webhook_configuration(name, kind)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise GatewayError(f"cannot read {kind} {name}: {_reason(exc)}") from None
+
+    def _read_webhook_configuration(self, name: str, kind: str) -> dict[str, Any]:
+        api = client.AdmissionregistrationV1Api(self._client)
+        read = getattr(api, f"read_{_snake(kind)}")
+        result: dict[str, Any] = self._client.sanitize_for_serialization(read(name))  # type: ignore[no-untyped-call]
+        result.setdefault("kind", kind)
         return result
 
-    def patch_webhook_configuration(self, name: str, ops: list[dict[str, Any]]) -> None:
-        """Apply a JSON Patch to a MutatingWebhookConfiguration."""
+    def patch_webhook_configuration(
+        self, name: str, ops: list[dict[str, Any]], kind: str = "MutatingWebhookConfiguration"
+    ) -> None:
+        """Apply a JSON Patch to a Mutating- or ValidatingWebhookConfiguration."""
         api = client.AdmissionregistrationV1Api(self._client)
         try:
-            api.patch_mutating_webhook_configuration(
+            getattr(api, f"patch_{_snake(kind)}")(
                 name, ops, _content_type="application/json-patch+json"
             )
         except ApiException as exc:
-            raise GatewayError(
-                f"cannot patch MutatingWebhookConfiguration {name}: {_reason(exc)}"
-            ) from None
+            raise GatewayError(f"cannot patch {kind} {name}: {_reason(exc)}") from None
+
+
+def _snake(kind: str) -> str:
+    """'MutatingWebhookConfiguration' -> 'mutating_webhook_configuration' (client method names)."""
+    if kind not in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        raise ValueError(f"not a webhook configuration kind: {kind!r}")
+    return kind.replace("Webhook", "_webhook").replace("Configuration", "_configuration").lower()

@@ -3,7 +3,8 @@
 - `tls_secret`: a `kubernetes.io/tls` Secret with tls.crt, tls.key and ca.crt. It holds the
   private key, so callers print it only when asked and never log it.
 - `inject_ca_bundle`: set `clientConfig.caBundle` on the webhooks of a
-  MutatingWebhookConfiguration (the API server trusts only that CA when it calls us).
+  MutatingWebhookConfiguration or ValidatingWebhookConfiguration (the API server trusts only
+  that CA when it calls us).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from collections.abc import Collection, Mapping
 from typing import Any, Final
 
 WEBHOOK_CONFIG_KIND: Final = "MutatingWebhookConfiguration"
+# The policy check (/validate-policy) is registered by a configuration of this kind.
+VALIDATING_CONFIG_KIND: Final = "ValidatingWebhookConfiguration"
+WEBHOOK_CONFIG_KINDS: Final = (WEBHOOK_CONFIG_KIND, VALIDATING_CONFIG_KIND)
 
 
 def tls_secret(
@@ -44,8 +48,9 @@ def inject_ca_bundle(
 
     `webhooks` limits the change to those webhook names (default: all of them).
     """
-    if config.get("kind") != WEBHOOK_CONFIG_KIND:
-        raise ValueError(f"expected a {WEBHOOK_CONFIG_KIND}, got kind {config.get('kind')!r}")
+    if config.get("kind") not in WEBHOOK_CONFIG_KINDS:
+        wanted = " or ".join(WEBHOOK_CONFIG_KINDS)
+        raise ValueError(f"expected a {wanted}, got kind {config.get('kind')!r}")
     patched = copy.deepcopy(dict(config))
     changed: list[str] = []
     for hook in patched.get("webhooks") or []:

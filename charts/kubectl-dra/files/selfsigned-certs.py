@@ -2,7 +2,9 @@
 
 Makes sure the webhook's serving certificate Secret exists, issuing it once with
 `dra-webhook certs generate` (an existing Secret is kept, so upgrades do not change the CA), and
-sets the Secret's ca.crt as the caBundle of every webhook of the MutatingWebhookConfiguration.
+sets the Secret's ca.crt as the caBundle of every webhook of the MutatingWebhookConfiguration
+(and of the policy check's ValidatingWebhookConfiguration, when KUBECTL_DRA_POLICY_CHECK_CONFIG
+names it).
 Settings come from the environment (the Job sets them); KUBECONFIG is used when set (tests),
 else the Job's service account.
 """
@@ -48,8 +50,12 @@ def ensure_secret(core: client.CoreV1Api, namespace: str, name: str, service: st
         return Path(out, "ca.crt").read_bytes()
 
 
-def set_ca_bundle(api: client.AdmissionregistrationV1Api, name: str, ca_pem: bytes) -> int:
-    current = api.read_mutating_webhook_configuration(name)
+def set_ca_bundle(
+    api: client.AdmissionregistrationV1Api, name: str, ca_pem: bytes, kind: str = "mutating"
+) -> int:
+    """Set the caBundle on every webhook of the `kind` ("mutating" or "validating")
+    configuration `name`; how many webhooks there are."""
+    current = getattr(api, f"read_{kind}_webhook_configuration")(name)
     bundle = base64.b64encode(ca_pem).decode()
     ops = []
     for i, hook in enumerate(current.webhooks or []):
@@ -57,7 +63,7 @@ def set_ca_bundle(api: client.AdmissionregistrationV1Api, name: str, ca_pem: byt
         ops.append({"op": "test", "path": f"/webhooks/{i}/name", "value": hook.name})
         ops.append({"op": "add", "path": f"/webhooks/{i}/clientConfig/caBundle", "value": bundle})
     if ops:
-        api.patch_mutating_webhook_configuration(name, ops)
+        getattr(api, f"patch_{kind}_webhook_configuration")(name, ops)
     return len(ops) // 2
 
 
@@ -72,7 +78,10 @@ def main() -> int:
         client.CoreV1Api(), namespace, env["KUBECTL_DRA_SECRET"], env["KUBECTL_DRA_SERVICE"],
         env.get("KUBECTL_DRA_DAYS", "365"),
     )  # fmt: skip
-    hooks = set_ca_bundle(client.AdmissionregistrationV1Api(), env["KUBECTL_DRA_WEBHOOK_CONFIG"], ca_pem)
+    admission = client.AdmissionregistrationV1Api()
+    hooks = set_ca_bundle(admission, env["KUBECTL_DRA_WEBHOOK_CONFIG"], ca_pem)
+    if env.get("KUBECTL_DRA_POLICY_CHECK_CONFIG"):
+        hooks += set_ca_bundle(admission, env["KUBECTL_DRA_POLICY_CHECK_CONFIG"], ca_pem, "validating")
     print(f"Secret {namespace}/{env['KUBECTL_DRA_SECRET']} in place; caBundle set on {hooks} webhook(s)", file=sys.stderr)
     return 0
 

@@ -19,6 +19,22 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end }}
 
 {{/*
+The clientConfig.caBundle of both webhook configurations (nothing in certManager mode: cainjector
+fills it). In selfSigned mode, the CA of the Secret the hook Job made (kept across upgrades);
+the Job sets it itself on a first install.
+*/}}
+{{- define "kubectl-dra.caBundle" -}}
+{{- if eq .Values.certificates.mode "secret" }}
+caBundle: {{ .Values.certificates.caBundle }}
+{{- else if eq .Values.certificates.mode "selfSigned" }}
+{{- $secret := lookup "v1" "Secret" .Release.Namespace .Values.certificates.secretName }}
+{{- if and $secret (index ($secret.data | default dict) "ca.crt") }}
+caBundle: {{ index $secret.data "ca.crt" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
 A CEL double-quoted string literal for a printable-ASCII string: backslash and double quote
 escaped, so a resource name can never end the literal or the expression (as
 dracore.cel.string_literal writes it; other characters are refused by kubectl-dra.resourceNames).
