@@ -209,13 +209,26 @@ def build(root: Path = ROOT, out: TextIO = sys.stderr) -> WebhookImage:
     return WebhookImage(reference=reference, archive=archive, size=size)
 
 
-def import_into(image: WebhookImage, ctr: Path, address: Path) -> None:
-    """Import the archive into a containerd's k8s.io namespace, as kubelet sees images."""
-    argv = [str(ctr), f"--address={address}", "-n", "k8s.io", "images", "import"]
-    argv += ["--base-name", f"docker.io/{IMAGE_REPO}", str(image.archive)]
+def import_into(
+    image: WebhookImage, ctr: Path, address: Path, *, snapshotter: str | None = None
+) -> None:
+    """Import the archive into a containerd's k8s.io namespace, as kubelet sees images, unpacked
+    for `snapshotter` when given (the CRI's; the real nodes use `native`)."""
+    images = [str(ctr), f"--address={address}", "-n", "k8s.io", "images"]
+    if snapshotter is None:
+        _ctr([*images, "import", "--base-name", f"docker.io/{IMAGE_REPO}", str(image.archive)])
+        return
+    # Only a local import unpacks for a given snapshotter; it keeps the archive's own name
+    # (`kubectl-dra/webhook:<tag>`), so the name the CRI resolves is added as a tag.
+    local = ["--local", f"--snapshotter={snapshotter}", "--base-name", IMAGE_REPO]
+    _ctr([*images, "import", *local, str(image.archive)])
+    _ctr([*images, "tag", "--force", f"{IMAGE_REPO}:{image.tag}", image.reference])
+
+
+def _ctr(argv: list[str]) -> None:
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise ImageError(f"ctr images import {image.archive}: {proc.stderr.strip()}")
+        raise ImageError(f"ctr {' '.join(argv[4:])}: {proc.stderr.strip()}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
