@@ -32,11 +32,6 @@ from hack.fakegpu import FakeNode
 from hack.procs import ClusterError, Paths, Processes, free_ports, pid_alive, port_open, state_dir
 
 
-def _port_busy(port: int) -> bool:
-    """The API server listens on HOST_ADDRESS, the others on loopback."""
-    return port_open(port) or node_net.listening(port=port)
-
-
 class ControlPlane:
     """One local control plane rooted at a state directory."""
 
@@ -160,9 +155,9 @@ class ControlPlane:
             self.stop(name, quiet=quiet, out=out)
         ports = [p for p in (self.state.get("ports") or {}).values() if isinstance(p, int)]
         deadline = time.monotonic() + 10
-        while any(_port_busy(p) for p in ports) and time.monotonic() < deadline:
+        while any(port_open(p) for p in ports) and time.monotonic() < deadline:
             time.sleep(0.1)
-        busy = [p for p in ports if _port_busy(p)]
+        busy = [p for p in ports if port_open(p)]
         node_net.release_host()
         if busy and not quiet:
             print(f"warning: ports still in use after stop: {busy}", file=out)

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import ipaddress
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from hack.procs import listening
 
 HOST_LINK = "kdra0"
 HOST_ADDRESS = "10.243.0.1"
@@ -151,24 +152,6 @@ def ensure_host() -> None:
     _ip("link", "set", HOST_LINK, "up")
     for cidr in SAFETY_ROUTES:
         _ip("route", "replace", "unreachable", cidr)
-
-
-def listening(*, address: str | None = None, port: int | None = None) -> bool:
-    """Whether a TCP socket of the host's namespace listens on `address` and/or `port`, read
-    from /proc/net/tcp rather than by connecting (a connect to HOST_ADDRESS without its link
-    would follow the default route)."""
-    packed = ipaddress.IPv4Address(address).packed[::-1].hex().upper() if address else None
-    try:
-        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
-    except OSError:
-        return False
-    for fields in (line.split() for line in lines):
-        host, _, hex_port = fields[1].partition(":")
-        if fields[3] != "0A":
-            continue
-        if (packed is None or host == packed) and (port is None or int(hex_port, 16) == port):
-            return True
-    return False
 
 
 def host_ready() -> bool:

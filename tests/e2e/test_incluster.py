@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hack import go_tools, node_net
+from hack import go_tools, node_net, webhook_lifecycle
 from hack import image as image_mod
 from hack import node as node_mod
 from hack.procs import ClusterError
@@ -74,6 +74,20 @@ class InCluster:
         )
         return self.k8s.list_pods(namespace, "app.kubernetes.io/name=kubectl-dra-webhook")
 
+    def lend_cluster_objects(self) -> list[dict[str, Any]]:
+        """The chart's ClusterRole and ClusterRoleBinding have the names of those the session's
+        loopback webhooks run under (manifests/base/rbac.yaml): take them away for a release."""
+        taken = []
+        for doc in webhook_lifecycle.webhook_rbac():
+            kind, name = doc["kind"].lower(), doc["metadata"]["name"]
+            if self.k8s.kubectl("delete", kind, name, check=False).returncode == 0:
+                taken.append(doc)
+        return taken
+
+    def give_back(self, taken: list[dict[str, Any]]) -> None:
+        if taken:
+            self.k8s.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(taken))
+
     def uninstall(self, namespace: str) -> None:
         self.helm("uninstall", RELEASE, "-n", namespace, "--wait", "--timeout=120s", check=False)
         self.k8s.delete_namespace(namespace, wait=True)
@@ -99,8 +113,10 @@ def incluster(k8s: E2ECluster) -> Iterator[InCluster]:
 @pytest.fixture
 def release_namespace(incluster: InCluster) -> Iterator[str]:
     name = f"kubectl-dra-{uuid.uuid4().hex[:5]}"
+    taken = incluster.lend_cluster_objects()
     yield name
     incluster.uninstall(name)
+    incluster.give_back(taken)
 
 
 def user_namespace(k8s: E2ECluster) -> str:
