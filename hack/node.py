@@ -50,7 +50,7 @@ from hack.procs import free_ports, pid_alive, pid_cmdline
 from webhook.ops import certs
 
 REAL_NODE_LABEL = "kubectl-dra.io/real-node"
-PROCESSES = ("node-containerd", "node-kubelet", "node-kube-proxy", "node-dra-plugin")
+PROCESSES = ("containerd", "kubelet", "kube-proxy", "dra-plugin")
 CGROUP_MOUNTS = Path("/sys/fs/cgroup")
 SHIM_SOCKETS = Path("/run/containerd/s")
 UNIX_PATH_MAX = 107
@@ -67,9 +67,10 @@ def node_name() -> str:
 
 
 class NodePaths:
-    def __init__(self, cluster_root: Path) -> None:
-        self.root = cluster_root / "node"
-        tag = hashlib.sha256(str(cluster_root.resolve()).encode()).hexdigest()[:8]
+    def __init__(self, cluster_root: Path, index: int = 0) -> None:
+        suffix = f"-{index}" if index else ""
+        self.root = cluster_root / f"node{suffix}"
+        tag = hashlib.sha256(f"{cluster_root.resolve()}{suffix}".encode()).hexdigest()[:8]
         self.cgroup_root = f"/kubectl-dra-{tag}"
         self.containerd = self.root / "containerd"  # root/, state/, config.toml
         self.kubelet = self.root / "kubelet"  # the kubelet's --root-dir
@@ -210,9 +211,34 @@ def kubelet_config(
 
 
 class RealNode:
-    def __init__(self, cluster: ControlPlane) -> None:
+    """Real node `index` of a cluster: 0 is named after the host, the others `<host>-<index>`;
+    each has its own directory, processes, cgroup root and network slot."""
+
+    def __init__(self, cluster: ControlPlane, index: int = 0) -> None:
         self.cluster = cluster
-        self.paths = NodePaths(cluster.paths.root)
+        self.index = index
+        self.paths = NodePaths(cluster.paths.root, index)
+
+    @classmethod
+    def existing(cls, cluster: ControlPlane) -> list[RealNode]:
+        """Every node that has a directory in the cluster's, started or crashed."""
+        found = [cls(cluster)]
+        for d in sorted(cluster.paths.root.glob("node-*")):
+            if d.is_dir() and d.name.removeprefix("node-").isdigit():
+                found.append(cls(cluster, int(d.name.removeprefix("node-"))))
+        return found
+
+    def process(self, part: str) -> str:
+        """The pid-file name of one of PROCESSES on this node."""
+        return f"node-{part}" if self.index == 0 else f"node{self.index}-{part}"
+
+    @property
+    def processes(self) -> list[str]:
+        return [self.process(part) for part in PROCESSES]
+
+    @property
+    def name(self) -> str:
+        return node_name() if self.index == 0 else f"{node_name()}-{self.index}"
 
     @property
     def state_file(self) -> Path:
@@ -225,7 +251,7 @@ class RealNode:
             return {}
 
     def is_running(self) -> bool:
-        pids = [self.cluster.read_pid(n) for n in PROCESSES]
+        pids = [self.cluster.read_pid(n) for n in self.processes]
         return bool(self.info()) and all(pid is not None and pid_alive(pid) for pid in pids)
 
     def up(self, *, out: TextIO = sys.stderr) -> str:
@@ -236,7 +262,7 @@ class RealNode:
         if not self.cluster.is_running():
             raise NodeError(f"no control plane runs in {self.cluster.paths.root}: start it first")
         self.down(quiet=True)
-        name = node_name()
+        name = self.name
         p = self.paths
         p.check_socket_paths()
         art = node_build.build(self.cluster.state.get("version"), out_stream=out)
@@ -276,12 +302,14 @@ class RealNode:
         (p.cni / "10-kubectl-dra.conflist").write_text(json.dumps(conflist, indent=2) + "\n")
         env = {**os.environ, "PATH": f"{art.shim_dir}:{os.environ.get('PATH', '')}"}
         self.cluster.spawn(
-            "node-containerd",
+            self.process("containerd"),
             [*net.enter(), str(art.containerd), f"--config={p.containerd / 'config.toml'}"],
             env=env,
         )
         self.cluster.wait_ready(
-            "node-containerd", timeout=60, probe=lambda: self._ctr("version", check=False) == 0
+            self.process("containerd"),
+            timeout=60,
+            probe=lambda: self._ctr("version", check=False) == 0,
         )
 
     def _ctr(self, *args: str, check: bool = True) -> int:
@@ -372,9 +400,9 @@ class RealNode:
             f"--node-labels={REAL_NODE_LABEL}=true",
             "--v=2",
         ]
-        cl.spawn("node-kubelet", argv)
+        cl.spawn(self.process("kubelet"), argv)
         cl.wait_ready(
-            "node-kubelet",
+            self.process("kubelet"),
             timeout=60,
             probe=lambda: _http_ok(f"http://{net.address}:{healthz}/healthz"),
         )
@@ -389,9 +417,9 @@ class RealNode:
         config = node_net.kube_proxy_config(net, name=name, kubeconfig=kubeconfig)
         (p.kube_proxy / "config.yaml").write_text(yaml.safe_dump(config))
         argv = [*net.enter(), str(art.kube_proxy), f"--config={p.kube_proxy / 'config.yaml'}"]
-        self.cluster.spawn("node-kube-proxy", [*argv, "--v=2"])
+        self.cluster.spawn(self.process("kube-proxy"), [*argv, "--v=2"])
         self.cluster.wait_ready(
-            "node-kube-proxy",
+            self.process("kube-proxy"),
             timeout=60,
             probe=lambda: _http_ok(f"http://{net.address}:10256/healthz"),
         )
@@ -406,7 +434,7 @@ class RealNode:
             conds = (node or {}).get("status", {}).get("conditions") or []
             return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
-        self.cluster.wait_ready("node-kubelet", timeout=90, probe=ready)
+        self.cluster.wait_ready(self.process("kubelet"), timeout=90, probe=ready)
         # The node lifecycle controller, which would lift the registration taint, is off.
         self.cluster.kubectl(
             "taint", "node", name, "node.kubernetes.io/not-ready:NoSchedule-", check=False
@@ -422,7 +450,7 @@ class RealNode:
             f"--plugin-dir={p.kubelet / 'plugins' / 'gpu.example.com'}",
             f"--cdi-dir={p.cdi}",
         ]
-        self.cluster.spawn("node-dra-plugin", argv)
+        self.cluster.spawn(self.process("dra-plugin"), argv)
 
     def _wait_slice(self, name: str) -> None:
         def published() -> bool:
@@ -437,7 +465,7 @@ class RealNode:
             items = json.loads(proc.stdout or "{}").get("items", []) if proc.returncode == 0 else []
             return any(s["spec"]["driver"] == "gpu.example.com" for s in items)
 
-        self.cluster.wait_ready("node-dra-plugin", timeout=60, probe=published)
+        self.cluster.wait_ready(self.process("dra-plugin"), timeout=60, probe=published)
 
     # -- teardown ---------------------------------------------------------------------------
 
@@ -450,7 +478,7 @@ class RealNode:
         api_up = bool(self.cluster.state.get("ports")) and self.cluster.ready("kube-apiserver")
         if name and api_up and self.is_running():
             self._drain(name)
-        for proc_name in reversed(PROCESSES):
+        for proc_name in reversed(self.processes):
             self.cluster.stop(proc_name, quiet=quiet, out=out)
         self._kill_containers()
         self._stop_leftovers()
@@ -497,7 +525,7 @@ class RealNode:
 
     def _stop_leftovers(self) -> None:
         """Shims (and anything else) whose command line names our node directory."""
-        mine = str(self.paths.root)
+        mine = str(self.paths.root) + "/"
         victims = [
             int(d.name)
             for d in Path("/proc").iterdir()
@@ -570,7 +598,7 @@ def _remove_host_leftovers(root: Path) -> None:
     if logs.is_dir():
         for link in logs.iterdir():
             with contextlib.suppress(OSError):
-                if link.is_symlink() and str(link.readlink()).startswith(str(root)):
+                if link.is_symlink() and str(link.readlink()).startswith(f"{root}/"):
                     link.unlink()
     for empty in (logs, SHIM_SOCKETS, SHIM_SOCKETS.parent):
         with contextlib.suppress(OSError):

@@ -72,7 +72,8 @@ class InCluster:
         self.k8s.kubectl(
             "rollout", "status", f"deployment/{DEPLOYMENT}", "-n", namespace, "--timeout=180s"
         )
-        return self.k8s.list_pods(namespace, "app.kubernetes.io/name=kubectl-dra-webhook")
+        pods = self.k8s.list_pods(namespace, "app.kubernetes.io/name=kubectl-dra-webhook")
+        return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
 
     def lend_cluster_objects(self) -> list[dict[str, Any]]:
         """The chart's ClusterRole and ClusterRoleBinding have the names of those the session's
@@ -238,6 +239,34 @@ def test_helm_install_with_own_secret_serves_legacy_pods(
     values = incluster.values(tmp_path, certificates={"mode": "secret", "caBundle": ca_bundle})
     incluster.helm("install", RELEASE, str(CHART), "-n", release_namespace, "-f", str(values))
     assert_served_in_cluster(incluster, release_namespace)
+
+
+def test_replicas_spread_over_two_nodes_and_keep_serving_through_a_drain(
+    incluster: InCluster, release_namespace: str, tmp_path: Path
+) -> None:
+    k8s = incluster.k8s
+    second = node_mod.RealNode(k8s.cluster, 1)
+    try:
+        second.up()
+        second.import_image(incluster.image)
+        incluster.helm(
+            "install", RELEASE, str(CHART), "-n", release_namespace, "--create-namespace",
+            "-f", str(incluster.values(tmp_path)), "--timeout=240s",
+        )  # fmt: skip
+        # The chart's default anti-affinity puts one replica on each node.
+        pods = incluster.rolled_out(release_namespace)
+        assert sorted(p["spec"]["nodeName"] for p in pods) == sorted(
+            [incluster.node.name, second.name]
+        )
+        k8s.kubectl(
+            "drain", second.name, "--ignore-daemonsets", "--delete-emptydir-data",
+            "--timeout=150s",
+        )  # fmt: skip
+        pods = incluster.rolled_out(release_namespace)
+        assert [p["spec"]["nodeName"] for p in pods] == [incluster.node.name] * 2
+        assert_served_in_cluster(incluster, release_namespace)
+    finally:
+        second.down(quiet=True)
 
 
 def test_a_pod_reaches_the_api_server_through_the_kubernetes_service(

@@ -91,14 +91,14 @@ def test_pods_are_contained_and_a_crashed_node_leaves_nothing(
         ).stdout  # fmt: skip
         assert host_firewall() == firewall_before
 
-        kill_node(k8s)  # a crash, with the pod's sandbox still up
+        kill_node(k8s, node)  # a crash, with the pod's sandbox still up
         node.up()  # cleans what the crash left, then starts a working node again
         assert_removed_unless_reused(net, node.net)
         net = node.net
         assert ip_address(pod_with_own_address(k8s, namespace, "after")) in ip_network(
             net.pod_subnet
         )
-        kill_node(k8s)
+        kill_node(k8s, node)
     finally:
         node.down(quiet=True)
     assert_removed(node, net)
@@ -106,8 +106,8 @@ def test_pods_are_contained_and_a_crashed_node_leaves_nothing(
     assert str(node.paths.root) not in Path("/proc/self/mountinfo").read_text()
 
 
-def kill_node(k8s: E2ECluster) -> None:
-    for name in node_mod.PROCESSES:
+def kill_node(k8s: E2ECluster, node: node_mod.RealNode) -> None:
+    for name in node.processes:
         pid = k8s.cluster.read_pid(name)
         assert pid is not None and pid_alive(pid), name
         os.kill(pid, signal.SIGKILL)
