@@ -15,6 +15,7 @@ help:
 	@echo "make fuzz / soak / bench-slow-clients - the resilience suites (docs/deploy.md)"
 	@echo "make e2e    - only the e2e tests (K8S_VERSION=1.34 or 1.34.4 selects another release)"
 	@echo "make plugin - the single-file plugin dist/kubectl-dra and its krew archive (plugins/dra.yaml)"
+	@echo "make image  - the webhook image from the Dockerfile (mmdebstrap + buildah), cached; used by the in-cluster e2e tests"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
