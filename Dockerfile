@@ -3,9 +3,12 @@
 # that venv onto a slim Python base: no compiler, no pip cache, no source tree, a non-root user.
 # (Every dependency ships manylinux wheels, so stage 1 needs no build tools either; it is still a
 # separate stage so that pip and the build backend stay out of the final image.)
-ARG PYTHON=3.11
+# BASE is any Debian-like image with python3 (3.11+, with venv) as `python`: the official slim
+# image by default; hack/image.py passes one it makes from Debian packages, since no registry is
+# reachable where the tests run. The same file builds both.
+ARG BASE=python:3.11-slim
 
-FROM python:${PYTHON}-slim AS build
+FROM ${BASE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -19,7 +22,7 @@ RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip uninstall -y pip setuptools wheel \
  && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} +
 
-FROM python:${PYTHON}-slim
+FROM ${BASE}
 # Drop pip from the runtime image too: nothing is installed at run time.
 RUN python -m pip uninstall -y pip setuptools wheel 2>/dev/null || true \
  && groupadd --gid 65532 webhook \

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help venv lint unit test e2e demo clean bench-webhook fuzz soak bench-slow-clients k8s-build node-build tools-build plugin cluster-up cluster-down cluster-status
+.PHONY: help venv lint unit test e2e demo clean image bench-webhook fuzz soak bench-slow-clients k8s-build node-build tools-build plugin cluster-up cluster-down cluster-status
 
 help:
 	@echo "make demo   - the main job: the GPU scenarios, legacy and native, on a local control plane"
@@ -15,6 +15,7 @@ help:
 	@echo "make fuzz / soak / bench-slow-clients - the resilience suites (docs/deploy.md)"
 	@echo "make e2e    - only the e2e tests (K8S_VERSION=1.34 or 1.34.4 selects another release)"
 	@echo "make plugin - the single-file plugin dist/kubectl-dra and its krew archive (plugins/dra.yaml)"
+	@echo "make image  - the webhook image from the Dockerfile (mmdebstrap + buildah), cached; used by the in-cluster e2e tests"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +44,11 @@ k8s-build: $(STAMP)
 node-build: k8s-build
 	$(BIN)/python -m hack.node_build
 
+# The webhook's image from the Dockerfile (hack/image.py: an mmdebstrap Debian base and buildah;
+# cached in ~/.cache/kubectl-dra/image/), for tests/e2e/test_incluster.py's `helm install`.
+image: $(STAMP)
+	$(BIN)/python -m hack.image
+
 # helm and promtool for the chart tests, built from the Go module proxy like the control plane
 # (cached in ~/.cache/kubectl-dra/tools/; cold times in hack/README.md).
 tools-build: $(STAMP)
@@ -60,10 +66,10 @@ plugin: $(STAMP)
 	$(BIN)/pip install --quiet 'pex>=2.20'
 	$(BIN)/python -m hack.build_plugin
 
-test: lint node-build tools-build dist/kubectl-dra
+test: lint node-build tools-build image dist/kubectl-dra
 	$(BIN)/pytest -q
 
-e2e: node-build tools-build dist/kubectl-dra
+e2e: node-build tools-build image dist/kubectl-dra
 	$(BIN)/pytest -m e2e -q
 
 cluster-up: node-build

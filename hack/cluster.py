@@ -29,8 +29,9 @@ class Cluster(ControlPlane):
     """A control plane with our webhook instances and, when started, the real node."""
 
     def down(self, *, quiet: bool = False, out: TextIO = sys.stderr) -> None:
-        """Stop the real node first (it drains through the API server), then the rest."""
-        RealNode(self).down(quiet=quiet, out=out)
+        """Stop the real nodes first (they drain through the API server), then the rest."""
+        for node in reversed(RealNode.existing(self)):
+            node.down(quiet=quiet, out=out)
         super().down(quiet=quiet, out=out)
 
     def webhook_dir(self, name: str) -> Path:
@@ -54,8 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         "--no-fixtures", action="store_true", help="do not create nodes/slices/classes"
     )
     p_up.add_argument("--node", action="store_true", help="also start the real node (node-up)")
-    sub.add_parser("node-up", help="start one real node (kubelet, containerd, DRA plugin)")
-    sub.add_parser("node-down", help="stop the real node and remove what it left behind")
+    p_node = sub.add_parser("node-up", help="start a real node (kubelet, containerd, DRA plugin)")
+    p_node.add_argument(
+        "--index", type=int, default=0, help="another node: 1, 2, ... (named <host>-<index>)"
+    )
+    sub.add_parser("node-down", help="stop the real nodes and remove what they left behind")
     sub.add_parser("down", help="stop what `up` started")
     sub.add_parser("status", help="show component state")
     sub.add_parser("kubeconfig", help="print the admin kubeconfig path")
@@ -82,9 +86,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.node:
                 RealNode(cluster).up()
         elif args.cmd == "node-up":
-            RealNode(cluster).up()
+            RealNode(cluster, args.index).up()
         elif args.cmd == "node-down":
-            RealNode(cluster).down()
+            for node in reversed(RealNode.existing(cluster)):
+                node.down()
         elif args.cmd == "down":
             cluster.down()
             # Clusters of interrupted test or bench runs live in sub-directories.

@@ -12,10 +12,11 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from hack.node_net import HOST_ADDRESS, SERVICE_RANGE
 from hack.procs import Paths
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
-SERVICE_CIDR = "10.96.0.0/16"
+SERVICE_CIDR = SERVICE_RANGE
 # Feature gates we want on when the built release still has them as a (non-GA) gate:
 # DRAExtendedResource is alpha in 1.34 (KEP-5004); later it is on or locked.
 WANTED_GATES = ("DRAExtendedResource",)
@@ -50,7 +51,7 @@ def controllers_flag(bin_dir: Path) -> str:
 def health_urls(ports: Mapping[str, int]) -> dict[str, str]:
     return {
         "etcd": f"https://127.0.0.1:{ports['etcd']}/health",
-        "kube-apiserver": f"https://127.0.0.1:{ports['apiserver']}/readyz",
+        "kube-apiserver": f"https://{HOST_ADDRESS}:{ports['apiserver']}/readyz",
         "kube-controller-manager": f"https://127.0.0.1:{ports['controllerManager']}/healthz",
         "kube-scheduler": f"https://127.0.0.1:{ports['scheduler']}/readyz",
     }
@@ -85,8 +86,10 @@ def apiserver_argv(bin_dir: Path, paths: Paths, ports: Mapping[str, int], gates:
         f"--etcd-cafile={pki / 'ca.crt'}",
         f"--etcd-certfile={pki / 'etcd-client.crt'}",
         f"--etcd-keyfile={pki / 'etcd-client.key'}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
+        # Not loopback: pods reach it through the `kubernetes` Service, whose endpoint this
+        # address becomes (hack/node_net.py; a dummy link of the host).
+        f"--bind-address={HOST_ADDRESS}",
+        f"--advertise-address={HOST_ADDRESS}",
         f"--secure-port={p['apiserver']}",
         f"--tls-cert-file={pki / 'apiserver.crt'}",
         f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -100,15 +103,15 @@ def apiserver_argv(bin_dir: Path, paths: Paths, ports: Mapping[str, int], gates:
         f"--service-account-key-file={pki / 'service-account.crt'}",
         f"--service-account-signing-key-file={pki / 'service-account.key'}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
-        # Endpoints may not hold loopback IPs; nothing here dials the `kubernetes` Service.
-        "--endpoint-reconciler-type=none",
+        # Webhooks behind a Service are called on a ready endpoint's pod IP: the host has no
+        # route to ClusterIPs (kube-proxy runs only inside the nodes' namespaces).
+        "--enable-aggregator-routing=true",
         "--allow-privileged=true",
         f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
         f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
         f"--kubelet-certificate-authority={pki / 'ca.crt'}",
-        # The real node's name resolves to 127.0.0.1; its InternalIP is the host's own
-        # address, which nothing here may dial.
-        "--kubelet-preferred-address-types=Hostname",
+        # A real node's InternalIP is its address in its own network namespace.
+        "--kubelet-preferred-address-types=InternalIP,Hostname",
         "--profiling=false",
         "--v=1",
     ]

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from hack import components, fixtures, k8s_build, pki
+from hack import components, fixtures, k8s_build, node_net, pki
 from hack.fakegpu import FakeNode
 from hack.procs import ClusterError, Paths, Processes, free_ports, pid_alive, port_open, state_dir
 
@@ -66,7 +66,8 @@ class ControlPlane:
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.state['ports']['apiserver']}"
+        host = self.state.get("apiAddress", "127.0.0.1")
+        return f"https://{host}:{self.state['ports']['apiserver']}"
 
     def kubectl_path(self) -> Path:
         return self.bin_dir / "kubectl"
@@ -111,10 +112,12 @@ class ControlPlane:
                 "controllerManager": kcm,
                 "scheduler": sched,
             },
+            "apiAddress": node_net.HOST_ADDRESS,
             "startedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         self._save_state(state)
         t0 = time.monotonic()
+        node_net.ensure_host()
         pki.write_control_plane_pki(self.paths, server=self.server)
         try:
             self._start_components()
@@ -155,6 +158,7 @@ class ControlPlane:
         while any(port_open(p) for p in ports) and time.monotonic() < deadline:
             time.sleep(0.1)
         busy = [p for p in ports if port_open(p)]
+        node_net.release_host()
         if busy and not quiet:
             print(f"warning: ports still in use after stop: {busy}", file=out)
         with contextlib.suppress(FileNotFoundError):
@@ -211,7 +215,17 @@ class ControlPlane:
             return f"https://127.0.0.1:{port}/readyz" if port else ""
         return components.health_urls(self.state["ports"]).get(name, "")
 
+    def _check_route(self) -> None:
+        """A cluster on HOST_ADDRESS is only dialled while that address is local."""
+        if self.state.get("apiAddress") == node_net.HOST_ADDRESS:
+            try:
+                node_net.check_host()
+            except node_net.NetError as exc:
+                raise ClusterError(str(exc)) from None
+
     def ready(self, name: str) -> bool:
+        if name == "kube-apiserver" and not node_net.host_ready():
+            return False
         url = self._health_url(name)
         if not url:
             pid = self.read_pid(name)
@@ -239,6 +253,7 @@ class ControlPlane:
         )
 
     def api_client(self) -> Any:
+        self._check_route()
         return fixtures.new_api_client(self.kubeconfig)
 
     def apply_fixtures(self, nodes: Sequence[FakeNode] | None = None) -> list[FakeNode]:
@@ -248,6 +263,7 @@ class ControlPlane:
     def kubectl(
         self, *args: str, check: bool = True, input: str | None = None, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
+        self._check_route()
         proc = subprocess.run(
             [str(self.kubectl_path()), f"--kubeconfig={self.kubeconfig}", *args],
             capture_output=True,

@@ -50,6 +50,8 @@ BINARIES: tuple[tuple[str, str], ...] = (
     ("kubectl", "k8s.io/kubernetes/cmd/kubectl"),
     # The real node (hack/node.py); last, so the control plane is usable first.
     ("kubelet", "k8s.io/kubernetes/cmd/kubelet"),
+    # Services on the real nodes (hack/node_net.py): iptables rules in each node's netns.
+    ("kube-proxy", "k8s.io/kubernetes/cmd/kube-proxy"),
 )
 
 # Measured cold (empty GOMODCACHE and GOCACHE): 7.3 min on 2 cores for v1.37.2; shown so nobody

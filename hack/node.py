@@ -3,14 +3,15 @@
     python -m hack.cluster node-up     # (after `up`) build (cached) and start the node
     python -m hack.cluster node-down   # stop it and remove everything it left behind
 
-The simulated nodes (fakegpu.py) stay; this is one more node, named after the host (the API
-server dials the kubelet by node name, and the host name resolves to 127.0.0.1 here).  It is
+The simulated nodes (fakegpu.py) stay; this is one more node, named after the host.  It is
 labelled REAL_NODE_LABEL; pods meant to run are pinned to it.  Why each choice:
 - containerd v2 with `restrict_oom_score_adj` (the VM lacks CAP_SYS_RESOURCE, so runc cannot
   lower a sandbox's oom_score_adj), the `native` snapshotter (plain copies; nothing to probe),
   CDI on, and every root/state/socket/CDI path under `<cluster dir>/node/`.
-- a loopback-only CNI config: pods use hostNetwork, so nothing touches the host's network;
-  containerd still needs one config to report the network ready.
+- a network namespace per node (node_net.py): containerd, the kubelet and kube-proxy run in
+  it, so pods get their own addresses on a bridge there (CNI bridge + host-local), Services
+  work (kube-proxy in iptables mode, its rules in that namespace), and the host's firewall and
+  routes stay as they were but for one veth, its two routes and the safety routes.
 - cgroupfs under a cgroup root of our own (`/kubectl-dra-<hash of the cluster dir>`), so a
   dev and an e2e node can run side by side and teardown removes exactly ours.
 - kubelet authn/authz as upstream defaults them: x509 client certs from our CA plus webhook
@@ -42,24 +43,18 @@ from typing import Any, TextIO
 
 import yaml
 
-from hack import node_build
+from hack import image, node_build, node_net
 from hack.controlplane import ControlPlane
 from hack.pki import APISERVER_KUBELET_USER
 from hack.procs import free_ports, pid_alive, pid_cmdline
 from webhook.ops import certs
 
 REAL_NODE_LABEL = "kubectl-dra.io/real-node"
-PROCESSES = ("node-containerd", "node-kubelet", "node-dra-plugin")
+PROCESSES = ("containerd", "kubelet", "kube-proxy", "dra-plugin")
 CGROUP_MOUNTS = Path("/sys/fs/cgroup")
 SHIM_SOCKETS = Path("/run/containerd/s")
 UNIX_PATH_MAX = 107
-# Chains the kubelet's iptables canary creates even with makeIPTablesUtilChains off.
-KUBELET_CHAINS = (
-    ("mangle", "KUBE-KUBELET-CANARY"),
-    ("nat", "KUBE-KUBELET-CANARY"),
-    ("filter", "KUBE-KUBELET-CANARY"),
-    ("mangle", "KUBE-IPTABLES-HINT"),
-)
+KUBE_PROXY_USER = "system:kube-proxy"  # bound to system:node-proxier by the bootstrap policy
 
 
 class NodeError(RuntimeError):
@@ -67,29 +62,22 @@ class NodeError(RuntimeError):
 
 
 def node_name() -> str:
-    """The host name, which the API server must be able to dial the kubelet by."""
-    name = socket.gethostname().lower()
-    try:
-        addr = socket.gethostbyname(name)
-    except OSError as exc:
-        raise NodeError(f"host name {name!r} does not resolve ({exc})") from exc
-    if not addr.startswith("127."):
-        raise NodeError(
-            f"host name {name!r} resolves to {addr}, not loopback: the API server dials the "
-            "kubelet by node name, and nothing here may reach a non-loopback address"
-        )
-    return name
+    """The host name (the API server dials the kubelet by its InternalIP, not by name)."""
+    return socket.gethostname().lower()
 
 
 class NodePaths:
-    def __init__(self, cluster_root: Path) -> None:
-        self.root = cluster_root / "node"
-        tag = hashlib.sha256(str(cluster_root.resolve()).encode()).hexdigest()[:8]
+    def __init__(self, cluster_root: Path, index: int = 0) -> None:
+        suffix = f"-{index}" if index else ""
+        self.root = cluster_root / f"node{suffix}"
+        tag = hashlib.sha256(f"{cluster_root.resolve()}{suffix}".encode()).hexdigest()[:8]
         self.cgroup_root = f"/kubectl-dra-{tag}"
         self.containerd = self.root / "containerd"  # root/, state/, config.toml
         self.kubelet = self.root / "kubelet"  # the kubelet's --root-dir
         self.cdi = self.root / "cdi"  # CDI specs the plugin writes and containerd reads
         self.cni = self.root / "cni"
+        self.ipam = self.root / "ipam"  # host-local's leases (not /var/lib/cni)
+        self.kube_proxy = self.root / "kube-proxy"
         self.pki = self.root / "pki"
         self.run = self.root / "run"
         self.runc = self.root / "runc"  # runc's state root (--root)
@@ -103,6 +91,8 @@ class NodePaths:
             self.kubelet,
             self.cdi,
             self.cni,
+            self.ipam,
+            self.kube_proxy,
             self.pki,
             self.run,
             self.runc,
@@ -164,6 +154,8 @@ disabled_plugins = ['io.containerd.nri.v1.nri', 'io.containerd.snapshotter.v1.bt
 [{runtime}]
   cdi_spec_dirs = ['{p.cdi}']
   restrict_oom_score_adj = true
+  # Pod namespaces under our state dir: teardown unmounts them with the rest.
+  netns_mounts_under_state_dir = true
   [{runtime}.cni]
     bin_dirs = ['{art.cni_bin_dir}']
     conf_dir = '{p.cni}'
@@ -179,23 +171,16 @@ disabled_plugins = ['io.containerd.nri.v1.nri', 'io.containerd.snapshotter.v1.bt
 """
 
 
-CNI_LOOPBACK = {
-    "cniVersion": "1.0.0",
-    "name": "kubectl-dra-loopback",
-    "plugins": [{"type": "loopback"}],
-}
-
-
 def kubelet_config(
-    p: NodePaths, *, port: int, healthz_port: int, ca: Path, cert: Path, key: Path
+    p: NodePaths, *, address: str, port: int, healthz_port: int, ca: Path, cert: Path, key: Path
 ) -> dict[str, Any]:
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
-        "address": "127.0.0.1",
+        "address": address,
         "port": port,
         "readOnlyPort": 0,
-        "healthzBindAddress": "127.0.0.1",
+        "healthzBindAddress": address,
         "healthzPort": healthz_port,
         "tlsCertFile": str(cert),
         "tlsPrivateKeyFile": str(key),
@@ -226,9 +211,34 @@ def kubelet_config(
 
 
 class RealNode:
-    def __init__(self, cluster: ControlPlane) -> None:
+    """Real node `index` of a cluster: 0 is named after the host, the others `<host>-<index>`;
+    each has its own directory, processes, cgroup root and network slot."""
+
+    def __init__(self, cluster: ControlPlane, index: int = 0) -> None:
         self.cluster = cluster
-        self.paths = NodePaths(cluster.paths.root)
+        self.index = index
+        self.paths = NodePaths(cluster.paths.root, index)
+
+    @classmethod
+    def existing(cls, cluster: ControlPlane) -> list[RealNode]:
+        """Every node that has a directory in the cluster's, started or crashed."""
+        found = [cls(cluster)]
+        for d in sorted(cluster.paths.root.glob("node-*")):
+            if d.is_dir() and d.name.removeprefix("node-").isdigit():
+                found.append(cls(cluster, int(d.name.removeprefix("node-"))))
+        return found
+
+    def process(self, part: str) -> str:
+        """The pid-file name of one of PROCESSES on this node."""
+        return f"node-{part}" if self.index == 0 else f"node{self.index}-{part}"
+
+    @property
+    def processes(self) -> list[str]:
+        return [self.process(part) for part in PROCESSES]
+
+    @property
+    def name(self) -> str:
+        return node_name() if self.index == 0 else f"{node_name()}-{self.index}"
 
     @property
     def state_file(self) -> Path:
@@ -241,7 +251,7 @@ class RealNode:
             return {}
 
     def is_running(self) -> bool:
-        pids = [self.cluster.read_pid(n) for n in PROCESSES]
+        pids = [self.cluster.read_pid(n) for n in self.processes]
         return bool(self.info()) and all(pid is not None and pid_alive(pid) for pid in pids)
 
     def up(self, *, out: TextIO = sys.stderr) -> str:
@@ -252,20 +262,24 @@ class RealNode:
         if not self.cluster.is_running():
             raise NodeError(f"no control plane runs in {self.cluster.paths.root}: start it first")
         self.down(quiet=True)
-        name = node_name()
+        name = self.name
         p = self.paths
         p.check_socket_paths()
         art = node_build.build(self.cluster.state.get("version"), out_stream=out)
         t0 = time.monotonic()
         for d in p.all_dirs:
             d.mkdir(parents=True, exist_ok=True)
-        self.state_file.write_text(json.dumps({"name": name}) + "\n")
+        net = node_net.allocate(p.root)
+        # Recorded before anything exists, so that `down` after a crash finds all of it.
+        self.state_file.write_text(json.dumps({"name": name, "slot": net.slot}) + "\n")
         try:
-            self._start_containerd(art)
+            node_net.create(net)
+            self._start_containerd(art, net)
             self._import_images(art)
             self._create_cgroup_root()
-            self._start_kubelet(art, name)
+            self._start_kubelet(art, name, net)
             self._wait_node_ready(name)
+            self._start_kube_proxy(art, name, net)
             self._start_plugin(art, name)
             self._wait_slice(name)
         except BaseException:
@@ -274,18 +288,28 @@ class RealNode:
         print(f"real node {name} up in {time.monotonic() - t0:.0f}s", file=out)
         return name
 
-    def _start_containerd(self, art: node_build.NodeArtifacts) -> None:
+    @property
+    def net(self) -> node_net.NodeNet:
+        slot = self.info().get("slot")
+        if not isinstance(slot, int):
+            raise NodeError(f"no real node in {self.paths.root}")
+        return node_net.NodeNet(slot)
+
+    def _start_containerd(self, art: node_build.NodeArtifacts, net: node_net.NodeNet) -> None:
         p = self.paths
         (p.containerd / "config.toml").write_text(containerd_config(p, art))
-        (p.cni / "10-loopback.conflist").write_text(json.dumps(CNI_LOOPBACK, indent=2) + "\n")
+        conflist = node_net.cni_conflist(net, p.ipam)
+        (p.cni / "10-kubectl-dra.conflist").write_text(json.dumps(conflist, indent=2) + "\n")
         env = {**os.environ, "PATH": f"{art.shim_dir}:{os.environ.get('PATH', '')}"}
         self.cluster.spawn(
-            "node-containerd",
-            [str(art.containerd), f"--config={p.containerd / 'config.toml'}"],
+            self.process("containerd"),
+            [*net.enter(), str(art.containerd), f"--config={p.containerd / 'config.toml'}"],
             env=env,
         )
         self.cluster.wait_ready(
-            "node-containerd", timeout=60, probe=lambda: self._ctr("version", check=False) == 0
+            self.process("containerd"),
+            timeout=60,
+            probe=lambda: self._ctr("version", check=False) == 0,
         )
 
     def _ctr(self, *args: str, check: bool = True) -> int:
@@ -312,6 +336,12 @@ class RealNode:
                 str(archive),
             )
 
+    def import_image(self, webhook_image: image.WebhookImage) -> None:
+        """Make an image archive available to pods, as a registry pull would (pullPolicy
+        Never or IfNotPresent)."""
+        ctr = node_build.build_containerd() / "ctr"
+        image.import_into(webhook_image, ctr, self.paths.containerd_sock, snapshotter="native")
+
     def _cgroup_dirs(self) -> list[Path]:
         if not CGROUP_MOUNTS.is_dir():
             return []
@@ -331,13 +361,14 @@ class RealNode:
                 if (d / knob).exists() and not (d / knob).read_text().strip():
                     (d / knob).write_text((d.parent / knob).read_text())
 
-    def _start_kubelet(self, art: node_build.NodeArtifacts, name: str) -> None:
+    def _start_kubelet(
+        self, art: node_build.NodeArtifacts, name: str, net: node_net.NodeNet
+    ) -> None:
         cl, p = self.cluster, self.paths
         pki = cl.paths.pki
         ca = certs.load_key_pair(pki / "ca.crt", pki / "ca.key")
-        serving = certs.issue_cert(
-            ca, name, dns_names=[name, "localhost"], ip_addresses=["127.0.0.1"]
-        )
+        # The API server dials the kubelet on its InternalIP, the node's own address.
+        serving = certs.issue_cert(ca, name, dns_names=[name], ip_addresses=[net.address])
         certs.write_public(p.pki / "kubelet.crt", serving.cert_pem)
         certs.write_private(p.pki / "kubelet.key", serving.key_pem)
         kubeconfig = cl.issue_client_kubeconfig(
@@ -347,6 +378,7 @@ class RealNode:
         port, healthz = free_ports(2)
         config = kubelet_config(
             p,
+            address=net.address,
             port=port,
             healthz_port=healthz,
             ca=pki / "ca.crt",
@@ -357,20 +389,39 @@ class RealNode:
         info = {**self.info(), "kubeletPort": port, "healthzPort": healthz}
         self.state_file.write_text(json.dumps(info) + "\n")
         argv = [
+            *net.enter(),
             str(art.kubelet),
             f"--config={p.kubelet / 'config.yaml'}",
             f"--kubeconfig={kubeconfig}",
             f"--root-dir={p.kubelet}",
             f"--cert-dir={p.pki}",
             f"--hostname-override={name}",
+            f"--node-ip={net.address}",
             f"--node-labels={REAL_NODE_LABEL}=true",
             "--v=2",
         ]
-        cl.spawn("node-kubelet", argv)
+        cl.spawn(self.process("kubelet"), argv)
         cl.wait_ready(
-            "node-kubelet",
+            self.process("kubelet"),
             timeout=60,
-            probe=lambda: _http_ok(f"http://127.0.0.1:{healthz}/healthz"),
+            probe=lambda: _http_ok(f"http://{net.address}:{healthz}/healthz"),
+        )
+
+    def _start_kube_proxy(
+        self, art: node_build.NodeArtifacts, name: str, net: node_net.NodeNet
+    ) -> None:
+        p = self.paths
+        kubeconfig = self.cluster.issue_client_kubeconfig(
+            p.kube_proxy / "kubeconfig", user=KUBE_PROXY_USER
+        )
+        config = node_net.kube_proxy_config(net, name=name, kubeconfig=kubeconfig)
+        (p.kube_proxy / "config.yaml").write_text(yaml.safe_dump(config))
+        argv = [*net.enter(), str(art.kube_proxy), f"--config={p.kube_proxy / 'config.yaml'}"]
+        self.cluster.spawn(self.process("kube-proxy"), [*argv, "--v=2"])
+        self.cluster.wait_ready(
+            self.process("kube-proxy"),
+            timeout=60,
+            probe=lambda: _http_ok(f"http://{net.address}:10256/healthz"),
         )
 
     def _node(self, name: str) -> dict[str, Any] | None:
@@ -383,7 +434,7 @@ class RealNode:
             conds = (node or {}).get("status", {}).get("conditions") or []
             return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
-        self.cluster.wait_ready("node-kubelet", timeout=90, probe=ready)
+        self.cluster.wait_ready(self.process("kubelet"), timeout=90, probe=ready)
         # The node lifecycle controller, which would lift the registration taint, is off.
         self.cluster.kubectl(
             "taint", "node", name, "node.kubernetes.io/not-ready:NoSchedule-", check=False
@@ -399,7 +450,7 @@ class RealNode:
             f"--plugin-dir={p.kubelet / 'plugins' / 'gpu.example.com'}",
             f"--cdi-dir={p.cdi}",
         ]
-        self.cluster.spawn("node-dra-plugin", argv)
+        self.cluster.spawn(self.process("dra-plugin"), argv)
 
     def _wait_slice(self, name: str) -> None:
         def published() -> bool:
@@ -414,7 +465,7 @@ class RealNode:
             items = json.loads(proc.stdout or "{}").get("items", []) if proc.returncode == 0 else []
             return any(s["spec"]["driver"] == "gpu.example.com" for s in items)
 
-        self.cluster.wait_ready("node-dra-plugin", timeout=60, probe=published)
+        self.cluster.wait_ready(self.process("dra-plugin"), timeout=60, probe=published)
 
     # -- teardown ---------------------------------------------------------------------------
 
@@ -427,14 +478,16 @@ class RealNode:
         api_up = bool(self.cluster.state.get("ports")) and self.cluster.ready("kube-apiserver")
         if name and api_up and self.is_running():
             self._drain(name)
-        for proc_name in reversed(PROCESSES):
+        for proc_name in reversed(self.processes):
             self.cluster.stop(proc_name, quiet=quiet, out=out)
         self._kill_containers()
         self._stop_leftovers()
         self._remove_shim_sockets()
         self._unmount_all()
         self._remove_cgroups()
-        _delete_iptables_chains()
+        slot = self.info().get("slot")
+        if isinstance(slot, int):
+            node_net.destroy(node_net.NodeNet(slot))
         _remove_host_leftovers(self.paths.root)
         if name and api_up:
             self.cluster.kubectl("delete", "node", name, "--ignore-not-found", check=False)
@@ -472,7 +525,7 @@ class RealNode:
 
     def _stop_leftovers(self) -> None:
         """Shims (and anything else) whose command line names our node directory."""
-        mine = str(self.paths.root)
+        mine = str(self.paths.root) + "/"
         victims = [
             int(d.name)
             for d in Path("/proc").iterdir()
@@ -537,14 +590,6 @@ def _mount_points() -> list[str]:
     return [line.split()[4].encode().decode("unicode_escape") for line in lines]
 
 
-def _delete_iptables_chains() -> None:
-    iptables = shutil.which("iptables")
-    if iptables is None:
-        return
-    for table, chain in KUBELET_CHAINS:
-        subprocess.run([iptables, "-t", table, "-X", chain], capture_output=True, timeout=30)
-
-
 def _remove_host_leftovers(root: Path) -> None:
     """Two host paths are fixed: the kubelet links /var/log/containers/*.log to its pod logs,
     and runc shims make their sockets under /run/containerd/s.  Drop our links, then each
@@ -553,7 +598,7 @@ def _remove_host_leftovers(root: Path) -> None:
     if logs.is_dir():
         for link in logs.iterdir():
             with contextlib.suppress(OSError):
-                if link.is_symlink() and str(link.readlink()).startswith(str(root)):
+                if link.is_symlink() and str(link.readlink()).startswith(f"{root}/"):
                     link.unlink()
     for empty in (logs, SHIM_SOCKETS, SHIM_SOCKETS.parent):
         with contextlib.suppress(OSError):
@@ -590,8 +635,8 @@ def for_real_node(
     """The user's scenario objects, with each pod made runnable on the real node.
 
     Pinned by label (the simulated example-driver nodes publish the same driver's devices),
-    on the host network (no pod network here), with our local busybox instead of a registry
-    image: `bash -c` becomes `sh -c`, whose `export` prints the same variables.
+    with our local busybox instead of a registry image: `bash -c` becomes `sh -c`, whose
+    `export` prints the same variables.  They keep their own network (node_net.py).
     """
     out = []
     for doc in docs:
@@ -599,7 +644,6 @@ def for_real_node(
         if doc.get("kind") == "Pod":
             spec = doc.setdefault("spec", {})
             spec.setdefault("nodeSelector", {})[REAL_NODE_LABEL] = "true"
-            spec["hostNetwork"] = True
             for c in [*spec.get("initContainers", []), *spec.get("containers", [])]:
                 c["image"], c["imagePullPolicy"] = image, "Never"
                 if c.get("command", [None])[0] == "bash":

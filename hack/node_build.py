@@ -8,8 +8,8 @@
 - two OCI image archives, made here because no registry is reachable: the pause image
   (build/pause/linux/pause.c from the k8s.io/kubernetes module, gcc -static) and busybox
   (Debian's busybox-static, one symlink per applet).
-- Debian packages: runc, the CNI `loopback` plugin, busybox-static, gcc and libc6-dev
-  (apt-get, only what is missing).
+- Debian packages: runc, the CNI plugins (bridge, host-local, loopback), iptables (for
+  kube-proxy), busybox-static, gcc and libc6-dev (apt-get, only what is missing).
 
 Everything lands in `$XDG_CACHE_HOME/kubectl-dra/node/` and is rebuilt only when missing (the
 plugin also when its sources change).
@@ -46,7 +46,9 @@ PLUGIN_SRC = HACK / "dra-example-plugin"
 # Debian packages and the file that shows each is installed.
 APT_PACKAGES = {
     "runc": Path("/usr/sbin/runc"),
-    "containernetworking-plugins": Path("/usr/lib/cni/loopback"),
+    "containernetworking-plugins": Path("/usr/lib/cni/bridge"),
+    # kube-proxy's iptables mode runs the iptables command (in the node's namespace).
+    "iptables": Path("/usr/sbin/iptables"),
     "busybox-static": Path("/bin/busybox"),
     # pause.c is compiled static: the compiler and glibc's static archive.
     "gcc": Path("/usr/bin/gcc"),
@@ -62,6 +64,7 @@ class NodeArtifacts:
     """Paths of everything hack/node.py starts or imports."""
 
     kubelet: Path
+    kube_proxy: Path
     containerd: Path
     shim_dir: Path  # holds containerd-shim-runc-v2; containerd finds shims on PATH
     ctr: Path
@@ -315,7 +318,8 @@ def build(version: str | None = None, out_stream: TextIO = sys.stderr) -> NodeAr
     """Everything for one real node of `version` (built or taken from the cache)."""
     version = version or k8s_build.selected_version()
     ensure_packages(out_stream)
-    kubelet = k8s_build.build(version, out=out_stream) / "kubelet"
+    k8s_bin = k8s_build.build(version, out=out_stream)
+    kubelet = k8s_bin / "kubelet"
     with k8s_build.cache_lock(node_cache(), out=out_stream):
         ctr_dir = build_containerd(out_stream)
         pause = pause_archive(version, out_stream)
@@ -323,6 +327,7 @@ def build(version: str | None = None, out_stream: TextIO = sys.stderr) -> NodeAr
         busybox = busybox_archive(out_stream)
     return NodeArtifacts(
         kubelet=kubelet,
+        kube_proxy=k8s_bin / "kube-proxy",
         containerd=ctr_dir / "containerd",
         shim_dir=ctr_dir,
         ctr=ctr_dir / "ctr",

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from hack.node_net import HOST_ADDRESS
 from hack.procs import Paths
 from webhook.ops import certs
 
@@ -79,7 +80,7 @@ def write_control_plane_pki(paths: Paths, *, server: str) -> None:
             "kubernetes.default.svc",
             "kubernetes.default.svc.cluster.local",
         ],
-        ip_addresses=["127.0.0.1", "10.96.0.1"],
+        ip_addresses=["127.0.0.1", HOST_ADDRESS, "10.96.0.1"],
     )
     leaf("controller-manager", "kube-controller-manager", **loopback)
     leaf("scheduler", "kube-scheduler", **loopback)

@@ -8,6 +8,7 @@ so a recycled pid is never signalled.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import signal
 import socket
@@ -44,9 +45,27 @@ def free_ports(n: int) -> list[int]:
 
 
 def port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+    """Whether something listens on `port`, on any address (the API server listens on
+    node_net.HOST_ADDRESS, the other components on loopback)."""
+    return listening(port=port)
+
+
+def listening(*, address: str | None = None, port: int | None = None) -> bool:
+    """Whether a TCP socket of this network namespace listens on `address` and/or `port`, read
+    from /proc/net/tcp rather than by connecting: a connect to an address that is not local
+    would follow the default route."""
+    packed = ipaddress.IPv4Address(address).packed[::-1].hex().upper() if address else None
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    for fields in (line.split() for line in lines):
+        host, _, hex_port = fields[1].partition(":")
+        if fields[3] != "0A":  # TCP_LISTEN
+            continue
+        if (packed is None or host == packed) and (port is None or int(hex_port, 16) == port):
+            return True
+    return False
 
 
 def log_tail(path: Path, lines: int = 40) -> str:

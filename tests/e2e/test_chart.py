@@ -175,12 +175,35 @@ def test_policy_validation_can_be_turned_off_with_its_hook_rights() -> None:
     assert on[2] - off[2] == {"validatingwebhookconfigurations"}
 
 
+def test_scheduling_values_reach_the_pod_template() -> None:
+    docs = helm_template(
+        "priorityClassName=system-cluster-critical", "nodeSelector.pool=infra",
+        "tolerations[0].key=infra,tolerations[0].operator=Exists,tolerations[0].effect=NoSchedule",
+        "imagePullSecrets[0].name=regcred", "affinity.nodeAffinity.x=1",
+        "podDisruptionBudget.minAvailable=50%",
+    )  # fmt: skip
+    objects = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    pod = objects[("Deployment", "kubectl-dra-webhook")]["spec"]["template"]["spec"]
+    assert pod["priorityClassName"] == "system-cluster-critical"
+    assert pod["nodeSelector"] == {"pool": "infra"}
+    assert pod["tolerations"] == [{"key": "infra", "operator": "Exists", "effect": "NoSchedule"}]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    # A given affinity replaces the default spreading rule rather than merging with it.
+    assert pod["affinity"] == {"nodeAffinity": {"x": 1}}
+    assert objects[("PodDisruptionBudget", "kubectl-dra-webhook")]["spec"]["minAvailable"] == "50%"
+    default = helm_template()
+    pod = next(d for d in default if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert "podAntiAffinity" in pod["affinity"] and "priorityClassName" not in pod
+    without_pdb = helm_template("podDisruptionBudget.enabled=false")
+    assert not [d for d in without_pdb if d["kind"] == "PodDisruptionBudget"]
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [
         (
             "certificates.mode=manual",
-            'certificates.mode: "manual" is not one of selfSigned, certManager, secret',
+            "at '/certificates/mode': value must be one of 'selfSigned', 'certManager', 'secret'",
         ),
         (
             "certificates.mode=secret",
@@ -188,8 +211,13 @@ def test_policy_validation_can_be_turned_off_with_its_hook_rights() -> None:
         ),
         (
             "webhook.failurePolicy=Never",
-            'webhook.failurePolicy: "Never" is not one of Fail, Ignore',
+            "at '/webhook/failurePolicy': value must be one of 'Fail', 'Ignore'",
         ),
+        ("replicaCount=two", "at '/replicaCount': got string, want integer"),
+        ("webhook.timeoutSeconds=40", "at '/webhook/timeoutSeconds': maximum: got 40, want 30"),
+        ("replicas=3", "additional properties 'replicas' not allowed"),
+        ("podDisruptionBudget.minAvailable=half", "at '/podDisruptionBudget/minAvailable'"),
+        ("imagePullSecrets[0].nam=x", "at '/imagePullSecrets/0'"),
     ],
 )
 def test_bad_values_fail_with_one_line(value: str, message: str) -> None:

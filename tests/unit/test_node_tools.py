@@ -40,7 +40,7 @@ def test_pods_are_pinned_to_the_real_node_and_use_the_local_image() -> None:
     assert namespace == SCENARIO[0]
     spec = pod["spec"]
     assert spec["nodeSelector"] == {node.REAL_NODE_LABEL: "true"}
-    assert spec["hostNetwork"] is True
+    assert "hostNetwork" not in spec, "pods get their own address on the node's bridge"
     for c in [*spec["initContainers"], *spec["containers"]]:
         assert c["image"] == node_build.BUSYBOX_IMAGE
         assert c["imagePullPolicy"] == "Never"
@@ -105,6 +105,7 @@ def test_socket_paths_over_the_unix_limit_are_refused(tmp_path: Path) -> None:
 def _artifacts(tmp: Path) -> node_build.NodeArtifacts:
     return node_build.NodeArtifacts(
         kubelet=tmp / "kubelet",
+        kube_proxy=tmp / "kube-proxy",
         containerd=tmp / "containerd",
         shim_dir=tmp,
         ctr=tmp / "ctr",
