@@ -144,11 +144,20 @@ def test_the_pieces_refer_to_each_other(objects: dict[tuple[str, str], dict[str,
     target = hook["clientConfig"]["service"]
     assert (target["name"], target["namespace"]) == ("kubectl-dra-webhook", "kubectl-dra")
     assert target["path"] == "/mutate"
-    (port,) = service["spec"]["ports"]
-    assert port["port"] == target["port"] == 443
-    assert port["targetPort"] == container["ports"][0]["name"]
-    assert container["ports"][0]["containerPort"] == 9443
-    assert f"--port={container['ports'][0]['containerPort']}" in container["args"]
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    container_ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports.keys() == {"https", "metrics"}
+    assert ports["https"]["port"] == target["port"] == 443
+    assert ports["https"]["targetPort"] == "https" and container_ports["https"] == 9443
+    assert f"--port={container_ports['https']}" in container["args"]
+    # Probes and scrapes: the plain-HTTP listener, never the (maybe client-certificate) one.
+    assert ports["metrics"]["targetPort"] == "probes"
+    assert f"--probe-port={container_ports['probes']}" in container["args"]
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(container_ports["probes"])
+    assert annotations["prometheus.io/scheme"] == "http"
+    # The review's deadline follows the registration's timeout.
+    assert f"--review-timeout={hook['timeoutSeconds']}" in container["args"]
     assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
     assert pod["spec"]["serviceAccountName"] in {n for k, n in objects if k == "ServiceAccount"}
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
@@ -181,7 +190,7 @@ def test_deployment_is_highly_available_and_locked_down(
     assert container["resources"]["requests"].keys() == {"cpu", "memory"}
     for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
         get = container[probe]["httpGet"]
-        assert (get["path"], get["scheme"], get["port"]) == (path, "HTTPS", "https")
+        assert (get["path"], get["scheme"], get["port"]) == (path, "HTTP", "probes")
     graceful = next(a for a in container["args"] if a.startswith("--graceful-timeout="))
     assert int(graceful.split("=")[1]) + 5 < spec["terminationGracePeriodSeconds"]
 
