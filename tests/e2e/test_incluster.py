@@ -241,6 +241,28 @@ def test_helm_install_with_own_secret_serves_legacy_pods(
     assert_served_in_cluster(incluster, release_namespace)
 
 
+def test_helm_install_with_client_ca_serves_only_the_api_server(
+    incluster: InCluster, release_namespace: str, tmp_path: Path
+) -> None:
+    """clientCA mode: the replicas become Ready (probes on the plain-HTTP probe port) and the
+    API server, presenting its admission client certificate, is served. (That a client without
+    such a certificate gets nothing past the handshake is tests/tls' part.)"""
+    k8s = incluster.k8s
+    k8s.core.create_namespace({"metadata": {"name": release_namespace}})
+    client_ca = (k8s.cluster.paths.pki / "admission-client-ca.crt").read_text()
+    k8s.core.create_namespaced_config_map(
+        release_namespace,
+        {"metadata": {"name": "kubectl-dra-client-ca"}, "data": {"ca.crt": client_ca}},
+    )
+    values = incluster.values(tmp_path, clientCA={"enabled": True})
+    incluster.helm("install", RELEASE, str(CHART), "-n", release_namespace, "-f", str(values))
+    assert_served_in_cluster(incluster, release_namespace)
+    (pod, *_) = incluster.rolled_out(release_namespace)
+    container = pod["spec"]["containers"][0]
+    assert "--client-ca=/etc/kubectl-dra/client-ca/ca.crt" in container["args"]
+    assert container["readinessProbe"]["httpGet"]["port"] == "probes"
+
+
 def test_replicas_spread_over_two_nodes_and_keep_serving_through_a_drain(
     incluster: InCluster, release_namespace: str, tmp_path: Path
 ) -> None:
