@@ -128,3 +128,33 @@ def test_audit_demand_is_what_the_scheduler_allocated(
     assert held[team] == 2
     (needed,) = [d["needed"] for d in report["demand"] if d["deviceClass"] == "gpu.nvidia.com"]
     assert needed == sum(held.values()) == 3 + 2 + 2 + 2 * 1
+
+    # describe, from its side: per pod the devices the scheduler allocated to the pod's claims
+    # (the replicas of "team" both show the one shared claim's devices), and per node the
+    # devices held, each once however many pods share it.
+    result = CliRunner().invoke(
+        cli, ["describe", "pods", "-n", namespace, "-o", "json"], obj=gateway
+    )
+    assert result.exit_code == 0, result.output
+    described = {item["name"]: item for item in json.loads(result.stdout)["items"]}
+    for pod in pods:
+        claims = k8s.pod_claims(namespace, pod) or {}
+        allocated = sorted(
+            (pool, device) for c in claims.values() for _, pool, device in devices_of(c)
+        )
+        shown = sorted(
+            (r["pool"], r["device"])
+            for claim in described[pod["metadata"]["name"]]["claims"]
+            for r in claim["requests"]
+        )
+        assert shown == allocated, pod["metadata"]["name"]
+    nodes = {p["spec"]["nodeName"] for p in pods}
+    result = CliRunner().invoke(cli, ["describe", "nodes", *nodes, "-o", "json"], obj=gateway)
+    assert result.exit_code == 0, result.output
+    held_devices = {
+        (d["device"]["pool"], d["device"]["name"])
+        for item in json.loads(result.stdout)["items"]
+        for d in item["devices"]
+        if any(c.startswith(f"{namespace}/") for c in d["claims"])
+    }
+    assert len(held_devices) == sum(held.values())
