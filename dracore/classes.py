@@ -225,17 +225,7 @@ def _add_resource(
     base = _base_name(resource)
     for index, rules in enumerate(scopes):
         mode = rule.sharing or rules.sharing
-        parameters = (
-            None
-            if mode == "Exclusive" or dialect is None
-            else sharing.sharing_parameters(
-                dialect,
-                mode,
-                interval=rules.time_slicing_interval,
-                active_thread_percentage=rules.mps.default_active_thread_percentage,
-                pinned_memory_limit=rules.mps.default_pinned_device_memory_limit,
-            )
-        )
+        parameters = rules.sharing_parameters(dialect, mode)
         wanted = CLASS_PREFIX + base + _sharing_suffix(mode, parameters)
         name = class_name(wanted)
         if name in classes and classes[name].resource != resource:

@@ -21,6 +21,7 @@ from typing import Any, Final
 from dracore import cel, sharing, yamlinput
 from dracore.errors import PolicyError, shown
 from dracore.names import is_dns_label, is_dns_subdomain, is_extended_resource_name
+from dracore.sharing import Dialect
 
 API_VERSION: Final = "kubectl-dra.io/v1alpha1"
 KIND: Final = "GPUPolicy"
@@ -58,6 +59,19 @@ class SharingRules:
     node_selectors: str = "Translate"
     # Off by default: under Enforce, an opt-out any pod author can write is no policy at all.
     allow_skip: bool = False
+
+    def sharing_parameters(self, dialect: Dialect | None, strategy: str) -> dict[str, Any] | None:
+        """The opaque parameters `strategy` gets in `dialect` under these rules; None for
+        Exclusive or a driver without a known dialect (no config at all)."""
+        if strategy == "Exclusive" or dialect is None:
+            return None
+        return sharing.sharing_parameters(
+            dialect,
+            strategy,
+            interval=self.time_slicing_interval,
+            active_thread_percentage=self.mps.default_active_thread_percentage,
+            pinned_memory_limit=self.mps.default_pinned_device_memory_limit,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -427,15 +427,8 @@ def _claim_spec(
             exactly["selectors"] = [{"cel": {"expression": e}} for e in expressions]
         requests.append({"name": request.name, "exactly": exactly})
 
-        strategy = request.rule.sharing or rules.sharing
-        if strategy != "Exclusive" and dialect is not None:
-            parameters = sharing.sharing_parameters(
-                dialect,
-                strategy,
-                interval=rules.time_slicing_interval,
-                active_thread_percentage=rules.mps.default_active_thread_percentage,
-                pinned_memory_limit=rules.mps.default_pinned_device_memory_limit,
-            )
+        parameters = rules.sharing_parameters(dialect, request.rule.sharing or rules.sharing)
+        if parameters is not None and dialect is not None:
             key = _canonical(parameters)
             entry = configs.setdefault(
                 key,

@@ -114,16 +114,8 @@ def _config(generated: GeneratedClass) -> Any:
 
 
 def _wanted_config(device_class: str, rule_sharing: str | None, rules: SharingRules) -> Any:
-    mode = rule_sharing or rules.sharing
-    dialect = sharing.dialect_for(device_class)
-    if mode == "Exclusive" or dialect is None:
-        return None
-    return sharing.sharing_parameters(
-        dialect,
-        mode,
-        interval=rules.time_slicing_interval,
-        active_thread_percentage=rules.mps.default_active_thread_percentage,
-        pinned_memory_limit=rules.mps.default_pinned_device_memory_limit,
+    return rules.sharing_parameters(
+        sharing.dialect_for(device_class), rule_sharing or rules.sharing
     )
 
 
