@@ -12,7 +12,7 @@ import sys
 from typing import Final
 
 SERVER_LIBRARIES: Final = frozenset(
-    {"flask", "werkzeug", "gunicorn", "httptools", "uvloop", "prometheus_client", "cryptography"}
+    {"gunicorn", "httptools", "uvloop", "prometheus_client", "cryptography"}
 )
 
 
