@@ -57,7 +57,7 @@ def _with(**changes: Any) -> str:
         ("{not json", "not JSON"),
         ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
         ('{"a": "' + "x" * 300_000 + '"}', "more than a record can have"),
-        (_with(version=2), "version 2 is not one this release reads"),
+        (_with(version=3), "version 3 is not one this release reads (1 and 2)"),
         (_with(version=True), "version true"),
         (_with(extra=1), 'unknown field "extra"'),
         (_with(policy=5), "policy: expected a string"),
