@@ -73,19 +73,23 @@ def under_policy(k8s: E2ECluster, webhooks: WebhookPool, namespace: str, sharing
     if sharing:
         k8s.core.patch_namespace(namespace, {"metadata": {"labels": {SHARING_LABEL: sharing}}})
     webhooks.use(namespace, POLICY)
+    wait_for_rename(k8s, namespace, renamed=sharing != "mps")
+
+
+def wait_for_rename(k8s: E2ECluster, namespace: str, *, renamed: bool = True) -> None:
+    """Until server-side dry runs of a legacy pod come back renamed (or not) several times in
+    a row: each webhook worker reads the cluster once its first review has arrived."""
     probe = json.dumps(legacy_pod("path-probe", gpus=1))
 
-    def renamed() -> bool:
+    def is_renamed() -> bool:
         out = k8s.kubectl(
             "create", "--dry-run=server", "-o", "json", "-n", namespace, "-f", "-", input=probe
         ).stdout
         return IMPLICIT_PREFIX in json.dumps(json.loads(out)["spec"]["containers"])
 
-    wanted = sharing != "mps"
-    # Each worker process reads the cluster once its first review arrives: several in a row.
     k8s.wait_for(
         "the webhook's workers to have read the DeviceClasses",
-        lambda: all(renamed() == wanted for _ in range(6)),
+        lambda: all(is_renamed() == renamed for _ in range(6)),
         timeout=30,
     )
 
