@@ -17,7 +17,7 @@ import copy
 import functools
 import json
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from dracore import selectors, sharing
@@ -84,6 +84,13 @@ class ClusterOffer:
     version: tuple[int, int] | None = None
     classes: tuple[OfferedClass, ...] = ()
     assume_generated: bool = False
+    # Looked up for every pod: by name, built once.
+    _by_name: dict[str, OfferedClass] = field(
+        init=False, repr=False, compare=False, hash=False, default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {c.name: c for c in self.classes})
 
     @classmethod
     def from_cluster(
@@ -97,13 +104,15 @@ class ClusterOffer:
         )
 
     def named(self, name: str) -> OfferedClass | None:
-        for offered in self.classes:
-            if offered.name == name:
-                return offered
-        return None
+        return self._by_name.get(name)
 
-    def selectors_by_class(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
-        return tuple((c.name, c.selectors) for c in self.classes)
+    def selectors_of(self, names: Iterable[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """The selectors of the named classes that are in the cluster, by name."""
+        return tuple(
+            (name, offered.selectors)
+            for name in sorted(set(names))
+            if (offered := self._by_name.get(name)) is not None
+        )
 
 
 NOTHING: Final = ClusterOffer()
@@ -251,7 +260,12 @@ def class_for(
     )
     fitting = [
         generated
-        for generated in _generated(policy, profile, offer.selectors_by_class())
+        for generated in _generated(
+            # Only the classes the policy names can change what is generated.
+            policy,
+            profile,
+            offer.selectors_of(r.device_class_name for r in policy.resources),
+        )
         if generated.resource == resource and _class_parameters(generated) == wanted
     ]
     return fitting[0] if len(fitting) == 1 else None
@@ -320,7 +334,8 @@ def choose_path(
         )
     chosen: list[tuple[str, str]] = []
     for resource, generated in found.items():
-        assert generated is not None  # scheduler_problem checked `served`
+        if generated is None:  # a resource only in requests: scheduler_problem said so already
+            return templates(f"no generated DeviceClass serves {resource}")
         if not offer.assume_generated:
             offered = offer.named(generated.name)
             if offered is None:
