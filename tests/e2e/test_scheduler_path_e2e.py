@@ -14,15 +14,18 @@ built-in policy's: webhooks of other tests in the session keep the template path
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from dracore.classes import IMPLICIT_PREFIX, generate_classes
 from dracore.policy import Policy
 from dracore.record import RewrittenRecord
+from kubectl_dra.cli import cli
 from tests.e2e.e2e_support import (
     REWRITTEN,
     E2ECluster,
@@ -141,6 +144,16 @@ def test_a_legacy_pod_is_renamed_and_the_scheduler_makes_its_claim(
     assert [c["metadata"]["name"] for c in claims_of_pod(k8s, namespace, pod)] == [
         claim["metadata"]["name"]
     ]
+    # describe: the path, the scheduler's claim, and the legacy request it replaced.
+    described = CliRunner().invoke(
+        cli, ["describe", "pod", "two", "-n", namespace, "--kubeconfig", str(k8s.kubeconfig)]
+    )
+    assert described.exit_code == 0, described.output
+    assert re.search(
+        r"Path: +scheduler \(claim made by the scheduler; rewritten by webhook\)", described.stdout
+    )
+    assert re.search(rf"ResourceClaim: +{claim['metadata']['name']}", described.stdout)
+    assert re.search(r"Original: +main nvidia.com/gpu=2", described.stdout)
 
     # A re-applied legacy manifest puts nvidia.com/gpu back; the UPDATE takes it back again.
     seen = []
