@@ -261,3 +261,13 @@ def test_the_server_lends_the_socket_only_from_a_mode_0600_socket(
     assert socket_inode(lent) == socket_inode(held)
     lent.close()
     held.close()
+
+
+def test_the_sidecar_without_its_folder_stops_with_one_line(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "webhook", "hold-listener", "--handoff", str(tmp_path / "no")]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd=REPO, check=False)
+    assert (proc.returncode, proc.stderr) == (
+        1,
+        f"dra-webhook hold-listener: handoff folder {tmp_path / 'no'} does not exist "
+        "(mount an emptyDir there)\n",
+    )

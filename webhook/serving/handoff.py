@@ -195,7 +195,9 @@ def take_back_or_bind(folder: Path, host: str, port: int, *, timeout: float) -> 
                 ) from None
             time.sleep(RETRY_INTERVAL)
             continue
-        log.info("listening on %s:%s; the server takes it at %s", host, port, folder)
+        log.info(
+            "listening on %s:%s; the server takes it at %s", host, sock.getsockname()[1], folder
+        )
         return sock
 
 
