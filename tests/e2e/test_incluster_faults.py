@@ -13,7 +13,7 @@ exactly these kinds:
 
 - a review in flight on the killed processes: its connection dies with them (EOF, broken
   pipe, connection reset);
-- nothing else: no refusal, no timeout. For the latter the release here has timeoutSeconds 10,
+- nothing else: no refusal, no timeout. For the latter the release here has timeoutSeconds 15,
   because a container restart on these test nodes takes about 7 s (the `native` snapshotter
   copies the 320 MB image for every container start), longer than the default 5 s a queued
   review may wait; on overlayfs nodes a restart takes about as long as the server's start
@@ -44,7 +44,7 @@ pytestmark = pytest.mark.e2e
 CLIENTS, BEFORE, WINDOW = 8, 3.0, 15.0
 # Longer than a container restart on the test nodes (above), so that a review queued during one
 # is answered rather than timed out.
-TIMEOUT_SECONDS = 10
+TIMEOUT_SECONDS = 15
 # How a review in flight on a killed process ends, as the API server reports it.
 CUT_IN_FLIGHT = ("EOF", "broken pipe", "connection reset by peer")
 
