@@ -20,7 +20,8 @@ RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels . \
  && /opt/venv/bin/pip install "$(ls /wheels/*.whl)[webhook]" \
  && /opt/venv/bin/pip uninstall -y pip setuptools wheel \
- && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} +
+ && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
+ && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv
 
 FROM ${BASE}
 # Drop pip from the runtime image too: nothing is installed at run time.

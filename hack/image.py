@@ -213,7 +213,7 @@ def import_into(
     image: WebhookImage, ctr: Path, address: Path, *, snapshotter: str | None = None
 ) -> None:
     """Import the archive into a containerd's k8s.io namespace, as kubelet sees images, unpacked
-    for `snapshotter` when given (the CRI's; the real nodes use `native`)."""
+    for `snapshotter` when given (the CRI's; the real nodes use `overlayfs`)."""
     images = [str(ctr), f"--address={address}", "-n", "k8s.io", "images"]
     if snapshotter is None:
         _ctr([*images, "import", "--base-name", f"docker.io/{IMAGE_REPO}", str(image.archive)])

@@ -6,7 +6,8 @@
 The simulated nodes (fakegpu.py) stay; this is one more node, named after the host.  It is
 labelled REAL_NODE_LABEL; pods meant to run are pinned to it.  Why each choice:
 - containerd v2 with `restrict_oom_score_adj` (the VM lacks CAP_SYS_RESOURCE, so runc cannot
-  lower a sandbox's oom_score_adj), the `native` snapshotter (plain copies; nothing to probe),
+  lower a sandbox's oom_score_adj), the `overlayfs` snapshotter (what
+  nodes use; `native` copied the whole image at every container start, seconds per restart),
   CDI on, and every root/state/socket/CDI path under `<cluster dir>/node/`.
 - a network namespace per node (node_net.py): containerd, the kubelet and kube-proxy run in
   it, so pods get their own addresses on a bridge there (CNI bridge + host-local), Services
@@ -52,6 +53,8 @@ from webhook.ops import certs
 REAL_NODE_LABEL = "kubectl-dra.io/real-node"
 PROCESSES = ("containerd", "kubelet", "kube-proxy", "dra-plugin")
 CGROUP_MOUNTS = Path("/sys/fs/cgroup")
+# The snapshotter of real nodes: a container (re)start mounts layers instead of copying them.
+SNAPSHOTTER = "overlayfs"
 SHIM_SOCKETS = Path("/run/containerd/s")
 UNIX_PATH_MAX = 107
 KUBE_PROXY_USER = "system:kube-proxy"  # bound to system:node-proxier by the bootstrap policy
@@ -148,7 +151,7 @@ disabled_plugins = ['io.containerd.nri.v1.nri', 'io.containerd.snapshotter.v1.bt
   stream_server_address = '127.0.0.1'
   stream_server_port = '0'
 [plugins.'io.containerd.cri.v1.images']
-  snapshotter = 'native'
+  snapshotter = '{SNAPSHOTTER}'
   [plugins.'io.containerd.cri.v1.images'.pinned_images]
     sandbox = '{art.pause_image}'
 [{runtime}]
@@ -163,7 +166,7 @@ disabled_plugins = ['io.containerd.nri.v1.nri', 'io.containerd.snapshotter.v1.bt
     default_runtime_name = 'runc'
     [{runtime}.containerd.runtimes.runc]
       runtime_type = 'io.containerd.runc.v2'
-      snapshotter = 'native'
+      snapshotter = '{SNAPSHOTTER}'
       [{runtime}.containerd.runtimes.runc.options]
         BinaryName = '{art.runc}'
         Root = '{p.runc}'
@@ -330,7 +333,7 @@ class RealNode:
             self._ctr(
                 "images",
                 "import",
-                "--snapshotter=native",
+                f"--snapshotter={SNAPSHOTTER}",
                 "--local",
                 f"--base-name={ref.rsplit(':', 1)[0]}",
                 str(archive),
@@ -340,7 +343,7 @@ class RealNode:
         """Make an image archive available to pods, as a registry pull would (pullPolicy
         Never or IfNotPresent)."""
         ctr = node_build.build_containerd() / "ctr"
-        image.import_into(webhook_image, ctr, self.paths.containerd_sock, snapshotter="native")
+        image.import_into(webhook_image, ctr, self.paths.containerd_sock, snapshotter=SNAPSHOTTER)
 
     def _cgroup_dirs(self) -> list[Path]:
         if not CGROUP_MOUNTS.is_dir():
