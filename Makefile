@@ -35,9 +35,11 @@ unit: $(STAMP)
 	$(BIN)/pytest -m "not e2e" -q
 
 # The Go build of the control plane (cached in ~/.cache/kubectl-dra/k8s/<version>) runs here, with
-# progress on the terminal, rather than silently inside a pytest fixture.
+# progress on the terminal, rather than silently inside a pytest fixture.  Also the control plane
+# of the oldest supported release (tests/e2e/test_k8s_134.py), without its kubelet.
 k8s-build: $(STAMP)
 	$(BIN)/python -m hack.k8s_build
+	$(BIN)/python -m hack.k8s_build --oldest
 
 # The real node's parts (containerd, the DRA plugin, images; apt-get runc, CNI, busybox-static
 # when missing): hack/node_build.py, cached in ~/.cache/kubectl-dra/node.
