@@ -5,13 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help venv lint unit test e2e demo clean image bench-webhook fuzz soak bench-slow-clients k8s-build node-build tools-build plugin cluster-up cluster-down cluster-status
+.PHONY: help venv lint unit test e2e demo clean image bench-webhook bench-paths fuzz soak bench-slow-clients k8s-build node-build tools-build plugin cluster-up cluster-down cluster-status
 
 help:
 	@echo "make demo   - the main job: the GPU scenarios, legacy and native, on a local control plane"
 	@echo "make test   - lint, type-check and run the whole test suite"
 	@echo "make cluster-up / cluster-down / cluster-status - local control plane and one real node (python -m hack.cluster)"
 	@echo "make bench-webhook - CPU per review, latency, memory and pod-creation cost vs targets (bench/)"
+	@echo "make bench-paths - every route of a legacy GPU pod side by side: webhook, admission policy, native"
 	@echo "make fuzz / soak / bench-slow-clients - the resilience suites (docs/deploy.md)"
 	@echo "make e2e    - only the e2e tests (K8S_VERSION=1.34 or 1.34.4 selects another release)"
 	@echo "make plugin - the single-file plugin dist/kubectl-dra and its krew archive (plugins/dra.yaml)"
@@ -87,6 +88,12 @@ cluster-status: $(STAMP)
 # CPU per review, latency at 500/s, memory and pod-creation ratios against their targets.
 bench-webhook: $(STAMP) k8s-build
 	$(BIN)/python -m bench.webhook_report
+
+# Every route of a legacy GPU pod side by side on one control plane (bench/paths.py): creation
+# rate and latency, a 200-pod burst's allocation tail, control-plane CPU per pod, and what is left
+# behind when pods are refused after admission. About 5 minutes; writes bench/results/paths.json.
+bench-paths: $(STAMP) k8s-build
+	$(BIN)/python -m bench.paths
 
 # 100,000 hostile AdmissionReviews through the webhook's endpoints (tests/app/test_fuzz_reviews.py);
 # prints the count and the slowest review.
