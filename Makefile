@@ -91,7 +91,7 @@ bench-webhook: $(STAMP) k8s-build
 
 # Every route of a legacy GPU pod side by side on one control plane (bench/paths.py): creation
 # rate and latency, a 200-pod burst's allocation tail, control-plane CPU per pod, and what is left
-# behind when pods are refused after admission. About 5 minutes; writes bench/results/paths.json.
+# behind when pods are refused after admission. About 8 minutes; writes bench/results/paths.json.
 bench-paths: $(STAMP) k8s-build
 	$(BIN)/python -m bench.paths
 
