@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import http.client
 import json
 import os
@@ -385,7 +386,7 @@ def takes_its_route(setup: Setup, route: Route) -> bool:
 
 def setup_routes(cl: cluster_mod.Cluster, bench: Bench) -> Setup:
     missing = availability(cl)
-    routes = [Route(**{**r.__dict__, "missing": missing.get(r.key, "")}) for r in ROUTES]
+    routes = [dataclasses.replace(r, missing=missing.get(r.key, "")) for r in ROUTES]
     setup = Setup(cl=cl, bench=bench, poster=Poster(cl), routes=routes)
     live = [r for r in routes if not r.missing]
     cl.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(refusing_policy()))
@@ -410,6 +411,7 @@ def setup_routes(cl: cluster_mod.Cluster, bench: Bench) -> Setup:
     setup.bodies = {r.key: pod_body("nvidia.com/gpu") for r in live if r.legacy}
     setup.bodies["native-class"] = pod_body(IMPLICIT)
     webhook_tpl, native_tpl = route_named("webhook-tpl"), route_named("native-tpl")
+    # Legacy routes first: the native template route copies what the webhook made.
     for route in sorted(live, key=lambda r: r.legacy, reverse=True):
         if route.key == native_tpl.key:
             # The converted form (the webhook's own rewrite, as `kubectl dra convert` prints it)
