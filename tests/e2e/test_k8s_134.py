@@ -16,8 +16,6 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from dracore.errors import PolicyError
-from dracore.policy import Policy
 from hack import k8s_build
 from kubectl_dra.cli import cli
 from tests.e2e.e2e_support import (
@@ -37,14 +35,6 @@ SCHEDULER_PATH_POLICY = {
     "kind": "GPUPolicy",
     "spec": {"defaults": {"path": "Scheduler"}},
 }
-
-
-def policy_knows_scheduler_path() -> bool:
-    try:
-        Policy.from_mapping(SCHEDULER_PATH_POLICY)
-    except PolicyError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -154,10 +144,6 @@ def test_a_legacy_pod_takes_the_templates_path(
     assert_templates_path(k8s134, namespace_oldest, "two-gpus")
 
 
-@pytest.mark.skipif(
-    not policy_knows_scheduler_path(),
-    reason="this build's policy parser does not know spec.defaults.path (path: Scheduler)",
-)
 def test_a_policy_asking_for_the_scheduler_path_still_takes_templates_on_134(
     k8s134: E2ECluster, webhooks_oldest: WebhookPool, namespace_oldest: str
 ) -> None:
