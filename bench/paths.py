@@ -8,7 +8,8 @@ Routes (README, "Three ways a legacy GPU pod is served"), each in namespaces of 
                       kubectl-dra.io/ignore): the baseline of the templates path
   native, class       a pod asking for deviceclass.resource.kubernetes.io/kubectl-dra-gpu
                       itself: the baseline of the two routes that rename
-  webhook, templates  a legacy pod; dra-webhook rewrites it to a template it creates
+  webhook, templates  a legacy pod; dra-webhook rewrites it to a template it creates (under
+                      `path: Templates` where the policy has the field)
   webhook, scheduler  a legacy pod; dra-webhook under `path: Scheduler` renames it and the
                       scheduler makes the claim. Shown as not available where this build's
                       policy does not know the field
@@ -79,6 +80,9 @@ REFUSE_LABEL = "kubectl-dra.io/bench-refuse"
 NODES = 30  # x 8 GPUs: room for one burst at a time
 POLICY_API = {"apiVersion": "kubectl-dra.io/v1alpha1", "kind": "GPUPolicy"}
 SCHEDULER_PATH_POLICY = {**POLICY_API, "spec": {"defaults": {"path": "Scheduler"}}}
+# Where the policy knows `path`, its default (Auto) takes the scheduler's path once the classes
+# are installed: the templates route asks for templates.
+TEMPLATES_PATH_POLICY = {**POLICY_API, "spec": {"defaults": {"path": "Templates"}}}
 PHASES = ("create", "burst", "refused")
 
 
@@ -395,11 +399,16 @@ def setup_routes(cl: cluster_mod.Cluster, bench: Bench) -> Setup:
     plugin = Path(sys.executable).parent / "kubectl-dra"
     classes = subprocess.run([str(plugin), "classes"], capture_output=True, text=True, check=True)
     cl.kubectl("apply", "-f", "-", input=classes.stdout)
-    cl.webhook_up("templates")
-    if "webhook-sched" not in missing:
-        policy = cl.paths.root / "scheduler-path-policy.yaml"
-        policy.write_text(yaml.safe_dump(SCHEDULER_PATH_POLICY))
-        cl.webhook_up("scheduler", policy=policy)
+    if "webhook-sched" in missing:
+        cl.webhook_up("templates")
+    else:
+        for name, document in (
+            ("templates", TEMPLATES_PATH_POLICY),
+            ("scheduler", SCHEDULER_PATH_POLICY),
+        ):
+            policy = cl.paths.root / f"{name}-path-policy.yaml"
+            policy.write_text(yaml.safe_dump(document))
+            cl.webhook_up(name, policy=policy)
     if "admission" not in missing:
         exempt = [r.namespace(p) for r in routes if r.key != "admission" for p in PHASES]
         cl.kubectl(
