@@ -5,13 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help venv lint unit test e2e demo clean image bench-webhook fuzz soak bench-slow-clients k8s-build node-build tools-build plugin cluster-up cluster-down cluster-status
+.PHONY: help venv lint unit test e2e demo clean image bench-webhook bench-paths fuzz soak bench-slow-clients k8s-build node-build tools-build plugin cluster-up cluster-down cluster-status
 
 help:
 	@echo "make demo   - the main job: the GPU scenarios, legacy and native, on a local control plane"
 	@echo "make test   - lint, type-check and run the whole test suite"
 	@echo "make cluster-up / cluster-down / cluster-status - local control plane and one real node (python -m hack.cluster)"
 	@echo "make bench-webhook - CPU per review, latency, memory and pod-creation cost vs targets (bench/)"
+	@echo "make bench-paths - every route of a legacy GPU pod side by side: webhook, admission policy, native"
 	@echo "make fuzz / soak / bench-slow-clients - the resilience suites (docs/deploy.md)"
 	@echo "make e2e    - only the e2e tests (K8S_VERSION=1.34 or 1.34.4 selects another release)"
 	@echo "make plugin - the single-file plugin dist/kubectl-dra and its krew archive (plugins/dra.yaml)"
@@ -35,9 +36,11 @@ unit: $(STAMP)
 	$(BIN)/pytest -m "not e2e" -q
 
 # The Go build of the control plane (cached in ~/.cache/kubectl-dra/k8s/<version>) runs here, with
-# progress on the terminal, rather than silently inside a pytest fixture.
+# progress on the terminal, rather than silently inside a pytest fixture.  Also the control plane
+# of the oldest supported release (tests/e2e/test_k8s_134.py), without its kubelet.
 k8s-build: $(STAMP)
 	$(BIN)/python -m hack.k8s_build
+	$(BIN)/python -m hack.k8s_build --oldest
 
 # The real node's parts (containerd, the DRA plugin, images; apt-get runc, CNI, busybox-static
 # when missing): hack/node_build.py, cached in ~/.cache/kubectl-dra/node.
@@ -85,6 +88,12 @@ cluster-status: $(STAMP)
 # CPU per review, latency at 500/s, memory and pod-creation ratios against their targets.
 bench-webhook: $(STAMP) k8s-build
 	$(BIN)/python -m bench.webhook_report
+
+# Every route of a legacy GPU pod side by side on one control plane (bench/paths.py): creation
+# rate and latency, a 200-pod burst's allocation tail, control-plane CPU per pod, and what is left
+# behind when pods are refused after admission. About 8 minutes; writes bench/results/paths.json.
+bench-paths: $(STAMP) k8s-build
+	$(BIN)/python -m bench.paths
 
 # 100,000 hostile AdmissionReviews through the webhook's endpoints (tests/app/test_fuzz_reviews.py);
 # prints the count and the slowest review.

@@ -113,6 +113,37 @@ def serves_extended_resource_names(version: tuple[int, int]) -> bool:
     return version >= EXTENDED_RESOURCE_DEFAULT_ON
 
 
+def scheduler_path_not_offered(
+    version: tuple[int, int], device_classes: Iterable[Mapping[str, Any]]
+) -> str | None:
+    """Why a server of `version` does not offer the scheduler's path by default, or None.
+
+    Before 1.36 the feature gate DRAExtendedResource is off unless the cluster's admin turned
+    it on, and a gated-off API server drops `spec.extendedResourceName` from every DeviceClass
+    it stores: a class that still has the field shows the gate is on in the API server (the
+    scheduler, controller manager and kubelets need it too, which no read can tell)."""
+    if serves_extended_resource_names(version):
+        return None
+    release = f"{version[0]}.{version[1]}"
+    kept = sorted(
+        str(c.get("metadata", {}).get("name"))
+        for c in device_classes
+        if isinstance(c.get("spec"), Mapping) and c["spec"].get("extendedResourceName")
+    )
+    message = (
+        f"the scheduler's path (KEP-5004) is not offered: Kubernetes {release} has it only with "
+        "the feature gate DRAExtendedResource, off by default before 1.36, so every legacy GPU "
+        "pod needs the webhook and its ResourceClaimTemplates"
+    )
+    if kept:
+        message += (
+            f"; the API server kept extendedResourceName in DeviceClass {kept[0]}, so the gate "
+            "is on there: turn it on in kube-scheduler, kube-controller-manager and every "
+            "kubelet as well before relying on the path"
+        )
+    return message
+
+
 def generate_classes(
     policy: Policy,
     *,

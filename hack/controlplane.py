@@ -35,11 +35,16 @@ from hack.procs import ClusterError, Paths, Processes, free_ports, pid_alive, po
 class ControlPlane:
     """One local control plane rooted at a state directory."""
 
-    def __init__(self, root: Path | None = None, *, version: str | None = None) -> None:
+    def __init__(
+        self, root: Path | None = None, *, version: str | None = None, default_gates: bool = False
+    ) -> None:
+        """`default_gates`: run the release's feature gates as shipped (what users get) rather
+        than turning on components.WANTED_GATES where they are still alpha or beta."""
         self.paths = Paths(root or state_dir())
         self.processes = Processes(self.paths)
         self._state: dict[str, Any] | None = None
         self.version = k8s_build.resolve_version(version) if version else None
+        self.default_gates = default_gates
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -95,7 +100,8 @@ class ControlPlane:
             return
         self.down(quiet=True)  # stale pid files / half-started state
         version = self.version or k8s_build.selected_version()
-        bin_dir = k8s_build.build(version, out=out)
+        # The real node (hack/node_build.py) builds the kubelet and kube-proxy it needs.
+        bin_dir = k8s_build.build(version, only=k8s_build.CONTROL_PLANE, out=out)
         # Wipe only what we own: other clusters (e.g. the e2e one) may live in sub-directories.
         for old in (self.paths.pki, self.paths.logs, self.paths.pids, self.paths.etcd_data):
             shutil.rmtree(old, ignore_errors=True)
@@ -136,7 +142,8 @@ class ControlPlane:
 
     def _start_components(self) -> None:
         bin_dir, paths, ports = self.bin_dir, self.paths, self.state["ports"]
-        gates = components.feature_gates(bin_dir)
+        gates = "" if self.default_gates else components.feature_gates(bin_dir)
+        self._save_state({**self.state, "featureGates": gates})
         # etcd's /health needs a client cert; the admin one is signed by the same CA.
         self.spawn("etcd", components.etcd_argv(bin_dir, paths, ports))
         self.wait_ready("etcd", timeout=30)

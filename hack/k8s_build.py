@@ -16,7 +16,8 @@ versions the API server's storage layer expects.
 Binaries land in `$XDG_CACHE_HOME/kubectl-dra/k8s/<version>/bin/` (default `~/.cache/...`)
 and are rebuilt only when missing.  `K8S_VERSION` picks the release (default: DEFAULT_VERSION).
 
-Usage: python -m hack.k8s_build [--version 1.37.2] [--print-bin-dir]
+Usage: python -m hack.k8s_build [--version 1.37.2] [--control-plane-only] [--print-bin-dir]
+       python -m hack.k8s_build --oldest   # OLDEST_VERSION's control plane
 """
 
 from __future__ import annotations
@@ -33,13 +34,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
 # Newest stable release the Go proxy served when this was pinned (`go list -m -versions
 # k8s.io/kubernetes`).  Bump deliberately: e2e expectations depend on DRA API behaviour.
 DEFAULT_VERSION = "1.37.2"
+# The oldest release the project supports (DRA's resource.k8s.io/v1 is GA from 1.34); the e2e
+# suite runs tests/e2e/test_k8s_134.py on its control plane.  `--oldest` builds it.
+OLDEST_VERSION = "1.34.4"
 
 # (binary name, Go package).  etcd first: small, and a quick check that the toolchain works.
 BINARIES: tuple[tuple[str, str], ...] = (
@@ -53,6 +57,10 @@ BINARIES: tuple[tuple[str, str], ...] = (
     # Services on the real nodes (hack/node_net.py): iptables rules in each node's netns.
     ("kube-proxy", "k8s.io/kubernetes/cmd/kube-proxy"),
 )
+
+# What a control plane alone needs (hack/controlplane.py): no real node, so no kubelet or
+# kube-proxy; a secondary release is built with only these to keep a cold set-up short.
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 
 # Measured cold (empty GOMODCACHE and GOCACHE): 7.3 min on 2 cores for v1.37.2; shown so nobody
 # kills the build.
@@ -109,9 +117,10 @@ def selected_version() -> str:
     return resolve_version(os.environ.get("K8S_VERSION") or DEFAULT_VERSION)
 
 
-def is_built(version: str) -> bool:
+def is_built(version: str, only: Sequence[str] | None = None) -> bool:
+    """Whether every binary (or every one named in `only`) is in the cache."""
     bdir = bin_dir(version)
-    return all(os.access(bdir / name, os.X_OK) for name, _ in BINARIES)
+    return all(os.access(bdir / name, os.X_OK) for name in only or [n for n, _ in BINARIES])
 
 
 def go_env() -> dict[str, str]:
@@ -226,18 +235,27 @@ def cache_lock(directory: Path, *, out: TextIO = sys.stderr) -> Iterator[None]:
         yield
 
 
-def build(version: str, *, force: bool = False, out: TextIO = sys.stderr) -> Path:
-    """Build (or reuse) all binaries for `version`; return the bin dir."""
+def build(
+    version: str,
+    *,
+    force: bool = False,
+    only: Sequence[str] | None = None,
+    out: TextIO = sys.stderr,
+) -> Path:
+    """Build (or reuse) all binaries for `version`, or those named in `only`; return the bin dir."""
     version = normalize_version(version)
-    if is_built(version) and not force:
+    unknown = sorted(set(only or ()) - {name for name, _ in BINARIES})
+    if unknown:
+        raise SystemExit(f"not a binary hack/k8s_build.py builds: {', '.join(unknown)}")
+    if is_built(version, only) and not force:
         return bin_dir(version)
     with cache_lock(version_dir(version), out=out):
-        if is_built(version) and not force:
+        if is_built(version, only) and not force:
             return bin_dir(version)  # another process finished it while we waited
-        return _build_unlocked(version, force=force, out=out)
+        return _build_unlocked(version, force=force, only=only, out=out)
 
 
-def _build_unlocked(version: str, *, force: bool, out: TextIO) -> Path:
+def _build_unlocked(version: str, *, force: bool, only: Sequence[str] | None, out: TextIO) -> Path:
     bdir = bin_dir(version)
     if shutil.which("go") is None:
         raise SystemExit(
@@ -285,6 +303,8 @@ def _build_unlocked(version: str, *, force: bool, out: TextIO) -> Path:
     #    the later ones cheap.
     timings: dict[str, float] = {}
     for name, pkg in BINARIES:
+        if only is not None and name not in only:
+            continue
         if os.access(bdir / name, os.X_OK) and not force:
             continue  # e.g. a cache made before the kubelet joined BINARIES
         t0 = time.monotonic()
@@ -314,14 +334,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--force", action="store_true", help="rebuild even if cached")
     parser.add_argument(
+        "--control-plane-only",
+        action="store_true",
+        help=f"only {', '.join(CONTROL_PLANE)} (no real node's kubelet or kube-proxy)",
+    )
+    parser.add_argument(
+        "--oldest",
+        action="store_true",
+        help=f"the control plane of the oldest supported release, {OLDEST_VERSION}",
+    )
+    parser.add_argument(
         "--print-bin-dir", action="store_true", help="print the bin dir and exit (no build)"
     )
     args = parser.parse_args(argv)
-    version = resolve_version(args.version) if args.version else selected_version()
+    if args.oldest and args.version:
+        parser.error("--oldest picks the release; leave out --version")
+    if args.oldest:
+        version = OLDEST_VERSION
+    else:
+        version = resolve_version(args.version) if args.version else selected_version()
     if args.print_bin_dir:
         print(bin_dir(version))
         return 0
-    print(build(version, force=args.force))
+    only = CONTROL_PLANE if args.control_plane_only or args.oldest else None
+    print(build(version, force=args.force, only=only))
     return 0
 
 

@@ -90,12 +90,14 @@ def classes(
         generate_classes,
         parse_kubernetes_version,
         published_mig_profiles,
+        scheduler_path_not_offered,
         serves_extended_resource_names,
     )
     from kubectl_dra.kube import VersionReader
     from kubectl_dra.render import to_json, to_json_list, to_yaml, to_yaml_stream
     from kubectl_dra.validate import format_findings, has_errors
     from kubectl_dra.validate.deviceclasses import class_selectors, compare_classes
+    from kubectl_dra.validate.findings import Finding
 
     if not use_cluster and output == "text":
         raise click.UsageError("-o text is the findings table of --cluster; use -o yaml or json")
@@ -140,6 +142,11 @@ def classes(
     findings = compare_classes(
         result.classes, device_classes=device_classes, resource_slices=slices
     )
+    not_offered = version and scheduler_path_not_offered(version, device_classes)
+    if version and not_offered:
+        # First: it says whether the rest of the report matters on this cluster.
+        where = f"Kubernetes/v{version[0]}.{version[1]}"
+        findings = [Finding("warning", where, "serverVersion", not_offered), *findings]
     documents = [f.to_dict() for f in findings]
     if output == "json":
         emit(to_json(documents))

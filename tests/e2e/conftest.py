@@ -9,6 +9,7 @@ would let CI pass without ever talking to a real API server.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import uuid
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from hack import cluster as cluster_mod
-from hack import fixtures
+from hack import fixtures, k8s_build
 from hack.procs import ClusterError
 from tests.e2e.e2e_support import (
     ROOT,
@@ -29,36 +30,69 @@ from tests.e2e.e2e_support import (
 )
 
 
-@pytest.fixture(scope="session")
-def k8s() -> Iterator[E2ECluster]:
-    reuse = os.environ.get("KUBECTL_DRA_REUSE_CLUSTER") == "1"
-    if reuse:
-        cl = cluster_mod.Cluster()
-        if not cl.is_running():
-            pytest.fail(f"KUBECTL_DRA_REUSE_CLUSTER=1 but no cluster runs in {cl.paths.root}")
-    else:
-        cl = cluster_mod.Cluster(ROOT / ".cluster" / "e2e")
-        cl.down(quiet=True)  # left over from an interrupted session: start from an empty etcd
-        failure = None
-        try:
-            cl.up(fixtures=False)
-        except (ClusterError, SystemExit) as exc:
-            failure = str(exc)
-        if failure is not None:
-            pytest.fail(f"could not start the local control plane:\n{failure}", pytrace=False)
+@contextlib.contextmanager
+def _fresh_cluster(cl: cluster_mod.Cluster, what: str) -> Iterator[E2ECluster]:
+    """Start `cl` from an empty etcd with the simulated GPU nodes; stop it afterwards."""
+    cl.down(quiet=True)  # left over from an interrupted session: start from an empty etcd
+    failure = None
+    try:
+        cl.up(fixtures=False)
+    except (ClusterError, SystemExit) as exc:
+        failure = str(exc)
+    if failure is not None:
+        pytest.fail(f"could not start {what}:\n{failure}", pytrace=False)
     api = cl.api_client()
     try:
-        nodes = fixtures.apply_cluster_fixtures(api)
-        yield E2ECluster(cluster=cl, api=api, nodes=nodes)
+        yield E2ECluster(cluster=cl, api=api, nodes=fixtures.apply_cluster_fixtures(api))
     finally:
         api.close()
-        if not reuse:
-            cl.down(quiet=True)
+        cl.down(quiet=True)
+
+
+@pytest.fixture(scope="session")
+def k8s() -> Iterator[E2ECluster]:
+    if os.environ.get("KUBECTL_DRA_REUSE_CLUSTER") != "1":
+        cl = cluster_mod.Cluster(ROOT / ".cluster" / "e2e")
+        with _fresh_cluster(cl, "the local control plane") as started:
+            yield started
+        return
+    cl = cluster_mod.Cluster()
+    if not cl.is_running():
+        pytest.fail(f"KUBECTL_DRA_REUSE_CLUSTER=1 but no cluster runs in {cl.paths.root}")
+    api = cl.api_client()
+    try:
+        yield E2ECluster(cluster=cl, api=api, nodes=fixtures.apply_cluster_fixtures(api))
+    finally:
+        api.close()
+
+
+@pytest.fixture(scope="module")
+def k8s_oldest() -> Iterator[E2ECluster]:
+    """The oldest supported release (hack/k8s_build.OLDEST_VERSION) with the feature gates it
+    ships, beside the session's cluster (its own state directory and ports), for one module."""
+    cl = cluster_mod.Cluster(
+        ROOT / ".cluster" / "e2e-oldest", version=k8s_build.OLDEST_VERSION, default_gates=True
+    )
+    with _fresh_cluster(cl, f"the v{k8s_build.OLDEST_VERSION} control plane") as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def webhooks_oldest(k8s_oldest: E2ECluster) -> Iterator[WebhookPool]:
+    """Our webhook on the oldest release's control plane, as `webhooks` on the session's."""
+    with _webhook_pool(k8s_oldest) as pool:
+        yield pool
 
 
 @pytest.fixture
-def namespace(k8s: E2ECluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace per test (deleted afterwards without waiting)."""
+def namespace_oldest(k8s_oldest: E2ECluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    with _test_namespace(k8s_oldest, request) as name:
+        yield name
+
+
+@contextlib.contextmanager
+def _test_namespace(k8s: E2ECluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace named after the test (deleted afterwards without waiting)."""
     slug = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower().removeprefix("test_"))[:40].strip(
         "-"
     )
@@ -78,14 +112,27 @@ def namespace(k8s: E2ECluster, request: pytest.FixtureRequest) -> Iterator[str]:
     k8s.delete_namespace(name)
 
 
-@pytest.fixture(scope="session")
-def webhooks(k8s: E2ECluster) -> Iterator[WebhookPool]:
-    """Our webhook, one process per policy a test asks for (see WebhookPool.use)."""
+@contextlib.contextmanager
+def _webhook_pool(k8s: E2ECluster) -> Iterator[WebhookPool]:
     pool = WebhookPool(k8s)
     try:
         yield pool
     finally:
         pool.close()
+
+
+@pytest.fixture
+def namespace(k8s: E2ECluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test (deleted afterwards without waiting)."""
+    with _test_namespace(k8s, request) as name:
+        yield name
+
+
+@pytest.fixture(scope="session")
+def webhooks(k8s: E2ECluster) -> Iterator[WebhookPool]:
+    """Our webhook, one process per policy a test asks for (see WebhookPool.use)."""
+    with _webhook_pool(k8s) as pool:
+        yield pool
 
 
 SEED_SCENARIOS = (

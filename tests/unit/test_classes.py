@@ -18,6 +18,7 @@ from dracore.classes import (
     is_claimable_resource_name,
     parse_kubernetes_version,
     published_mig_profiles,
+    scheduler_path_not_offered,
     serves_extended_resource_names,
 )
 from dracore.names import is_dns_subdomain
@@ -277,6 +278,19 @@ def test_extended_resource_names_are_served_from_136() -> None:
     assert not serves_extended_resource_names((1, 35))
     assert serves_extended_resource_names((1, 36))
     assert serves_extended_resource_names((2, 0))
+
+
+def test_the_scheduler_path_is_reported_not_offered_before_136() -> None:
+    plain = {"metadata": {"name": "gpu.nvidia.com"}, "spec": {"selectors": []}}
+    claiming = {"metadata": {"name": "zz"}, "spec": {"extendedResourceName": "nvidia.com/gpu"}}
+    assert scheduler_path_not_offered((1, 36), [plain]) is None
+    gated_off = scheduler_path_not_offered((1, 34), [plain])
+    assert gated_off is not None
+    assert "not offered" in gated_off and "DRAExtendedResource" in gated_off
+    assert "kube-scheduler" not in gated_off
+    # A class that kept the field shows the API server has the gate on; the rest may not.
+    gated_on = scheduler_path_not_offered((1, 35), [plain, claiming])
+    assert gated_on is not None and "DeviceClass zz" in gated_on and "kube-scheduler" in gated_on
 
 
 @pytest.mark.parametrize(

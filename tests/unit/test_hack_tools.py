@@ -60,6 +60,22 @@ def test_cache_dir_follows_xdg_cache_home(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert k8s_build.bin_dir("1.34.4") == tmp_path / "kubectl-dra" / "k8s" / "1.34.4" / "bin"
 
 
+def test_a_control_plane_only_cache_is_built_for_a_control_plane_only(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    bin_dir = k8s_build.bin_dir(k8s_build.OLDEST_VERSION)
+    bin_dir.mkdir(parents=True)
+    for name in k8s_build.CONTROL_PLANE:
+        (bin_dir / name).touch(mode=0o755)
+    assert k8s_build.is_built(k8s_build.OLDEST_VERSION, k8s_build.CONTROL_PLANE)
+    assert not k8s_build.is_built(k8s_build.OLDEST_VERSION)  # no kubelet, no kube-proxy
+    # Cached: no go toolchain is asked for.
+    assert k8s_build.build(k8s_build.OLDEST_VERSION, only=k8s_build.CONTROL_PLANE) == bin_dir
+    with pytest.raises(SystemExit, match="kubelett"):
+        k8s_build.build(k8s_build.OLDEST_VERSION, only=("kubelett",))
+
+
 @pytest.mark.parametrize(
     ("product", "label"),
     [
