@@ -99,10 +99,13 @@ class Release:
 
     def upgrade(self, policy: dict[str, Any]) -> None:
         values = self.ic.values(self.tmp, policy=policy)
-        self.ic.helm(
+        upgraded = self.ic.helm(
             "upgrade", RELEASE, str(CHART), "-n", self.namespace, "-f", str(values),
-            "--timeout=240s",
+            "--timeout=240s", check=False,
         )  # fmt: skip
+        assert upgraded.returncode == 0, (
+            f"{upgraded.stderr}\nhook:\n{hook_logs(self.ic.k8s, self.namespace)}"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -118,16 +121,29 @@ def release(
         k8s.delete_namespace(name, wait=True)
         k8s.core.create_namespace({"metadata": {"name": name, "labels": INSTANCE}})
     try:
-        incluster.helm(
+        installed = incluster.helm(
             "install", RELEASE, str(CHART), "-n", namespace, "--create-namespace",
             "-f", str(incluster.values(tmp, policy=route_policy())), "--timeout=240s",
+            check=False,
         )  # fmt: skip
+        assert installed.returncode == 0, f"{installed.stderr}\nhook:\n{hook_logs(k8s, namespace)}"
         yield Release(incluster, namespace, tmp)
     finally:
         for name in (PLAIN, SLICED):
             k8s.delete_namespace(name)
         incluster.uninstall(namespace)
         incluster.give_back(taken)
+
+
+def hook_logs(k8s: Any, namespace: str) -> str:
+    """What the admission-policies hook Job said, and the namespace's events."""
+    selector = "app.kubernetes.io/name=kubectl-dra-admission-policies"
+    logs = k8s.kubectl(
+        "logs", "-n", namespace, "-l", selector, "--all-containers", "--prefix", "--tail=40",
+        check=False,
+    )  # fmt: skip
+    events = k8s.kubectl("get", "events", "-n", namespace, check=False)
+    return f"{logs.stdout}{logs.stderr}\nevents:\n{events.stdout}"
 
 
 def gpu_pod(name: str, count: int = 1, **annotations: str) -> dict[str, Any]:
@@ -147,17 +163,7 @@ def create(release: Release, namespace: str, pod: dict[str, Any]) -> None:
 
 
 def running(release: Release, namespace: str, name: str) -> dict[str, Any]:
-    k8s = release.ic.k8s
-
-    def ready() -> dict[str, Any] | None:
-        pod = k8s.get_pod(namespace, name)
-        return pod if pod["status"].get("phase") == "Running" else None
-
-    try:
-        return k8s.wait_for(f"{namespace}/{name} running", ready, timeout=120)
-    except AssertionError as exc:
-        events = k8s.kubectl("get", "events", "-n", namespace, check=False).stdout
-        raise AssertionError(f"{exc}\nevents:\n{events}") from None
+    return release.ic.k8s.wait_phase_running(namespace, name)
 
 
 def record(pod: dict[str, Any]) -> dict[str, Any]:

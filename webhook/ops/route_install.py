@@ -79,6 +79,11 @@ def _reason(exc: ApiException) -> str:
 
 
 def _fix(exc: ApiException, kind: Kind, verb: str) -> str:
+    if exc.status in (401, 403) and "paramKind" in str(exc.body):
+        return (
+            "; give the installer get on configmaps in every namespace: the API server asks it "
+            "of whoever creates a policy whose parameter is a ConfigMap"
+        )
     if exc.status in (401, 403):
         return (
             f"; give the installer {verb} on {kind.group} {kind.plural} (the chart's "
