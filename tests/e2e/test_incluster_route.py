@@ -34,6 +34,7 @@ import pytest
 import yaml
 
 from hack import node as node_mod
+from kubectl_dra.cli import cli
 from tests.e2e.e2e_support import ROOT, load_yaml_docs, seed_scenario
 from tests.e2e.test_incluster import (
     CHART,
@@ -192,6 +193,21 @@ def seen(release: Release, namespace: str, pod: dict[str, Any]) -> Seen:
     return Seen.parse(logs)
 
 
+def audit(release: Release) -> dict[str, Any]:
+    """`kubectl dra audit -A -o json` against the cluster, reading the release's ConfigMap."""
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(
+        cli,
+        ["audit", "-A", "-o", "json", "--kubeconfig", str(release.ic.k8s.kubeconfig),
+         "--policy-configmap", f"{release.namespace}/kubectl-dra-policy"],
+        prog_name="kubectl dra",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
+
+
 def delete_pods(release: Release, namespace: str, *names: str) -> None:
     release.ic.k8s.kubectl(
         "delete", "pod", "-n", namespace, *names, "--grace-period=0", "--force", check=False
@@ -241,6 +257,29 @@ def test_the_route_serves_simple_pods_without_the_webhook(release: Release) -> N
     assert release.reviews() > before
     assert record(rewritten).get("claim")  # the webhook's templates path
     assert rewritten["spec"]["resourceClaims"]
+
+    # audit: the bindings are current, and which route each workload's pods would take (two
+    # Deployments with no replicas: their templates keep the legacy resource).
+    for name, namespace, pod in (("simple", PLAIN, gpu_pod("x")), ("sharing", SLICED, shared)):
+        template = {"metadata": {"labels": {"app": name}}, "spec": pod["spec"]}
+        if namespace == SLICED:
+            template["metadata"]["annotations"] = {"kubectl-dra.io/pod-sharing": "true"}
+        deployment = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": {"app": name}},
+                "template": template,
+            },
+        }
+        create(release, namespace, deployment)
+    report = audit(release)
+    assert report["admissionPolicies"] and all(b["current"] for b in report["admissionPolicies"])
+    routes = {(r["namespace"], r["workload"]): r["route"] for r in report["routes"]}
+    assert routes[(PLAIN, "Deployment/simple")] == "admission-policy"
+    assert routes[(SLICED, "Deployment/sharing")] == "webhook"
     delete_pods(release, SLICED, "sliced", "shared")
 
 
@@ -320,6 +359,7 @@ def test_an_edit_of_the_policy_sets_the_route_aside_until_helm_upgrade(release: 
         return pod if pod and "claim" in record(pod) else None
 
     edited = k8s.wait_for("the webhook to rewrite a pod", left_to_the_webhook, timeout=20)
+    assert not any(b["current"] for b in audit(release)["admissionPolicies"])
     assert edited["spec"]["resourceClaims"]
     limits = edited["spec"]["containers"][0]["resources"].get("limits") or {}
     assert not any(k.startswith(IMPLICIT) for k in limits)
