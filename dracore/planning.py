@@ -55,7 +55,7 @@ MAX_COUNT: Final = 2**63 - 1
 _ASCII_DIGITS: Final = re.compile(r"[0-9]{1,19}")
 
 
-def _parse_count(value: Any) -> int | None:
+def parse_count(value: Any) -> int | None:
     """A whole number of devices: a JSON integer or a string of ASCII digits; -1: too large.
 
     `str.isdigit` would accept other scripts' digits ('٣'), which the API server refuses.
@@ -88,13 +88,13 @@ def collect_demands(spec: Mapping[str, Any], policy: Policy, who: str) -> list[D
                 continue
             section = "limits" if resource in limits else "requests"
             raw = limits.get(resource, requests.get(resource))
-            count = _parse_count(raw)
+            count = parse_count(raw)
             if count is None:
                 raise TranslationError(
                     f'{who}, container "{name}": {field_base}.{section}["{resource}"] is '
                     f"{shown(raw)}; it must be a whole number of devices (0 or more)"
                 )
-            if count < 0 or (resource in requests and _parse_count(requests[resource]) == -1):
+            if count < 0 or (resource in requests and parse_count(requests[resource]) == -1):
                 raise TranslationError(
                     f'{who}, container "{name}": {field_base}.{section}["{resource}"] is '
                     f"{shown(raw)}; larger than the API server accepts (at most {MAX_COUNT})"
@@ -102,7 +102,7 @@ def collect_demands(spec: Mapping[str, Any], policy: Policy, who: str) -> list[D
             if (
                 resource in limits
                 and resource in requests
-                and _parse_count(requests[resource]) != count
+                and parse_count(requests[resource]) != count
             ):
                 raise TranslationError(
                     f'{who}, container "{name}": {field_base}.requests["{resource}"] '

@@ -33,6 +33,9 @@ INTERVALS: Final = ("Default", "Short", "Medium", "Long")
 POD_SHARING: Final = ("Disabled", "Allowed", "Always")
 SHARED_CLAIMS: Final = ("Disabled", "Allowed")
 NODE_SELECTORS: Final = ("Translate", "Keep", "Ignore")
+# Who serves a legacy request: the webhook's claim templates, or the scheduler through the
+# generated DeviceClasses (KEP-5004); Auto takes the scheduler where it can, quietly.
+PATHS: Final = ("Auto", "Templates", "Scheduler")
 # A claim can hold at most 32 allocated devices (AllocationResultsMaxSize), so more per pod
 # could never be scheduled.
 MAX_DEVICES_PER_CLAIM: Final = 32
@@ -59,6 +62,7 @@ class SharingRules:
     node_selectors: str = "Translate"
     # Off by default: under Enforce, an opt-out any pod author can write is no policy at all.
     allow_skip: bool = False
+    path: str = "Auto"
 
     def sharing_parameters(self, dialect: Dialect | None, strategy: str) -> dict[str, Any] | None:
         """The opaque parameters `strategy` gets in `dialect` under these rules; None for
@@ -86,6 +90,7 @@ class ResourceRule:
     device_class_name: str
     selector: str | None = None
     sharing: str | None = None
+    path: str | None = None  # overrides the namespace rule's path for this resource
 
     @property
     def is_wildcard(self) -> bool:
@@ -248,8 +253,9 @@ _RULE_KEYS = (
     "maxGPUsPerPod",
     "nodeSelectors",
     "allowSkip",
+    "path",
 )
-_RESOURCE_KEYS = ("name", "deviceClassName", "selector", "sharing")
+_RESOURCE_KEYS = ("name", "deviceClassName", "selector", "sharing", "path")
 
 
 def _one_of(value: Any, allowed: Iterable[str], path: str, problems: list[str]) -> str | None:
@@ -393,7 +399,10 @@ def _parse_resources(value: Any, problems: list[str]) -> tuple[ResourceRule, ...
         rule_sharing = item.get("sharing")
         if rule_sharing is not None:
             rule_sharing = _one_of(rule_sharing, SHARING_MODES, f"{path}.sharing", problems)
-        rules.append(ResourceRule(name, device_class, selector, rule_sharing))
+        rule_path = item.get("path")
+        if rule_path is not None:
+            rule_path = _one_of(rule_path, PATHS, f"{path}.path", problems)
+        rules.append(ResourceRule(name, device_class, selector, rule_sharing, rule_path))
     return tuple(rules)
 
 
@@ -436,6 +445,9 @@ def _parse_rules(
     if "nodeSelectors" in raw:
         value = _one_of(raw["nodeSelectors"], NODE_SELECTORS, f"{path}.nodeSelectors", problems)
         result = _replace(result, node_selectors=value)
+    if "path" in raw:
+        value = _one_of(raw["path"], PATHS, f"{path}.path", problems)
+        result = _replace(result, path=value)
     if "allowSkip" in raw:
         if isinstance(raw["allowSkip"], bool):
             result = _replace(result, allow_skip=raw["allowSkip"])

@@ -7,13 +7,21 @@ author can edit, so reading is strict and bounded: anything that is not exactly 
 known version (size, nesting, types, unknown keys, counts outside int64) raises RecordError,
 and callers show the record as unreadable instead of failing.
 
-JSON form (version 1; records written before versions existed have no `version` key):
-    {"version": 1, "policy": <policy digest>, "sharing": <strategy>, "claim": <pod claim>,
-     "template" | "resourceClaim": <name>,
-     "containers": [{"container", "resource", "count", "requests"?}],
+JSON form (version 2, the one written):
+    {"version": 2, "path": "templates" | "scheduler", "route": "webhook" | "admission-policy",
+     "policy": <policy digest>, "sharing": <strategy>,
+     "containers": [{"container", "resource", "count", "requests"?, "class"?}],
+     templates path only: "claim": <pod claim>, "template" | "resourceClaim": <name>,
      "nodeSelector"?: {<label>: <value>}, "nodeAffinity"?: [{"key", "operator", "values"}]}
-`nodeSelector` and `nodeAffinity` are the node-label terms the rewrite turned into CEL and took
-off the pod.
+`path` says who makes the pod's claim: the webhook's template or named claim (`templates`), or
+the scheduler, after the legacy resource was renamed to a DeviceClass's implicit extended
+resource name (`scheduler`, with the `class` per container). `route` says who wrote the record:
+dra-webhook or the compiled MutatingAdmissionPolicy. `nodeSelector` and `nodeAffinity` are the
+node-label terms the rewrite turned into CEL and took off the pod.
+
+Version 1 had no `path`, `route` or `class`: a record without a claim was written by the
+admission policies (scheduler path), any other by the webhook (templates). Records written
+before versions existed have no `version` key and are read as version 1.
 """
 
 from __future__ import annotations
@@ -26,7 +34,14 @@ from typing import Any, Final
 from dracore import jsonio
 from dracore.errors import WebhookError, shown
 
-VERSION: Final = 1
+VERSION: Final = 2
+READABLE_VERSIONS: Final = (1, 2)
+TEMPLATES: Final = "templates"
+SCHEDULER: Final = "scheduler"
+PATHS: Final = (TEMPLATES, SCHEDULER)
+WEBHOOK_ROUTE: Final = "webhook"
+ADMISSION_POLICY_ROUTE: Final = "admission-policy"
+ROUTES: Final = (WEBHOOK_ROUTE, ADMISSION_POLICY_ROUTE)
 # The API server's limit for all of a pod's annotations together: no real record is longer,
 # and reading never costs more than this.
 MAX_LENGTH: Final = 256 * 1024
@@ -45,6 +60,7 @@ class ContainerRecord:
     resource: str
     count: int
     requests: tuple[str, ...] | None = None  # None: the whole claim (shared) or nothing (0)
+    device_class: str | None = None  # scheduler path: the class the resource was renamed to
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +82,14 @@ class RewrittenRecord:
     resource_claim: str | None = None
     node_selector: tuple[tuple[str, str], ...] = ()
     node_affinity: tuple[NodeRequirement, ...] = ()
+    path: str = TEMPLATES
+    route: str = WEBHOOK_ROUTE
 
     def to_annotation(self) -> str:
         record: dict[str, Any] = {
             "version": VERSION,
+            "path": self.path,
+            "route": self.route,
             "policy": self.policy,
             "sharing": self.sharing,
             "containers": [_container_json(c) for c in self.containers],
@@ -110,6 +130,8 @@ def _container_json(c: ContainerRecord) -> dict[str, Any]:
     item: dict[str, Any] = {"container": c.container, "resource": c.resource, "count": c.count}
     if c.requests is not None:
         item["requests"] = list(c.requests)
+    if c.device_class is not None:
+        item["class"] = c.device_class
     return item
 
 
@@ -120,6 +142,8 @@ def _refuse_constant(name: str) -> Any:
 _KEYS: Final = frozenset(
     {
         "version",
+        "path",
+        "route",
         "policy",
         "sharing",
         "containers",
@@ -159,19 +183,41 @@ def _items(value: Any, where: str) -> list[Any]:
 
 def _parse(data: Any) -> RewrittenRecord:
     record = _object(data, "record", _KEYS)
-    version = record.get("version", VERSION)
-    if version != VERSION or isinstance(version, bool):
-        raise RecordError(f"version {shown(version)} is not one this release reads ({VERSION})")
+    version = record.get("version", 1)
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
+        readable = " and ".join(str(v) for v in READABLE_VERSIONS)
+        raise RecordError(f"version {shown(version)} is not one this release reads ({readable})")
+    if version == 1:
+        for key in ("path", "route"):
+            if key in record:
+                raise RecordError(f"{key}: not a field of version 1 records (it came in version 2)")
+        # What version 1 writers did: only the admission policies wrote records without a claim.
+        written_by_policy = record.get("claim") is None
+        path = SCHEDULER if written_by_policy else TEMPLATES
+        route = ADMISSION_POLICY_ROUTE if written_by_policy else WEBHOOK_ROUTE
+    else:
+        path = _choice(record.get("path"), "path", PATHS)
+        route = _choice(record.get("route"), "route", ROUTES)
+        if path == SCHEDULER:
+            # The scheduler makes the claim: a record naming one is not what either writer wrote.
+            for key in ("claim", "template", "resourceClaim"):
+                if key in record:
+                    raise RecordError(f"{key}: a scheduler-path record names no claim")
+    container_keys = {"container", "resource", "count", "requests"}
+    if version != 1:
+        container_keys.add("class")
     containers = []
     for i, raw in enumerate(_items(record.get("containers"), "containers")):
         where = f"containers[{i}]"
-        item = _object(raw, where, frozenset({"container", "resource", "count", "requests"}))
+        item = _object(raw, where, frozenset(container_keys))
         count = item.get("count")
         if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_COUNT:
             raise RecordError(
                 f"{where}.count: expected a whole number of devices, got {shown(count)}"
             )
         requests = None
+        if path == SCHEDULER and version != 1 and "requests" in item:
+            raise RecordError(f"{where}.requests: a scheduler-path record names no claim requests")
         if item.get("requests") is not None:
             requests = tuple(
                 _string(r, f"{where}.requests[{j}]")
@@ -183,6 +229,7 @@ def _parse(data: Any) -> RewrittenRecord:
                 _string(item.get("resource"), f"{where}.resource"),
                 count,
                 requests,
+                _string(item.get("class"), f"{where}.class", optional=True),
             )
         )
     selector = record.get("nodeSelector") or {}
@@ -215,4 +262,12 @@ def _parse(data: Any) -> RewrittenRecord:
             for k, v in selector.items()
         ),
         node_affinity=tuple(affinity),
+        path=path,
+        route=route,
     )
+
+
+def _choice(value: Any, where: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise RecordError(f"{where}: {shown(value)} is not one of {', '.join(allowed)}")
+    return str(value)

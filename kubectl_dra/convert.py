@@ -2,7 +2,9 @@
 
 Pod templates are found in Pods and in every workload kind that embeds one. Each generated
 ResourceClaimTemplate (or shared ResourceClaim) is placed just before the first object that
-needs it, so a Namespace earlier in the input still comes first for `kubectl apply -f`.
+needs it, so a Namespace earlier in the input still comes first for `kubectl apply -f`. A pod
+the webhook would hand to the scheduler (dracore.paths, under what `offer` says the cluster
+has) is renamed as the webhook renames it, and needs no template.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from typing import Any
 
 from dracore.dra import describe_object
 from dracore.errors import TranslationError
+from dracore.paths import NOTHING, ClusterOffer, choose_path, rename_for_scheduler
 from dracore.policy import Policy
+from dracore.record import SCHEDULER
 from dracore.translate import check_shared_claim_fits, translate
 from dracore.workload_kinds import template_of, template_path
 from kubectl_dra.documents import Document
@@ -26,6 +30,7 @@ class Conversion:
     objects: tuple[dict[str, Any], ...]
     warnings: tuple[str, ...]
     converted: int  # how many pod templates were rewritten
+    paths: tuple[str, ...] = ()  # per rewritten pod template: its path and why, one line each
 
 
 def template_problems(obj: dict[str, Any]) -> list[tuple[str, str]]:
@@ -45,11 +50,16 @@ def template_problems(obj: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def convert_documents(
-    documents: Iterable[Document], *, policy: Policy, namespace: str | None = None
+    documents: Iterable[Document],
+    *,
+    policy: Policy,
+    namespace: str | None = None,
+    offer: ClusterOffer = NOTHING,
 ) -> Conversion:
     """Rewrite every pod template; raises InputError naming the object on a policy denial."""
     out: list[dict[str, Any]] = []
     warnings: list[str] = []
+    paths: list[str] = []
     emitted: dict[tuple[str, str, str], dict[str, Any]] = {}
     converted = 0
     for document in documents:
@@ -67,13 +77,10 @@ def convert_documents(
         subject = describe_object(obj)
         if obj.get("kind") != "Pod":
             subject += " (pod template)"
+        pod = {"metadata": template.get("metadata") or {}, "spec": template.get("spec") or {}}
+        where = own_namespace or namespace
         try:
-            result = translate(
-                {"metadata": template.get("metadata") or {}, "spec": template.get("spec") or {}},
-                policy=policy,
-                namespace=own_namespace or namespace,
-                subject=subject,
-            )
+            result = translate(pod, policy=policy, namespace=where, subject=subject)
         except TranslationError as exc:
             raise InputError(f"{document.position}: {exc}") from None
         warnings += [f"{subject}: {w}" for w in result.warnings]
@@ -81,6 +88,18 @@ def convert_documents(
             out.append(obj)
             continue
         converted += 1
+        choice = choose_path(pod, policy=policy, namespace=where, namespace_labels={}, offer=offer)
+        paths.append(f"{subject}: {choice.path} path ({choice.reason})")
+        warnings += [f"{subject}: {choice.warning}"] if choice.warning else []
+        if choice.path == SCHEDULER:
+            renamed = rename_for_scheduler(
+                pod,
+                classes=dict(choice.classes),
+                policy=policy,
+                rules=policy.rules_for(where or ""),
+            )
+            out.append(_with_pod(obj, renamed))
+            continue
         for needed in (*result.templates, *result.shared_claims):
             if not own_namespace:
                 # Stay namespace-less like the object, so `kubectl apply -n NS` places both.
@@ -99,14 +118,18 @@ def convert_documents(
                 continue
             emitted[key] = needed
             out.append(needed)
-        path = template_path(obj) or ()
-        if path:
-            new_obj = dict(obj)
-            _set_template(new_obj, path, result.pod)
-        else:
-            new_obj = {**obj, **result.pod}
-        out.append(new_obj)
-    return Conversion(tuple(out), tuple(warnings), converted)
+        out.append(_with_pod(obj, result.pod))
+    return Conversion(tuple(out), tuple(warnings), converted, tuple(paths))
+
+
+def _with_pod(obj: dict[str, Any], pod: dict[str, Any]) -> dict[str, Any]:
+    """`obj` with its pod (or pod template) replaced by `pod`; `obj` itself is not changed."""
+    path = template_path(obj) or ()
+    if not path:
+        return {**obj, **pod}
+    new_obj = dict(obj)
+    _set_template(new_obj, path, pod)
+    return new_obj
 
 
 def _set_template(obj: dict[str, Any], path: tuple[str, ...], pod: dict[str, Any]) -> None:

@@ -29,6 +29,7 @@ from kubectl_dra.report import (
     PodClaim,
     PodReport,
     RequestRow,
+    Rewritten,
     Sharing,
 )
 from kubectl_dra.report.utilization import Usage, Utilization
@@ -182,14 +183,18 @@ def render_pods(
     columns += [Column("STATE"), Column("REQUEST", priority=2), Column("CONTAINERS", priority=3)]
     columns += [*_device_columns(wide=wide), Column("SHARED-WITH", priority=4)]
     columns += [Column("ORIGINAL", priority=3)] if original else []
+    # Who makes the claim of a rewritten pod: the webhook's template, or the scheduler.
+    columns += [Column("PATH", priority=4)] if original else []
     rows = []
     for pod in reports:
         lead = [*([pod.namespace] if namespaces else []), pod.name]
+        path = [_path(pod, wide=wide)] if original else []
         unreadable = pod.rewritten is not None and pod.rewritten.error is not None
         if not pod.claims:  # rewritten, but no device left to ask for (all counts 0)
             empty = [*lead, *[NONE] * (len(columns) - len(lead))]
             if original and pod.rewritten:
-                empty[-1] = UNREADABLE if unreadable else _join(pod.rewritten.containers)
+                empty[-2] = UNREADABLE if unreadable else _join(pod.rewritten.containers)
+                empty[-1] = path[0]
             rows.append(empty)
         for claim in pod.claims:
             head = [*lead, claim.name or NONE, _origin(claim)]
@@ -203,9 +208,18 @@ def render_pods(
                         *_device_cells(row, wide=wide),
                         _join(row.shared_with) if row else NONE,
                         *([_original(row, unreadable=unreadable)] if original else []),
+                        *path,
                     ]
                 )
     return format_table(columns, rows, width=_limit(width, wide=wide))
+
+
+def _path(pod: PodReport, *, wide: bool) -> str:
+    """`scheduler` or `templates`; wide, with who wrote the record (`scheduler/webhook`)."""
+    rewritten = pod.rewritten
+    if rewritten is None or rewritten.path is None:
+        return NONE
+    return f"{rewritten.path}/{rewritten.route}" if wide else rewritten.path
 
 
 def _original(row: RequestRow | None, *, unreadable: bool) -> str:
@@ -397,6 +411,13 @@ def _claim_state(claim: PodClaim) -> str:
     return claim.state
 
 
+def _path_line(rewritten: Rewritten | None) -> str | None:
+    if rewritten is None or rewritten.path is None:
+        return None
+    maker = "the scheduler" if rewritten.path == "scheduler" else "a template or named claim"
+    return f"{rewritten.path} (claim made by {maker}; rewritten by {rewritten.route})"
+
+
 def render_pod_blocks(reports: Sequence[PodReport], *, width: int | None = None) -> str:
     """`describe pod NAME`: per pod its place and phase (and while pending, the scheduler's
     reason), then per claim how it was made and its state, then per request the device."""
@@ -415,6 +436,7 @@ def render_pod_blocks(reports: Sequence[PodReport], *, width: int | None = None)
                 ("Phase", pod.phase or "<unknown>"),
                 ("Scheduling", pod.unscheduled if pod.phase in (None, "Pending") else None),
                 ("Rewritten from", original),
+                ("Path", _path_line(rewritten)),
             ]
         )
         block.lines.append("Claims:" + ("" if pod.claims else "  <none>"))

@@ -148,6 +148,13 @@ def cli() -> None:
     default="info",
     show_default=True,
 )
+@click.option(
+    "--listener-handoff",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Take the listening socket of --port from `dra-webhook hold-listener --handoff FOLDER` "
+    "(a sidecar in the same pod) instead of binding it, and lend it back to that sidecar when it "
+    "restarts: connections made while this server restarts wait instead of being refused.",
+)
 @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
 def serve(
     *,
@@ -172,6 +179,7 @@ def serve(
     reload_interval: float,
     metrics_dir: Path | None,
     log_level: LogLevel,
+    listener_handoff: Path | None,
     debug: bool,
 ) -> None:
     """Serve POST /mutate, /healthz, /readyz and /metrics over HTTPS (HTTP/1.1, keep-alive);
@@ -216,7 +224,7 @@ def serve(
     from webhook.serving.server import StartupError, build
 
     try:
-        server = build(settings)
+        server = build(settings, listener_handoff=listener_handoff)
     except StartupError as exc:
         if debug:
             raise
@@ -242,6 +250,22 @@ def _prepare_metrics_dir(path: Path | None) -> None:
     except OSError as exc:
         raise click.ClickException(f"metrics folder {path}: {exc.strerror}") from None
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+
+
+@cli.command(
+    "hold-listener",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def hold_listener(args: tuple[str, ...]) -> None:
+    """Hold serve's listening socket in a sidecar, so a killed server costs no refused
+    connection (`hold-listener --help`)."""
+    # `dra-webhook hold-listener` is dispatched before this module is imported (entrypoint.py);
+    # this command lists it and serves `python -m webhook hold-listener`.
+    from webhook.serving.handoff import main as hold
+
+    hold(list(args))
 
 
 cli.add_command(certs_group, name="certs")

@@ -17,6 +17,12 @@ SERVER_LIBRARIES: Final = frozenset(
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["hold-listener"]:
+        # A sidecar of every replica: it skips click and the server libraries to stay a few MB.
+        from webhook.serving.handoff import main as hold_listener
+
+        hold_listener(sys.argv[2:])
+        return
     try:
         from webhook.cli import main as serve
 

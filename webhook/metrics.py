@@ -58,6 +58,20 @@ TEMPLATES_CREATED = Counter(
     "dra_webhook_templates_created",
     "ResourceClaimTemplates and shared ResourceClaims the webhook created.",
 )
+# Who makes the claim of a rewritten pod: the webhook's template (or named claim), or the
+# scheduler after the rename to a DeviceClass's implicit extended resource name.
+PATHS: Final = ("templates", "scheduler")
+REVIEW_PATHS = Counter(
+    "dra_webhook_review_paths",
+    "Pods rewritten at CREATE, by the path that serves their GPUs (templates or scheduler).",
+    ["path"],
+)
+OFFER_READS = Counter(
+    "dra_webhook_offer_reads",
+    "Reads of the server version and DeviceClasses (what the cluster offers the scheduler's "
+    "path), by result (success; failure: the last good read stays in use).",
+    ["result"],
+)
 POLICY_RELOADS = Counter(
     "dra_webhook_policy_reloads",
     "Policy file changes seen, by result (success: now in force; failure: rejected).",
@@ -83,7 +97,7 @@ CERT_EXPIRY = Gauge(
 # there was none.
 API_CALLS: Final = frozenset(
     {"get_namespace", "get_resourceclaimtemplate", "create_resourceclaimtemplate",
-     "get_resourceclaim", "create_resourceclaim"}
+     "get_resourceclaim", "create_resourceclaim", "get_version", "list_deviceclasses"}
 )  # fmt: skip
 API_RESULTS: Final = frozenset(
     {"200", "201", "400", "401", "403", "404", "409", "422", "429", "500", "503",
@@ -114,7 +128,10 @@ for _outcome in OUTCOMES:
     REVIEWS.labels(operation="CREATE", outcome=_outcome)
 for _reason in CONNECTION_SHED_REASONS:
     CONNECTIONS_SHED.labels(reason=_reason)
+for _path in PATHS:
+    REVIEW_PATHS.labels(path=_path)
 for _result in ("success", "failure"):
+    OFFER_READS.labels(result=_result)
     POLICY_RELOADS.labels(result=_result)
     CERT_RELOADS.labels(result=_result)
 
@@ -141,6 +158,15 @@ def observe_review(operation: str, outcome: str, seconds: float, templates_creat
     REVIEW_SECONDS.observe(seconds)
     if templates_created:
         TEMPLATES_CREATED.inc(templates_created)
+
+
+def observe_path(path: str) -> None:
+    if path in PATHS:
+        REVIEW_PATHS.labels(path=path).inc()
+
+
+def observe_offer_read(ok: bool) -> None:
+    OFFER_READS.labels(result="success" if ok else "failure").inc()
 
 
 def observe_api_call(call: str, result: str, seconds: float) -> None:

@@ -7,22 +7,15 @@ unit tests compare with the webhook's rewrite and the e2e tests with the API ser
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from dracore import selectors
+from dracore.classes import IMPLICIT_PREFIX
+from dracore.paths import app_container_asks, rename_for_scheduler, scheduler_problem
 from dracore.policy import Policy, SharingRules
-from dracore.record import ContainerRecord, RewrittenRecord
-from dracore.translate import (
-    POD_SHARING_ANNOTATION,
-    REWRITTEN_ANNOTATION,
-    SHARED_CLAIM_ANNOTATION,
-    SKIP_ANNOTATION,
-)
-from dracore.translate import _tolerates as tolerates  # the webhook's test, shared on purpose
+from dracore.record import ADMISSION_POLICY_ROUTE
 
 API_VERSION: Final = "admissionregistration.k8s.io/v1"
 # Servers that serve MutatingAdmissionPolicy v1 without a feature gate.
@@ -123,35 +116,16 @@ class InProcessRoute:
         scope = self.scope_for(namespace, labels or {})
         if scope is None or not self.handles(pod, namespace=namespace, labels=labels):
             return None
-        new = copy.deepcopy(dict(pod))
-        spec = new["spec"]
-        renames = dict(scope.renames)
-        entries: list[ContainerRecord] = []
-        present: set[str] = set()
-        for container in spec["containers"]:
-            resources = container.get("resources") or {}
-            limits = resources.get("limits") or {}
-            for resource in sorted(k for k in limits if k in renames):
-                entries.append(ContainerRecord(container["name"], resource, int(limits[resource])))
-                present.add(resource)
-            for section in ("limits", "requests"):
-                values = resources.get(section) or {}
-                for resource in [k for k in values if k in renames]:
-                    values[renames[resource]] = values.pop(resource)
-        added = [
-            {"key": r, "operator": "Exists", "effect": "NoSchedule"}
-            for r in sorted(present)
-            if not any(tolerates(t, r) for t in spec.get("tolerations") or [])
-        ]
-        if added:
-            spec.setdefault("tolerations", []).extend(added)
-        record = RewrittenRecord(
-            policy=self.policy.digest, sharing=scope.rules.sharing, containers=tuple(entries)
+        classes = {
+            resource: implicit.removeprefix(IMPLICIT_PREFIX) for resource, implicit in scope.renames
+        }
+        return rename_for_scheduler(
+            pod,
+            classes={a.resource: classes[a.resource] for a in app_container_asks(pod, self.policy)},
+            policy=self.policy,
+            rules=scope.rules,
+            route=ADMISSION_POLICY_ROUTE,
         )
-        new.setdefault("metadata", {}).setdefault("annotations", {})[REWRITTEN_ANNOTATION] = (
-            record.to_annotation()
-        )
-        return new
 
     def denial(
         self, pod: Mapping[str, Any], *, namespace: str, labels: Mapping[str, str] | None = None
@@ -199,60 +173,23 @@ def _quantity_count(value: Any) -> int:
 
 
 def _handled_shape(route: InProcessRoute, pod: Mapping[str, Any], limits: Limits) -> bool:
-    policy = route.policy
-    metadata = pod.get("metadata") or {}
-    annotations = metadata.get("annotations") or {}
-    if (
-        annotations.get(SKIP_ANNOTATION) == "true"
-        or annotations.get(POD_SHARING_ANNOTATION) == "true"
-        or SHARED_CLAIM_ANNOTATION in annotations
-    ):
-        return False
-    spec = pod.get("spec") or {}
-    containers = spec.get("containers") or []
-    if not containers or len(containers) > INDEXED_CONTAINERS:
-        return False
-
-    def legacy(section: Mapping[str, Any]) -> list[str]:
-        return [k for k in section if policy.resource_rule(k) is not None]
-
-    def asks(container: Mapping[str, Any]) -> bool:
-        resources = container.get("resources") or {}
-        return bool(
-            legacy(resources.get("limits") or {}) or legacy(resources.get("requests") or {})
-        )
-
-    if any(asks(c) for c in spec.get("initContainers") or []):
-        return False
-    asking = [c for c in containers if asks(c)]
-    if not asking or (limits.one_gpu_container and len(asking) > 1):
-        return False
-    total = 0
-    for container in containers:
-        resources = container.get("resources") or {}
-        limits_, requests = resources.get("limits") or {}, resources.get("requests") or {}
-        for key in legacy(limits_):
-            value = limits_[key]
-            if key not in route.names or not isinstance(value, str) or not _COUNT.match(value):
-                return False
-            total += int(value)
-        if any(k not in limits_ or requests[k] != limits_[k] for k in legacy(requests)):
-            return False
-    if any(not _DNS_LABEL.match(str(c.get("name", ""))) for c in asking):
-        return False
-    if total > limits.max_devices:
-        return False
-    return not (limits.no_gpu_node_labels and _has_gpu_node_labels(spec))
-
-
-def _has_gpu_node_labels(spec: Mapping[str, Any]) -> bool:
-    if any(k in selectors.DEVICE_LABELS for k in spec.get("nodeSelector") or {}):
-        return True
-    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-        "requiredDuringSchedulingIgnoredDuringExecution"
-    ) or {}
-    return any(
-        e.get("key") in selectors.DEVICE_LABELS
-        for term in required.get("nodeSelectorTerms") or []
-        for e in term.get("matchExpressions") or []
+    """The scheduler's path takes the pod (dracore.paths), and so can the compiled CEL: few
+    enough indexed containers, canonical counts, container names it can compare."""
+    problem = scheduler_problem(
+        pod,
+        route.policy,
+        served=route.names,
+        one_gpu_container=limits.one_gpu_container,
+        no_gpu_node_labels=limits.no_gpu_node_labels,
     )
+    if problem is not None:
+        return False
+    containers = (pod.get("spec") or {}).get("containers") or []
+    if len(containers) > INDEXED_CONTAINERS:
+        return False
+    asks = list(app_container_asks(pod, route.policy))
+    if any(not isinstance(a.value, str) or not _COUNT.match(a.value) for a in asks):
+        return False
+    if any(not _DNS_LABEL.match(a.container) for a in asks):
+        return False
+    return sum(int(a.value) for a in asks) <= limits.max_devices

@@ -19,7 +19,7 @@ from kubectl_dra.report.devices import (
     owner_pod,
     reserved_pods,
 )
-from kubectl_dra.report.rewritten import read_rewritten, rewritten_originals
+from kubectl_dra.report.rewritten import read_rewritten, rewritten_originals, scheduler_originals
 from kubectl_dra.report.rows import (
     EXTENDED_RESOURCE_CLAIM_ANNOTATION,
     POD_CLAIM_NAME_ANNOTATION,
@@ -72,9 +72,10 @@ def _with_pod_context(
 
 
 def _extended_context(
-    status: Obj, claim: Obj | None
+    status: Obj, claim: Obj | None, renamed: Mapping[tuple[str, str], LegacyRequest]
 ) -> tuple[dict[str | None, list[str]], dict[str | None, list[LegacyRequest]]]:
-    """KEP-5004 request -> containers, and -> the extended resource each container asked for."""
+    """KEP-5004 request -> containers, and -> the extended resource each container asked for
+    (the legacy one, where `renamed` says the webhook renamed it)."""
     counts = {}
     for request in (((claim or {}).get("spec") or {}).get("devices") or {}).get("requests") or []:
         counts[request.get("name")] = (request.get("exactly") or {}).get("count", 1)
@@ -84,8 +85,10 @@ def _extended_context(
         request = mapping.get("requestName")
         container = mapping.get("containerName", "")
         containers[request].append(container)
+        resource = mapping.get("resourceName", "")
         originals[request].append(
-            LegacyRequest(container, mapping.get("resourceName", ""), counts.get(request))
+            renamed.get((container, resource))
+            or LegacyRequest(container, resource, counts.get(request))
         )
     return containers, originals
 
@@ -160,7 +163,7 @@ class _PodIndex:
             else self.owned(pod, EXTENDED_RESOURCE_CLAIM_ANNOTATION, "true")
         )
         if extended or claim is not None:
-            containers, originals = _extended_context(extended, claim)
+            containers, originals = _extended_context(extended, claim, scheduler_originals(pod))
             found.append(
                 self._pod_claim(
                     pod,

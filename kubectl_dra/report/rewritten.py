@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from dracore.record import ContainerRecord, RecordError, RewrittenRecord
+from dracore.classes import IMPLICIT_PREFIX
+from dracore.record import SCHEDULER, ContainerRecord, RecordError, RewrittenRecord
 from dracore.translate import REWRITTEN_ANNOTATION
 from kubectl_dra.report.devices import annotations_of
 from kubectl_dra.report.rows import LegacyRequest, Obj, Rewritten
@@ -44,7 +45,25 @@ def read_rewritten(pod: Obj) -> Rewritten | None:
         template=record.template,
         resource_claim=record.resource_claim,
         containers=tuple(_legacy(c) for c in record.containers),
+        path=record.path,
+        route=record.route,
     )
+
+
+def scheduler_originals(pod: Obj) -> dict[tuple[str, str], LegacyRequest]:
+    """(container, implicit extended resource name) -> the legacy request renamed to it, for a
+    pod on the scheduler's path; the scheduler's request mappings name only the new name."""
+    try:
+        record = _record(pod)
+    except RecordError:
+        return {}
+    if record is None or record.path != SCHEDULER:
+        return {}
+    return {
+        (c.container, IMPLICIT_PREFIX + c.device_class): _legacy(c)
+        for c in record.containers
+        if c.device_class
+    }
 
 
 def rewritten_originals(pod: Obj, pod_claim: str) -> dict[str | None, list[LegacyRequest]]:

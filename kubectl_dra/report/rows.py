@@ -108,6 +108,8 @@ class Rewritten:
     resource_claim: str | None
     containers: tuple[LegacyRequest, ...]
     error: str | None = None  # the annotation could not be read
+    path: str | None = None  # templates, or scheduler (the legacy resource renamed to a class)
+    route: str | None = None  # who wrote the record: webhook, or admission-policy
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,7 +124,7 @@ def test_workload_pod_templates_are_converted(
     if kind == "StatefulSet":
         obj["spec"]["serviceName"] = "train"
     manifest.write_text(yaml.safe_dump(obj))
-    out = objects(invoke("convert", "-f", str(manifest), "-n", "ml"))
+    out = objects(invoke("convert", "-f", str(manifest), "-n", "ml", "--no-classes"))
     assert_valid(*out)
     template, converted = out
     assert template["kind"] == "ResourceClaimTemplate"
@@ -142,7 +142,9 @@ def test_workload_pod_templates_are_converted(
 
 
 def test_json_output_is_a_list() -> None:
-    result = invoke("convert", "-f", str(ROOT / "examples/00-legacy-pod.yaml"), "-o", "json")
+    result = invoke(
+        "convert", "-f", str(ROOT / "examples/00-legacy-pod.yaml"), "-o", "json", "--no-classes"
+    )
     document = json.loads(result.stdout)
     assert (document["kind"], [i["kind"] for i in document["items"]]) == (
         "List",
@@ -157,10 +159,8 @@ def test_json_input_and_lists_are_read(tmp_path: Path) -> None:
             {"apiVersion": "v1", "kind": "List", "items": [make_pod(container("a", gpus=1))]}
         )
     )
-    assert [o["kind"] for o in objects(invoke("convert", "-f", str(manifest)))] == [
-        "ResourceClaimTemplate",
-        "Pod",
-    ]
+    converted = invoke("convert", "-f", str(manifest), "--kubernetes-version", "1.35")
+    assert [o["kind"] for o in objects(converted)] == ["ResourceClaimTemplate", "Pod"]
 
 
 @pytest.mark.parametrize(
@@ -231,3 +231,48 @@ def test_shell_completion_works_for_the_installed_executable() -> None:
         [sys.executable, "-m", "kubectl_dra"], env=env, capture_output=True, text=True, check=False
     )
     assert done.stdout.strip() == "plain,describe"
+
+
+# Which path each pod takes ---------------------------------------------------------------------
+
+
+def test_each_converted_pod_says_its_path_and_qualifying_ones_are_renamed(tmp_path: Path) -> None:
+    manifest = tmp_path / "pods.yaml"
+    plain = make_pod(container("app", gpus=2), name="plain")
+    init = make_pod(container("app", gpus=1), name="init", init=[container("prep", gpus=1)])
+    manifest.write_text(yaml.safe_dump_all([plain, init]))
+    result = invoke("convert", "-f", str(manifest))
+    assert [o["kind"] for o in objects(result)] == ["Pod", "ResourceClaimTemplate", "Pod"]
+    renamed = objects(result)[0]
+    assert renamed["spec"]["containers"][0]["resources"]["limits"] == {
+        "deviceclass.resource.kubernetes.io/kubectl-dra-gpu": 2
+    }
+    assert result.stderr.splitlines() == [
+        'Path: Pod "ml/plain": scheduler path (DeviceClass kubectl-dra-gpu on Kubernetes 1.37)',
+        'Path: Pod "ml/init": templates path (init container "prep" asks for GPUs; the '
+        "scheduler would give it devices of its own)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("flags", "reason"),
+    [
+        (("--no-classes",), "DeviceClass kubectl-dra-gpu is not in the cluster"),
+        (("--kubernetes-version", "v1.34.1"), "the server is Kubernetes 1.34"),
+    ],
+)
+def test_without_classes_or_on_an_old_server_pods_take_the_template_path(
+    flags: tuple[str, ...], reason: str
+) -> None:
+    result = invoke("convert", "-f", str(ROOT / "examples/00-legacy-pod.yaml"), *flags)
+    assert [o["kind"] for o in objects(result)] == ["ResourceClaimTemplate", "Pod"]
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("Path: ")]
+    assert "templates path" in line and reason in line
+
+
+def test_a_release_that_is_not_one_is_a_usage_error() -> None:
+    result = invoke(
+        "convert", "-f", str(ROOT / "examples/00-legacy-pod.yaml"), "--kubernetes-version", "new"
+    )
+    assert result.exit_code == 2
+    assert "'new' is not a release such as 1.37" in result.stderr

@@ -264,3 +264,26 @@ def test_outside_a_cluster_without_a_kubeconfig(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(ConfigError, match="pass --kubeconfig"):
         in_cluster()
+
+
+# What the cluster offers the scheduler's path ---------------------------------------------------
+
+CLASSES = "/apis/resource.k8s.io/v1/deviceclasses"
+
+
+def test_the_version_and_every_page_of_device_classes_are_read(api: tuple[FakeApi, Path]) -> None:
+    server, kubeconfig = api
+    gateway = ApiGateway.from_kubeconfig(str(kubeconfig))
+    server.routes[("GET", "/version")] = (200, {"gitVersion": "v1.37.2", "major": "1"})
+    first = {"items": [{"metadata": {"name": "a"}}], "metadata": {"continue": "t/1"}}
+    second = {"items": [{"metadata": {"name": "b"}}, "junk"], "metadata": {}}
+    server.routes[("GET", f"{CLASSES}?limit=250")] = (200, first)
+    server.routes[("GET", f"{CLASSES}?limit=250&continue=t%2F1")] = (200, second)
+    assert gateway.server_version(ample()) == "v1.37.2"
+    assert [c["metadata"]["name"] for c in gateway.device_classes(ample())] == ["a", "b"]
+    server.routes[("GET", f"{CLASSES}?limit=250")] = (403, FORBIDDEN)
+    with pytest.raises(GatewayError, match=r"cannot list DeviceClasses: .*\(HTTP 403\)"):
+        gateway.device_classes(ample())
+    server.routes[("GET", "/version")] = (200, ["not", "an", "object"])
+    with pytest.raises(GatewayError, match="the server version is not a JSON object"):
+        gateway.server_version(ample())

@@ -215,6 +215,11 @@ def test_compiled_policies_rename_exactly_the_pods_they_handle(
         assert container["resources"] == {"limits": {implicit: "2"}, "requests": {implicit: "2"}}
         record = json.loads(got["metadata"]["annotations"][REWRITTEN_ANNOTATION])
         assert record["sharing"] == sharing
+        assert (record["version"], record["path"], record["route"]) == (
+            2,
+            "scheduler",
+            "admission-policy",
+        )
         assert record["containers"] == [
             {
                 "container": "app-container",

@@ -109,6 +109,7 @@ NEEDED = [
     ("create", "resourceclaims.resource.k8s.io", "team-a", True),
     ("get", "resourceclaims.resource.k8s.io", "team-b", True),
     ("get", "namespaces", "", True),
+    ("list", "deviceclasses.resource.k8s.io", "", True),
 ]
 FORBIDDEN = [
     ("list", "resourceclaimtemplates.resource.k8s.io", "team-a", False),
@@ -126,6 +127,7 @@ FORBIDDEN = [
     ("get", "configmaps", NAMESPACE, False),
     ("update", "mutatingwebhookconfigurations.admissionregistration.k8s.io", "", False),
     ("create", "deviceclasses.resource.k8s.io", "", False),
+    ("watch", "deviceclasses.resource.k8s.io", "", False),
     ("list", "resourceslices.resource.k8s.io", "", False),
     ("get", "nodes", "", False),
     ("create", "clusterrolebindings.rbac.authorization.k8s.io", "", False),

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from dracore.classes import IMPLICIT_PREFIX, generate_classes
+from dracore.policy import Policy
 from hack import node as node_mod
 from hack.procs import ClusterError, log_tail
 from tests.e2e.e2e_support import (
@@ -26,6 +28,7 @@ from tests.e2e.e2e_support import (
     load_yaml_docs,
     seed_scenario,
 )
+from tests.e2e.test_scheduler_path_e2e import wait_for_rename
 
 pytestmark = pytest.mark.e2e
 
@@ -363,3 +366,36 @@ def test_deleting_a_pod_removes_its_template_claim_and_cdi_spec(
         timeout=60,
     )
     k8s.wait_for("the CDI spec to be removed", lambda: not spec_file.exists(), timeout=60)
+
+
+def test_a_scheduler_path_pod_gets_the_class_time_slicing(
+    k8s: E2ECluster, real_node: Node, webhooks: WebhookPool, namespace: str
+) -> None:
+    """Renamed by the webhook to the generated class of its namespace: the driver learns the
+    sharing from the class's config, which the scheduler put into the allocation."""
+    text = policy(
+        namespaces=[
+            {"names": [namespace], "sharing": "TimeSlicing", "timeSlicing": {"interval": "Long"}}
+        ]
+    )
+    # A selector of its own keeps other policies' webhooks off these classes.
+    document = yaml.safe_load(text)
+    document["spec"]["resources"][0]["selector"] = 'device.driver == "gpu.example.com"'
+    text = yaml.safe_dump(document)
+    manifests = generate_classes(Policy.from_yaml(text)).manifests
+    names = [m["metadata"]["name"] for m in manifests]
+    k8s.apply(yaml.safe_dump_all(manifests))
+    try:
+        webhooks.use(namespace, text)
+        wait_for_rename(k8s, namespace)
+        run_on_node(k8s, real_node, [legacy_example_pod("pod0", [("ctr0", 1)])], namespace)
+        pod = k8s.get_pod(namespace, "pod0")
+        limits = pod["spec"]["containers"][0]["resources"]["limits"]
+        assert limits == {IMPLICIT_PREFIX + "kubectl-dra-gpu-timeslicing-long": "1"}
+        assert pod["status"]["extendedResourceClaimStatus"]["resourceClaimName"]
+        view = seen(k8s, namespace, "pod0", "ctr0")
+        assert len(view.devices) == 1
+        assert view.settings() == {("TimeSlicing", "Long")}
+    finally:
+        k8s.delete_namespace(namespace)
+        k8s.kubectl("delete", "deviceclass", *names, "--ignore-not-found", check=False)

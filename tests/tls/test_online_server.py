@@ -36,6 +36,11 @@ def api(tmp_path: Path) -> Iterator[tuple[FakeApi, Path]]:
         yield running
 
 
+def review_calls(api: FakeApi) -> list[Any]:
+    """The calls reviews made: not the background reads of what the cluster offers."""
+    return [seen for seen in api.seen if seen[1] != "/version" and "/deviceclasses" not in seen[1]]
+
+
 def posted_templates(api: FakeApi) -> list[dict[str, Any]]:
     return [
         json.loads(body)
@@ -64,12 +69,17 @@ def test_what_a_review_needs_is_fetched_and_then_remembered(
     [template] = posted_templates(fake)
     config = template["spec"]["spec"]["devices"]["config"][0]["opaque"]["parameters"]
     assert config["sharing"]["strategy"] == "TimeSlicing"  # from the namespace's labels
-    calls = len(fake.seen)
+    calls = len(review_calls(fake))
     assert calls == 2  # the namespace, then the template
 
     status, second = server.post(gpu_review())
     assert status == 200 and second["response"]["patchType"] == "JSONPatch"
-    assert len(fake.seen) == calls  # labels cached, template known: no call
+    assert len(review_calls(fake)) == calls  # labels cached, template known: no call
+    # In the background, apart from reviews: the version once, the DeviceClasses.
+    assert {path for _, path, _, _ in fake.seen} - {p for _, p, _, _ in review_calls(fake)} <= {
+        "/version",
+        "/apis/resource.k8s.io/v1/deviceclasses?limit=250",
+    }
 
     samples = server.metrics()
     assert samples['dra_webhook_api_requests_total{call="get_namespace",result="200"}'] == 1

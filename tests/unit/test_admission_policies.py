@@ -551,10 +551,19 @@ def test_renamed_pod_names_the_class_of_its_namespace_and_records_the_request() 
     ]
     record = json.loads(renamed["metadata"]["annotations"][REWRITTEN_ANNOTATION])
     assert record == {
-        "containers": [{"container": "main", "count": 2, "resource": "nvidia.com/gpu"}],
+        "containers": [
+            {
+                "class": "kubectl-dra-gpu-timeslicing",
+                "container": "main",
+                "count": 2,
+                "resource": "nvidia.com/gpu",
+            }
+        ],
+        "path": "scheduler",
         "policy": ROUTE.policy.digest,
+        "route": "admission-policy",
         "sharing": "TimeSlicing",
-        "version": 1,
+        "version": 2,
     }
 
 

@@ -81,6 +81,7 @@ def test_rbac_grants_exactly_what_the_webhook_uses(
         ("resource.k8s.io", "resourceclaims", "create"),
         ("resource.k8s.io", "resourceclaims", "get"),
         ("", "namespaces", "get"),
+        ("resource.k8s.io", "deviceclasses", "list"),
     }
     binding = objects["ClusterRoleBinding", "kubectl-dra:webhook"]
     assert binding["subjects"] == [

@@ -57,7 +57,7 @@ def _with(**changes: Any) -> str:
         ("{not json", "not JSON"),
         ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
         ('{"a": "' + "x" * 300_000 + '"}', "more than a record can have"),
-        (_with(version=2), "version 2 is not one this release reads"),
+        (_with(version=3), "version 3 is not one this release reads (1 and 2)"),
         (_with(version=True), "version true"),
         (_with(extra=1), 'unknown field "extra"'),
         (_with(policy=5), "policy: expected a string"),
@@ -132,3 +132,75 @@ def test_describe_shows_a_forged_record_as_unreadable() -> None:
     (report,) = build_pod_reports([pod], [], [make_slice("node-0")])
     assert report.rewritten is not None and report.rewritten.error is not None
     assert report.rewritten.error.startswith("unreadable annotation: version 99")
+
+
+# --- version 2: path, route, class -------------------------------------------------------------
+
+
+def test_a_scheduler_path_record_survives_the_round_trip() -> None:
+    record = RewrittenRecord(
+        policy="p",
+        sharing="TimeSlicing",
+        containers=(ContainerRecord("a", "nvidia.com/gpu", 2, device_class="kubectl-dra-gpu"),),
+        path="scheduler",
+        route="admission-policy",
+    )
+    text = record.to_annotation()
+    assert json.loads(text)["version"] == 2
+    assert RewrittenRecord.from_annotation(text) == record
+
+
+@pytest.mark.parametrize(
+    ("claim", "path", "route"),
+    [("gpu", "templates", "webhook"), (None, "scheduler", "admission-policy")],
+)
+def test_version_1_records_get_the_path_and_route_their_writers_had(
+    claim: str | None, path: str, route: str
+) -> None:
+    old = {k: v for k, v in GOOD.items() if k not in ("claim", "template")}
+    old["containers"] = [{"container": "a", "resource": "nvidia.com/gpu", "count": 2}]
+    if claim:
+        old["claim"] = claim
+    record = RewrittenRecord.from_annotation(json.dumps(old))
+    assert (record.path, record.route) == (path, route)
+
+
+V2 = {
+    "version": 2,
+    "path": "scheduler",
+    "route": "webhook",
+    "policy": "p",
+    "sharing": "Exclusive",
+    "containers": [{"container": "a", "resource": "nvidia.com/gpu", "count": 1, "class": "c"}],
+}
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"path": "kubelet"}, 'path: "kubelet" is not one of templates, scheduler'),
+        ({"route": None}, "route: null is not one of webhook, admission-policy"),
+        ({"path": None}, "path: null is not one of"),
+        ({"claim": "gpu"}, "claim: a scheduler-path record names no claim"),
+        (
+            {"containers": [{"container": "a", "resource": "r", "count": 1, "requests": ["x"]}]},
+            "containers[0].requests: a scheduler-path record names no claim requests",
+        ),
+        ({"containers": [{"container": "a", "resource": "r", "count": 1, "class": 3}]}, "class"),
+        ({"extra": 1}, 'unknown field "extra"'),
+    ],
+)
+def test_version_2_records_are_read_strictly(changes: dict[str, Any], problem: str) -> None:
+    with pytest.raises(RecordError) as err:
+        RewrittenRecord.from_annotation(json.dumps({**V2, **changes}))
+    assert problem in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_version_1_records_carry_no_version_2_fields() -> None:
+    with pytest.raises(RecordError, match="path: not a field of version 1 records"):
+        RewrittenRecord.from_annotation(_with(path="templates"))
+    bad = copy.deepcopy(GOOD)
+    bad["containers"][0]["class"] = "c"  # type: ignore[index]
+    with pytest.raises(RecordError, match='unknown field "class"'):
+        RewrittenRecord.from_annotation(json.dumps(bad))

@@ -798,7 +798,9 @@ def test_rewritten_annotation_records_what_was_replaced() -> None:
         "policy": "builtin",
         "sharing": "Exclusive",
         "template": result.templates[0]["metadata"]["name"],
-        "version": 1,
+        "version": 2,
+        "path": "templates",
+        "route": "webhook",
     }
 
 

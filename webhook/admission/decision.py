@@ -25,7 +25,9 @@ from dracore import admission_review as review
 from dracore.admission_review import AdmissionRequest, AdmissionReviewOut, Decision
 from dracore.errors import TranslationError
 from dracore.existing import template_difference
+from dracore.paths import NOTHING, PathChoice, choose_path, rename_for_scheduler
 from dracore.policy import Policy
+from dracore.record import SCHEDULER, TEMPLATES
 from dracore.translate import (
     Translation,
     check_shared_claim_fits,
@@ -94,6 +96,7 @@ class Outcome:
     response: AdmissionReviewOut
     decision: Decision
     templates_created: int = 0
+    path: str | None = None  # of a rewritten pod: record.TEMPLATES or record.SCHEDULER
 
 
 class Admission:
@@ -110,6 +113,7 @@ class Admission:
         # Namespace labels change rarely; a short memory saves a GET per review.
         self._labels: dict[str, tuple[float, dict[str, str]]] = {}
         self._labels_ttl = 30.0
+        self._policy_digest: str | None = None
 
     def decide_inline(self, request: AdmissionRequest) -> Outcome | Pending:
         """The decision if it needs no API call, else what it needs; never blocks."""
@@ -140,6 +144,7 @@ class Admission:
         if request.operation != "CREATE":
             return Outcome(review.build_allowed(request.uid), "unchanged")
         policy = self._policy()
+        self._notice_policy(policy)
         labels: dict[str, str] = {}
         try:
             if policy.needs_namespace_labels and request.namespace and self._gateway is not None:
@@ -161,6 +166,15 @@ class Admission:
                     request.uid, warnings=result.warnings, audit=result.audit
                 )
                 return Outcome(response, "unchanged")
+            choice = choose_path(
+                request.object,
+                policy=policy,
+                namespace=request.namespace or None,
+                namespace_labels=labels,
+                offer=self._gateway.offer() if self._gateway is not None else NOTHING,
+            )
+            if choice.path == SCHEDULER:
+                return self._scheduler_outcome(request, policy, labels, choice, result)
             created = 0
             if self._gateway is not None:
                 if deadline is None:
@@ -173,10 +187,40 @@ class Admission:
                     )
         except (TranslationError, GatewayError) as exc:
             return Outcome(review.build_denied(request.uid, str(exc)), "denied")
+        warnings = (*result.warnings, *([choice.warning] if choice.warning else []))
         response = review.build_patched(
-            request.uid, old=request.object, new=result.pod, warnings=result.warnings
+            request.uid, old=request.object, new=result.pod, warnings=warnings
         )
-        return Outcome(response, "patched", created)
+        return Outcome(response, "patched", created, TEMPLATES)
+
+    @staticmethod
+    def _scheduler_outcome(
+        request: AdmissionRequest,
+        policy: Policy,
+        labels: dict[str, str],
+        choice: PathChoice,
+        result: Translation,
+    ) -> Outcome:
+        """The legacy resource renamed to the class's implicit name: the scheduler makes the
+        claim, so nothing is created here. `result` is the template path's rewrite, which has
+        already applied the policy's limits and denials to this pod."""
+        renamed = rename_for_scheduler(
+            request.object,
+            classes=dict(choice.classes),
+            policy=policy,
+            rules=policy.rules_for(request.namespace or "", labels),
+        )
+        response = review.build_patched(
+            request.uid, old=request.object, new=renamed, warnings=result.warnings
+        )
+        return Outcome(response, "patched", 0, SCHEDULER)
+
+    def _notice_policy(self, policy: Policy) -> None:
+        """A new policy may name classes the last read of the cluster did not look for."""
+        if policy.digest != self._policy_digest:
+            self._policy_digest = policy.digest
+            if self._gateway is not None:
+                self._gateway.refresh_offer()
 
     @staticmethod
     def _key(template: dict[str, Any]) -> tuple[str, str]:

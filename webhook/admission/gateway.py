@@ -11,6 +11,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from dracore.paths import NOTHING, ClusterOffer
 from webhook.deadline import Deadline
 from webhook.errors import GatewayError
 
@@ -33,6 +34,13 @@ class ClusterGateway(Protocol):
     def namespace_labels(self, name: str, *, deadline: Deadline) -> dict[str, str]:
         """The labels of a namespace ({} if it has none)."""
 
+    def offer(self) -> ClusterOffer:
+        """What the cluster offers the scheduler's path, as last read; never blocks (nothing
+        until the first read has answered)."""
+
+    def refresh_offer(self) -> None:
+        """Read the offer again soon (the policy changed); returns at once."""
+
 
 class MemoryGateway:
     """An in-memory ClusterGateway for tests; `calls` counts API round trips."""
@@ -44,6 +52,8 @@ class MemoryGateway:
         self.calls = 0
         self.refuse: str | None = None
         self.budgets: list[float] = []  # what each call had left of its deadline
+        self.offered: ClusterOffer = NOTHING
+        self.offer_refreshes = 0
 
     def _key(self, obj: Mapping[str, Any]) -> tuple[str, str]:
         metadata = obj["metadata"]
@@ -87,3 +97,9 @@ class MemoryGateway:
         self.calls += 1
         self.budgets.append(deadline.remaining())
         return dict(self.namespaces.get(name, {}))
+
+    def offer(self) -> ClusterOffer:
+        return self.offered
+
+    def refresh_offer(self) -> None:
+        self.offer_refreshes += 1

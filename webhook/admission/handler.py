@@ -164,6 +164,8 @@ class Reviewer:
         metrics.observe_review(
             parsed.operation, outcome.decision, elapsed, outcome.templates_created
         )
+        if outcome.path is not None:
+            metrics.observe_path(outcome.path)
         fields = self._fields(parsed)
         log.info(
             "review uid=%s namespace=%s pod=%s decision=%s",

@@ -1,8 +1,9 @@
-"""The webhook's own API client: five calls over HTTPS, without the `kubernetes` package.
+"""The webhook's own API client: seven calls over HTTPS, without the `kubernetes` package.
 
 The serving path reads a namespace's labels and reads or creates ResourceClaimTemplates and
-ResourceClaims; nothing else. The official client would add about 20 MiB to every worker
-process (its generated models and APIs), for those five requests. `ApiGateway` makes them with
+ResourceClaims; in the background it reads the server's version and lists DeviceClasses
+(`webhook.apiclient.offer`); nothing else. The official client would add about 20 MiB to
+every worker process (its generated models and APIs), for those seven requests. `ApiGateway` makes them with
 `http.client` over one TLS context and keeps a few connections alive.
 
 What one call may cost is bounded:
@@ -46,9 +47,11 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from dracore import jsonio
+from dracore.paths import ClusterOffer
 from dracore.status import status_line
 from dracore.yamlinput import YamlInputError, load_all
 from webhook import metrics
+from webhook.apiclient.offer import OfferRefresher
 from webhook.deadline import Deadline
 from webhook.errors import GatewayError
 
@@ -69,6 +72,11 @@ RETRY_STATUSES = frozenset({429, 503})
 # the least time a retry must have left after its wait to be worth sending.
 DEFAULT_RETRY_AFTER = 1.0
 MIN_ATTEMPT_SECONDS = 0.1
+DEVICE_CLASSES_PATH = "/apis/resource.k8s.io/v1/deviceclasses"
+# DeviceClasses are listed in pages, each one answer under MAX_ANSWER_BYTES; a cluster with more
+# than this many pages is not read further (the classes of the rest count as missing).
+CLASSES_PER_PAGE = 250
+MAX_CLASS_PAGES = 8
 
 
 @dataclass(frozen=True)
@@ -308,6 +316,9 @@ class ApiGateway:
         self._credentials = credentials
         self._timeout = timeout
         self._idle: queue.LifoQueue[tuple[float, _Connection]] = queue.LifoQueue()
+        self._offer = OfferRefresher(
+            read_version=self.server_version, list_classes=self.device_classes
+        )
 
     @classmethod
     def from_kubeconfig(
@@ -341,6 +352,64 @@ class ApiGateway:
 
     def create_claim(self, claim: Mapping[str, Any], *, deadline: Deadline) -> bool:
         return self._create("resourceclaims", claim, deadline)
+
+    def offer(self) -> ClusterOffer:
+        return self._offer.offer()
+
+    def refresh_offer(self) -> None:
+        self._offer.refresh()
+
+    # --- what the cluster offers the scheduler's path (read in the background) ----------------
+
+    def server_version(self, deadline: Deadline) -> str:
+        """The API server's gitVersion, e.g. v1.37.2."""
+        status, body = self._request(
+            "GET", "/version", "reading the server version", call="get_version", deadline=deadline
+        )
+        if status != 200:
+            raise GatewayError(f"cannot read the server version: {self._reason(status, body)}")
+        version = self._json(body, "the server version").get("gitVersion")
+        if not isinstance(version, str):
+            raise GatewayError("the server's /version has no gitVersion")
+        return version
+
+    def device_classes(self, deadline: Deadline) -> list[dict[str, Any]]:
+        """Every DeviceClass, page by page (at most MAX_CLASS_PAGES pages)."""
+        found: list[dict[str, Any]] = []
+        token = ""
+        for _ in range(MAX_CLASS_PAGES):
+            query = f"?limit={CLASSES_PER_PAGE}" + (
+                f"&continue={quote(token, safe='')}" if token else ""
+            )
+            status, body = self._request(
+                "GET",
+                DEVICE_CLASSES_PATH + query,
+                "listing DeviceClasses",
+                call="list_deviceclasses",
+                deadline=deadline,
+            )
+            if status != 200:
+                raise GatewayError(f"cannot list DeviceClasses: {self._reason(status, body)}")
+            page = self._json(body, "the DeviceClass list")
+            items = page.get("items")
+            if isinstance(items, list):
+                found.extend(i for i in items if isinstance(i, dict))
+            metadata = page.get("metadata")
+            following = metadata.get("continue") if isinstance(metadata, dict) else None
+            if not isinstance(following, str) or not following:
+                break
+            token = following
+        return found
+
+    @staticmethod
+    def _json(body: bytes, what: str) -> dict[str, Any]:
+        try:
+            found = jsonio.loads(body)
+        except ValueError:
+            raise GatewayError(f"{what} is not JSON") from None
+        if not isinstance(found, dict):
+            raise GatewayError(f"{what} is not a JSON object")
+        return found
 
     # --- requests -----------------------------------------------------------------------------
 

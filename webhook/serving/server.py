@@ -17,6 +17,8 @@ gunicorn's arbiter, embedded as a library, still manages the processes:
   through `tls_context.dispatching`, so a rotated certificate applies from the next handshake.
 - `child_exit` tells prometheus_client a worker died (multiprocess metrics); a killed worker is
   replaced by the arbiter.
+- With a listener handoff (`webhook.serving.handoff`), the serving port's socket comes from
+  the pod's sidecar instead of a bind, and the master lends it back to a restarted sidecar.
 - SIGTERM: the listening sockets close, idle connections are closed, in-flight reviews get up
   to `graceful_timeout` seconds, then the process exits.
 """
@@ -29,6 +31,7 @@ import logging
 import os
 import ssl
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -37,7 +40,7 @@ from gunicorn.glogging import Logger
 from gunicorn.workers.base import Worker
 
 from webhook import metrics
-from webhook.serving import http11, logs, tls_context
+from webhook.serving import handoff, http11, logs, tls_context
 from webhook.serving.endpoints import Endpoints
 from webhook.serving.reload import CertReloader, PolicyReloader, Reloadable, Watcher
 from webhook.settings import Settings
@@ -114,21 +117,39 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no
         settings: Settings,
         certificate: CertReloader,
         policy: PolicyReloader | None,
+        lender: handoff.Lender | None = None,
     ) -> None:
         self._app = app
         self.settings = settings
         self.certificate = certificate
         self._policy = policy
+        self._lender = lender
         super().__init__()
+
+    def _binds(self) -> list[str]:
+        """gunicorn's `bind`: addresses, or with a handed-over socket, descriptors (fd://N):
+        given one descriptor, gunicorn binds nothing itself, so the probe port is bound here."""
+        settings = self.settings
+        if self._lender is None:
+            return [settings.bind] + ([settings.probe_bind] if settings.probe_port else [])
+        # gunicorn closes each descriptor it is given once it has its own copy: a duplicate of
+        # the handed-over socket (the lender keeps the original), and the probe socket itself.
+        fds = [os.dup(self._lender.listener.fileno())]
+        if settings.probe_port is not None:
+            fds.append(handoff.bind_listener(settings.host, settings.probe_port).detach())
+        return [f"fd://{fd}" for fd in fds]
 
     def load_config(self) -> None:
         settings = self.settings
         certificate = self.certificate
         reloaders: list[Reloadable] = [r for r in (self._policy, certificate) if r is not None]
         policy = self._policy
+        lender = self._lender
         EventLoopWorker.server = self
 
         def post_worker_init(_worker: Worker) -> None:
+            if lender is not None:
+                lender.close_copy()  # the master lends; a worker's copy would outlive nothing
             # A worker forked later (after a crash) starts from the master's copy, which is as
             # old as the server: read the files now, before it accepts its first connection.
             watcher = Watcher(reloaders, interval=settings.reload_interval)
@@ -146,8 +167,7 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no
             metrics.mark_process_dead(worker.pid)
 
         options: dict[str, Any] = {
-            "bind": [settings.bind]
-            + ([settings.probe_bind] if settings.probe_port is not None else []),
+            "bind": self._binds(),
             "workers": settings.workers,
             "worker_class": EventLoopWorker,
             "graceful_timeout": settings.graceful_timeout,
@@ -179,8 +199,9 @@ class StartupError(Exception):
     """A one-line reason the server cannot start (a bad file or flag); no traceback needed."""
 
 
-def build(settings: Settings) -> WebhookServer:
-    """The server `settings` describe: certificate, policy, API client and app, loaded now."""
+def build(settings: Settings, *, listener_handoff: Path | None = None) -> WebhookServer:
+    """The server `settings` describe: certificate, policy, API client and app, loaded now;
+    with `listener_handoff`, the serving port's socket taken from the sidecar there."""
     from dracore.errors import PolicyError
     from dracore.policy import Policy
     from webhook.errors import GatewayError
@@ -220,4 +241,14 @@ def build(settings: Settings) -> WebhookServer:
     endpoints = Endpoints.build(
         settings, policy=reloader or Policy.default(), gateway=gateway, status=status
     )
-    return WebhookServer(endpoints, settings=settings, certificate=certificate, policy=reloader)
+    lender = None
+    if listener_handoff is not None:
+        try:
+            listener = handoff.receive(listener_handoff, settings.port)
+            lender = handoff.Lender(listener, listener_handoff / handoff.SERVER_SOCKET)
+        except handoff.HandoffError as exc:
+            raise StartupError(str(exc)) from None
+        lender.start()
+    return WebhookServer(
+        endpoints, settings=settings, certificate=certificate, policy=reloader, lender=lender
+    )
