@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 import yaml
 
+from bench.webhook_faults import pod_containers
 from hack import node as node_mod
 from kubectl_dra.cli import cli
 from tests.e2e.e2e_support import ROOT, load_yaml_docs, seed_scenario
@@ -284,19 +285,10 @@ def test_the_route_serves_simple_pods_without_the_webhook(release: Release) -> N
 
 
 def _webhook_processes(uids: set[str]) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cgroups = (proc / "cgroup").read_text()
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        in_replica = any(f"pod{u}" in cgroups or u.replace("-", "_") in cgroups for u in uids)
-        if in_replica and b"dra-webhook" in cmdline:
-            found.append(int(proc.name))
-    return found
+    """The host pids of every dra-webhook container (server and listener) of these pods."""
+    return [
+        pid for uid in uids for container in pod_containers(uid).values() for pid in container.pids
+    ]
 
 
 def test_with_every_replica_killed_the_route_still_serves(release: Release) -> None:
