@@ -406,6 +406,31 @@ class KubeGateway:
             "list mutatingwebhookconfigurations",
         )
 
+    def list_mutating_admission_policies(self) -> list[dict[str, Any]]:
+        """admissionregistration.k8s.io/v1 MutatingAdmissionPolicies; [] where not served."""
+        return self._list_admission("mutatingadmissionpolicies", "MutatingAdmissionPolicy")
+
+    def list_mutating_admission_policy_bindings(self) -> list[dict[str, Any]]:
+        return self._list_admission(
+            "mutatingadmissionpolicybindings", "MutatingAdmissionPolicyBinding"
+        )
+
+    def _list_admission(self, plural: str, kind: str) -> list[dict[str, Any]]:
+        from kubernetes import client
+
+        api = client.CustomObjectsApi(self._api_client)
+        what = f"list {plural}"
+        try:
+            response = self._call_json(
+                what,
+                lambda: api.list_cluster_custom_object(
+                    "admissionregistration.k8s.io", "v1", plural, _preload_content=False
+                ),
+            )
+        except NotFoundError:  # before Kubernetes 1.36: no route can be installed
+            return []
+        return self._items(response, kind, "admissionregistration.k8s.io/v1", what)
+
     def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The ConfigMap, or None if it does not exist."""
         what = f"get configmap {name} in namespace {namespace}"

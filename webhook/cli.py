@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from webhook.ops.certs_cli import certs_group
+from webhook.ops.route_cli import admission_policies_group
 from webhook.settings import LogLevel, Settings
 
 
@@ -268,6 +269,7 @@ def hold_listener(args: tuple[str, ...]) -> None:
 
 
 cli.add_command(certs_group, name="certs")
+cli.add_command(admission_policies_group, name="admission-policies")
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dracore import sharing
+from dracore.admission_policies.guard import PolicySource
 from dracore.admission_policies.manifests import manifests
 from dracore.admission_policies.route import (
     WEBHOOK_NAMESPACE,
@@ -18,9 +19,14 @@ from dracore.policy import MAX_DEVICES_PER_CLAIM, Policy, SharingRules
 
 
 def compile_route(
-    policy: Policy, classes: ClassSet, *, webhook_namespace: str = WEBHOOK_NAMESPACE
+    policy: Policy,
+    classes: ClassSet,
+    *,
+    webhook_namespace: str = WEBHOOK_NAMESPACE,
+    guard: PolicySource | None = None,
 ) -> InProcessRoute:
-    """The admission policies for `policy`, given the DeviceClasses generated for it."""
+    """The admission policies for `policy`, given the DeviceClasses generated for it; with
+    `guard`, they act only while its ConfigMap holds the text `policy` was read from."""
     notes: list[str] = []
     if policy.mode != "Enforce":
         notes.append(
@@ -88,7 +94,7 @@ def compile_route(
         manifests=[],
     )
     if policy.mode == "Enforce":
-        route.manifests.extend(manifests(route))
+        route.manifests.extend(manifests(route, guard))
     return route
 
 

@@ -7,7 +7,7 @@ copied as data, never evaluated.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from dracore import cel, selectors
 from dracore.admission_policies.route import (
@@ -19,6 +19,7 @@ from dracore.admission_policies.route import (
     Scope,
     limit_message,
 )
+from dracore.classes import IMPLICIT_PREFIX
 from dracore.jsonio import canonical_ascii
 from dracore.policy import Policy
 from dracore.translate import (
@@ -27,6 +28,12 @@ from dracore.translate import (
     SHARED_CLAIM_ANNOTATION,
     SKIP_ANNOTATION,
 )
+
+# The record (dracore.record, version 2) of a pod renamed here: the scheduler makes its claim
+# from the implicit extended resource name (KEP-5004), and the compiled policy wrote it.
+RECORD_VERSION: Final = 2
+RECORD_PATH: Final = "scheduler"
+RECORD_ROUTE: Final = "admission-policy"
 
 
 def _pointer(*parts: str) -> str:
@@ -238,12 +245,15 @@ def variables(route: InProcessRoute, scope: Scope) -> list[dict[str, str]]:
             f"({present} && !({tolerated}) ? [{{'key': {literal}, "
             "'operator': 'Exists', 'effect': 'NoSchedule'}] : [])"
         )
+    # [legacy name, its JSON, the JSON of the class it is renamed to]
     pairs = ", ".join(
-        f"[{cel.string_literal(r)}, {cel.string_literal(canonical_ascii(r))}]" for r in route.names
+        f"[{cel.string_literal(r)}, {cel.string_literal(canonical_ascii(r))}, "
+        f"{cel.string_literal(canonical_ascii(implicit.removeprefix(IMPLICIT_PREFIX)))}]"
+        for r, implicit in scope.renames
     )
     entry = (
-        '\'{"container":"\' + c.name + \'","count":\' + c.resources.limits[p[0]] + '
-        "',\"resource\":' + p[1] + '}'"
+        '\'{"class":\' + p[2] + \',"container":"\' + c.name + \'","count":\' + '
+        "c.resources.limits[p[0]] + ',\"resource\":' + p[1] + '}'"
     )
     containers = (
         f"object.spec.containers.map(c, has(c.resources) && has(c.resources.limits) ? "
@@ -252,11 +262,11 @@ def variables(route: InProcessRoute, scope: Scope) -> list[dict[str, str]]:
     )
     head = "{" + '"containers":['
     tail = (
-        '],"policy":'
+        f'],"path":{canonical_ascii(RECORD_PATH)},"policy":'
         + canonical_ascii(route.policy.digest)
-        + ',"sharing":'
+        + f',"route":{canonical_ascii(RECORD_ROUTE)},"sharing":'
         + canonical_ascii(scope.rules.sharing)
-        + ',"version":1}'
+        + f',"version":{RECORD_VERSION}}}'
     )
     record = f"{cel.string_literal(head)} + {containers} + {cel.string_literal(tail)}"
     return [

@@ -11,6 +11,7 @@ from dracore.admission_policies.expressions import (
     validation,
     variables,
 )
+from dracore.admission_policies.guard import PARAM_KIND, PolicySource
 from dracore.admission_policies.route import (
     API_VERSION,
     IGNORE_LABEL,
@@ -67,13 +68,29 @@ def _selectors(route: InProcessRoute, scope: Scope) -> list[tuple[str, dict[str,
     return found
 
 
-def manifests(route: InProcessRoute) -> list[dict[str, Any]]:
+def manifests(route: InProcessRoute, guard: PolicySource | None = None) -> list[dict[str, Any]]:
+    """Per scope a mutating and a validating policy and their bindings; with `guard`, each
+    policy reads the policy ConfigMap and acts only while it holds the text compiled from.
+
+    The validating policies are guarded too: they run after the webhook, and a stale one would
+    judge the pods the webhook admitted under the new policy by the old maxGPUsPerPod.
+    """
     manifests: list[dict[str, Any]] = []
     handled = handled_conditions(route)
+    param_kind: dict[str, Any] = {}
+    current: list[dict[str, str]] = []
+    bound: dict[str, Any] = {}
+    if guard is not None:
+        param_kind, current, bound = (
+            {"paramKind": dict(PARAM_KIND)},
+            [guard.condition()],
+            {"paramRef": guard.param_ref()},
+        )
     for scope in route.scopes:
         bindings = _selectors(route, scope)
         if not bindings:
             continue  # every namespace it names is exempt or named by an earlier rule
+        checks = validation(route, scope)
         rename = f"kubectl-dra-rename-{scope.key}"
         limits = f"kubectl-dra-limits-{scope.key}"
         manifests.append(
@@ -82,8 +99,9 @@ def manifests(route: InProcessRoute) -> list[dict[str, Any]]:
                 "kind": "MutatingAdmissionPolicy",
                 "metadata": _metadata(rename),
                 "spec": {
+                    **param_kind,
                     "matchConstraints": {"resourceRules": _POD_RULES},
-                    "matchConditions": handled,
+                    "matchConditions": [*current, *handled],
                     "variables": variables(route, scope),
                     "mutations": [
                         {
@@ -103,9 +121,11 @@ def manifests(route: InProcessRoute) -> list[dict[str, Any]]:
                 "kind": "ValidatingAdmissionPolicy",
                 "metadata": _metadata(limits),
                 "spec": {
+                    **param_kind,
                     "matchConstraints": {"resourceRules": _POD_RULES},
                     "failurePolicy": "Fail",
-                    **validation(route, scope),
+                    **checks,
+                    "matchConditions": [*current, *checks["matchConditions"]],
                 },
             }
         )
@@ -121,6 +141,7 @@ def manifests(route: InProcessRoute) -> list[dict[str, Any]]:
                         "metadata": _metadata(f"{policy_name}-{suffix}" if suffix else policy_name),
                         "spec": {
                             "policyName": policy_name,
+                            **bound,
                             "matchResources": {"namespaceSelector": selector},
                             **extra,
                         },

@@ -34,6 +34,12 @@ def _details(row: WorkloadAudit, *, wide: bool) -> str:
     return text
 
 
+def _current(current: bool | None) -> str:
+    if current is None:
+        return "no guard"
+    return "yes" if current else "no: the webhook serves its pods"
+
+
 def render_audit(report: AuditReport, *, wide: bool, width: int | None = None) -> str:
     """The tables; without wide, fitted to `width` (prose wraps, low-priority columns drop)."""
     limit = None if wide else width
@@ -46,6 +52,11 @@ def render_audit(report: AuditReport, *, wide: bool, width: int | None = None) -
     headers = [Column("NAMESPACE"), Column("WORKLOAD"), Column("REPLICAS", priority=2)]
     headers += [Column("LEGACY/POD", priority=1), Column("DECISION")]
     headers += [*([Column("EXEMPT")] if wide else []), Column("DETAILS", wrap=True)]
+    # With the compiled route in the cluster: which of the two serves each workload's pods.
+    routes = {(r.namespace, r.workload): r.route for r in report.routes}
+    with_route = bool(report.admission_policies)
+    if with_route:
+        headers.insert(5, Column("ROUTE", priority=1))
     rows = [
         [
             w.namespace,
@@ -53,6 +64,7 @@ def render_audit(report: AuditReport, *, wide: bool, width: int | None = None) -
             str(w.replicas),
             _demand(w),
             w.decision,
+            *([routes.get((w.namespace, f"{w.kind}/{w.name}"), NONE)] if with_route else []),
             *([w.exempt or NONE] if wide else []),
             _details(w, wide=wide),
         ]
@@ -92,7 +104,19 @@ def render_audit(report: AuditReport, *, wide: bool, width: int | None = None) -
         ([f.severity, f.check, f.message] for f in report.findings),
         width=limit,
     )
-    parts = [header + workloads, capacity if report.capacity else "No DRA devices are published.\n"]
+    parts = [header + workloads]
+    if report.admission_policies:
+        parts.append(
+            format_table(
+                ["ADMISSION POLICY BINDING", "POLICY", "CONFIGMAP", "CURRENT"],
+                (
+                    [b.name, b.policy, b.configmap or NONE, _current(b.current)]
+                    for b in report.admission_policies
+                ),
+                width=limit,
+            )
+        )
+    parts.append(capacity if report.capacity else "No DRA devices are published.\n")
     if report.demand:
         parts.append(demand)
     parts.append(findings)

@@ -8,7 +8,7 @@ ConfigMap), however many objects exist; `build_audit` joins them in memory.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dracore.demand import plugin_held_gpus
@@ -24,6 +24,7 @@ from kubectl_dra.audit.readiness import (
     model_capacity,
 )
 from kubectl_dra.audit.registrations import registrations
+from kubectl_dra.audit.route import RouteBinding, route_bindings, workload_routes
 from kubectl_dra.audit.workloads import WORKLOAD_KINDS, find_workloads
 from kubectl_dra.celcheck.matching import DeviceMatcher
 
@@ -43,6 +44,9 @@ class AuditReader(Protocol):
     def list_device_classes(self) -> list[dict[str, Any]]: ...
     def list_resource_claims(self, namespace: str | None) -> list[dict[str, Any]]: ...
     def list_mutating_webhook_configurations(self) -> list[dict[str, Any]]: ...
+    def list_mutating_admission_policies(self) -> list[dict[str, Any]]: ...
+    def list_mutating_admission_policy_bindings(self) -> list[dict[str, Any]]: ...
+    def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,11 @@ class ClusterObjects:
     classes: Sequence[Obj]
     claims: Sequence[Obj]
     webhook_configurations: Sequence[Obj]
+    # The compiled admission-policy route (Kubernetes 1.36+), and the ConfigMaps its bindings
+    # read: (namespace, name) -> the ConfigMap, None when missing.
+    admission_policies: Sequence[Obj] = ()
+    admission_policy_bindings: Sequence[Obj] = ()
+    policy_configmaps: Mapping[tuple[str, str], Obj | None] = field(default_factory=dict)
 
 
 def read_cluster(reader: AuditReader, namespace: str | None) -> ClusterObjects:
@@ -61,6 +70,12 @@ def read_cluster(reader: AuditReader, namespace: str | None) -> ClusterObjects:
         kind: reader.list_workloads(kind, namespace) for kind in WORKLOAD_KINDS if kind != "Pod"
     }
     workloads["Pod"] = reader.list_pods(namespace)
+    bindings = reader.list_mutating_admission_policy_bindings()
+    refs = {
+        (str(ref.get("namespace", "")), str(ref.get("name", "")))
+        for b in bindings
+        if (ref := (b.get("spec") or {}).get("paramRef") or {}).get("name")
+    }
     return ClusterObjects(
         workloads=workloads,
         namespaces=reader.list_namespaces(),
@@ -69,6 +84,9 @@ def read_cluster(reader: AuditReader, namespace: str | None) -> ClusterObjects:
         classes=reader.list_device_classes(),
         claims=reader.list_resource_claims(None),  # capacity is cluster-wide
         webhook_configurations=reader.list_mutating_webhook_configurations(),
+        admission_policies=reader.list_mutating_admission_policies(),
+        admission_policy_bindings=bindings,
+        policy_configmaps={ref: reader.get_config_map(*ref) for ref in sorted(refs)},
     )
 
 
@@ -90,6 +108,13 @@ class AuditSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkloadRoute:
+    namespace: str
+    workload: str  # Kind/name
+    route: str  # "admission-policy" (renamed in the API server) or "webhook"
+
+
+@dataclass(frozen=True, slots=True)
 class AuditReport:
     policy: PolicyInForce
     summary: AuditSummary
@@ -97,6 +122,9 @@ class AuditReport:
     capacity: tuple[ModelCapacity, ...]
     demand: tuple[DemandCapacity, ...]
     findings: tuple[Finding, ...]
+    # The compiled admission-policy route's bindings found, and each workload's route.
+    admission_policies: tuple[RouteBinding, ...] = ()
+    routes: tuple[WorkloadRoute, ...] = ()
 
 
 def build_audit(objects: ClusterObjects, *, policy: Policy, source: str) -> AuditReport:
@@ -105,8 +133,9 @@ def build_audit(objects: ClusterObjects, *, policy: Policy, source: str) -> Audi
         for ns in objects.namespaces
     }
     hooks = registrations(objects.webhook_configurations)
+    workloads = find_workloads(objects.workloads)
     rows = decide_all(
-        find_workloads(objects.workloads),
+        workloads,
         policy=policy,
         namespaces=labels,
         hooks=hooks,
@@ -134,6 +163,19 @@ def build_audit(objects: ClusterObjects, *, policy: Policy, source: str) -> Audi
         exempt=sum(r.exempt is not None for r in rows),
         ready=not any(f.severity == "unready" for f in found),
     )
+    bindings = route_bindings(
+        objects.admission_policies,
+        objects.admission_policy_bindings,
+        lambda namespace, name: objects.policy_configmaps.get((namespace, name)),
+    )
+    audited = {(r.namespace, r.kind, r.name) for r in rows}
+    routes = workload_routes(
+        [w for w in workloads if (w.namespace, w.kind, w.name) in audited],
+        policy=policy,
+        bindings=bindings,
+        namespaces=labels,
+        slices=objects.slices,
+    )
     return AuditReport(
         policy=PolicyInForce(source, policy.mode, policy.digest),
         summary=summary,
@@ -141,4 +183,9 @@ def build_audit(objects: ClusterObjects, *, policy: Policy, source: str) -> Audi
         capacity=tuple(model_capacity(matcher.devices)),
         demand=tuple(demand),
         findings=tuple(found),
+        admission_policies=tuple(bindings),
+        routes=tuple(
+            WorkloadRoute(namespace, f"{kind}/{name}", route)
+            for (namespace, kind, name), route in routes.items()
+        ),
     )

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from kubectl_dra.commands.common import emit, load_policy, mig_profile_option, policy_option
+
+if TYPE_CHECKING:
+    from dracore.admission_policies.guard import PolicySource
 
 
 @click.command("admission-policies")
@@ -27,6 +31,15 @@ from kubectl_dra.commands.common import emit, load_policy, mig_profile_option, p
     help="The webhook's namespace, left alone as its registration leaves it alone.",
 )
 @click.option(
+    "--policy-configmap",
+    "configmap",
+    metavar="NAMESPACE/NAME[:KEY]",
+    help="The ConfigMap (and key, default policy.yaml) the --policy file is installed as. Each "
+    "policy then acts only while that ConfigMap holds exactly the file's text: after an edit "
+    "it steps aside and the webhook serves the pods until this is applied again. Without it "
+    "no such guard is written.",
+)
+@click.option(
     "-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", help="Output format."
 )
 def admission_policies(
@@ -34,6 +47,7 @@ def admission_policies(
     mig_profiles: tuple[str, ...],
     kubernetes_version: str,
     webhook_namespace: str,
+    configmap: str | None,
     output: str,
 ) -> None:
     """Print the DeviceClasses and admission policies that serve simple GPU pods in the API server.
@@ -50,12 +64,15 @@ def admission_policies(
 
     \b
     Examples:
+      kubectl dra admission-policies --policy policy.yaml \\
+          --policy-configmap kubectl-dra/kubectl-dra-policy | kubectl apply --server-side -f -
       kubectl dra admission-policies --policy policy.yaml | kubectl apply -f -
       kubectl dra admission-policies --policy policy.yaml --kubernetes-version 1.35
     """
     from dracore.admission_policies import compile_route, serves_admission_policies
     from dracore.classes import generate_classes, parse_kubernetes_version
     from dracore.names import is_dns_label
+    from dracore.policy import Policy
     from kubectl_dra.render import to_json_list, to_yaml_stream
 
     version = parse_kubernetes_version(kubernetes_version)
@@ -68,7 +85,16 @@ def admission_policies(
         raise click.BadParameter(
             f"{webhook_namespace!r} is not a namespace name", param_hint="--webhook-namespace"
         )
-    policy = load_policy(policy_file)
+    guard = None
+    if configmap is not None:
+        if policy_file is None:
+            raise click.UsageError(
+                "--policy-configmap needs --policy: the file whose exact text the ConfigMap holds"
+            )
+        guard = _policy_source(policy_file, configmap)
+        policy = Policy.from_yaml(guard.text, source=str(policy_file))
+    else:
+        policy = load_policy(policy_file)
     if not serves_admission_policies(version):
         click.echo(
             f"Note: Kubernetes {kubernetes_version} has no MutatingAdmissionPolicy v1 (1.36+): "
@@ -77,8 +103,26 @@ def admission_policies(
         )
         return
     classes = generate_classes(policy, mig_profiles=mig_profiles)
-    route = compile_route(policy, classes, webhook_namespace=webhook_namespace)
+    route = compile_route(policy, classes, webhook_namespace=webhook_namespace, guard=guard)
     for note in (*classes.notes, *route.notes):
         click.echo(f"Note: {note}", err=True)
+    if guard is None and route.manifests:
+        click.echo(
+            "Note: no --policy-configmap: the policies carry no guard and keep renaming under "
+            "this policy after the webhook's ConfigMap changes; apply them again after each edit",
+            err=True,
+        )
     manifests = [*classes.manifests, *route.manifests] if route.manifests else []
     emit(to_json_list(manifests) if output == "json" else to_yaml_stream(manifests))
+
+
+def _policy_source(policy_file: Path, reference: str) -> PolicySource:
+    """The --policy-configmap target and the exact text of the --policy file."""
+    from dracore.admission_policies.guard import ConfigMapReferenceError, read_policy_source
+
+    try:
+        return read_policy_source(policy_file, reference)
+    except ConfigMapReferenceError as exc:
+        raise click.BadParameter(str(exc), param_hint="--policy-configmap") from None
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None

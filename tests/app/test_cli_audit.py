@@ -25,7 +25,9 @@ def gpu_pod(name: str, ns: str, gpus: int) -> dict[str, Any]:
     return {
         "kind": "Pod",
         "metadata": {"name": name, "namespace": ns},
-        "spec": {"containers": [{"name": "m", "resources": {"limits": {"nvidia.com/gpu": gpus}}}]},
+        "spec": {
+            "containers": [{"name": "m", "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}]
+        },
     }
 
 
@@ -39,6 +41,8 @@ class AuditFake:
         self.pods = [gpu_pod("small", "ml", 1), gpu_pod("big", "ml", 4), gpu_pod("other", "web", 1)]
         self.nodes, self.slices = [fakegpu.make_node(node)], [fakegpu.make_slice(node)]
         self.configmap = configmap
+        self.admission_policies: list[dict[str, Any]] = []
+        self.admission_policy_bindings: list[dict[str, Any]] = []
         self.calls: list[str] = []
 
     def _log(self, what: str) -> None:
@@ -78,6 +82,14 @@ class AuditFake:
         self._log("list MutatingWebhookConfiguration")
         return []
 
+    def list_mutating_admission_policies(self) -> list[dict[str, Any]]:
+        self._log("list MutatingAdmissionPolicy")
+        return self.admission_policies
+
+    def list_mutating_admission_policy_bindings(self) -> list[dict[str, Any]]:
+        self._log("list MutatingAdmissionPolicyBinding")
+        return self.admission_policy_bindings
+
     def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         self._log(f"get ConfigMap {namespace}/{name}")
         return self.configmap
@@ -104,8 +116,9 @@ def test_table_uses_the_cluster_policy_and_the_context_namespace() -> None:
     assert table[2].split()[:5] == ["ml", "Pod/small", "1", "nvidia.com/gpu=1", "rewritten"]
     assert 'Pod "ml/big"' in table[1] and "maxGPUsPerPod" in table[1]
     # One call per list, whatever the cluster holds: 7 workload kinds, pods, namespaces, nodes,
-    # slices, classes, claims, webhook configurations, and the policy ConfigMap.
-    assert len(fake.calls) == len(set(fake.calls)) == 15
+    # slices, classes, claims, webhook configurations, the admission policies and their
+    # bindings, and the policy ConfigMap.
+    assert len(fake.calls) == len(set(fake.calls)) == 17
 
 
 def test_json_document_and_all_namespaces() -> None:
@@ -122,6 +135,8 @@ def test_json_document_and_all_namespaces() -> None:
         "capacity",
         "demand",
         "findings",
+        "admissionPolicies",
+        "routes",
     }
     assert [(w["namespace"], w["name"], w["decision"]) for w in doc["workloads"]] == [
         ("ml", "big", "denied"),
@@ -170,3 +185,58 @@ def test_bad_input_is_one_line() -> None:
     assert bad.exit_code == 1
     assert bad.stderr.startswith('Error: ConfigMap "kubectl-dra-policy" data.policy.yaml: ')
     assert "Traceback" not in bad.output
+
+
+def with_compiled_route(fake: AuditFake) -> AuditFake:
+    """The cluster as the chart's installer leaves it: the policy ConfigMap's text compiled,
+    guarded by that ConfigMap."""
+    from dracore.admission_policies import compile_route
+    from dracore.admission_policies.guard import PolicySource
+    from dracore.classes import generate_classes
+    from dracore.policy import Policy
+
+    text = POLICY_CM["data"]["policy.yaml"]
+    policy = Policy.from_yaml(text)
+    source = PolicySource("kubectl-dra", "kubectl-dra-policy", "policy.yaml", text)
+    manifests = compile_route(policy, generate_classes(policy), guard=source).manifests
+    fake.admission_policies = [m for m in manifests if m["kind"] == "MutatingAdmissionPolicy"]
+    fake.admission_policy_bindings = [
+        m for m in manifests if m["kind"] == "MutatingAdmissionPolicyBinding"
+    ]
+    return fake
+
+
+def test_the_route_bindings_and_each_workloads_route_are_shown() -> None:
+    fake = with_compiled_route(AuditFake())
+    result = run(fake, "-o", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["admissionPolicies"] == [
+        {
+            "name": "kubectl-dra-rename-defaults",
+            "policy": "kubectl-dra-rename-defaults",
+            "configmap": "kubectl-dra/kubectl-dra-policy",
+            "current": True,
+        }
+    ]
+    # small (1 GPU) is renamed in the API server; big (4, over maxGPUsPerPod 2) goes to the
+    # webhook, which denies it.
+    assert {r["workload"]: r["route"] for r in doc["routes"]} == {
+        "Pod/big": "webhook",
+        "Pod/small": "admission-policy",
+    }
+    table = run(fake).stdout
+    assert "ROUTE" in table.splitlines()[2]
+    assert "kubectl-dra-rename-defaults" in table and "admission-policy" in table
+
+
+def test_an_edited_configmap_shows_the_route_stepped_aside() -> None:
+    fake = with_compiled_route(AuditFake())
+    edited = json.loads(json.dumps(POLICY_CM))
+    edited["data"]["policy.yaml"] += "# edited\n"
+    fake.configmap = edited
+    doc = json.loads(run(fake, "-o", "json").stdout)
+    assert [b["current"] for b in doc["admissionPolicies"]] == [False]
+    assert {r["route"] for r in doc["routes"]} == {"webhook"}
+    table = run(fake).stdout
+    assert "no: the webhook serves its pods" in table

@@ -131,6 +131,21 @@ class E2ECluster:
         result: T = builders.wait_for(fn, timeout=timeout, interval=POLL, what=what)
         return result
 
+    def wait_phase_running(
+        self, namespace: str, name: str, *, timeout: float = 120
+    ) -> dict[str, Any]:
+        """The pod once its phase is Running; else fail with the namespace's events."""
+
+        def running() -> dict[str, Any] | None:
+            pod = self.get_pod(namespace, name)
+            return pod if pod["status"].get("phase") == "Running" else None
+
+        try:
+            return self.wait_for(f"{namespace}/{name} running", running, timeout=timeout)
+        except AssertionError as exc:
+            events = self.kubectl("get", "events", "-n", namespace, check=False).stdout
+            raise AssertionError(f"{exc}\nevents:\n{events}") from None
+
     def wait_scheduled(self, namespace: str, name: str, *, timeout: float = 60) -> dict[str, Any]:
         # Generous: devices of an earlier test's force-deleted pods come back only once the
         # controller-manager has deleted their claims, which a loaded machine delays.

@@ -140,16 +140,7 @@ def legacy_gpu_pod(k8s: E2ECluster, namespace: str) -> dict[str, Any]:
     for doc in docs:
         doc["metadata"]["namespace"] = namespace
     k8s.apply(yaml.safe_dump_all(node_mod.for_real_node(docs)), namespace=namespace)
-
-    def running() -> dict[str, Any] | None:
-        pod = k8s.get_pod(namespace, "pod0")
-        return pod if pod["status"].get("phase") == "Running" else None
-
-    try:
-        return k8s.wait_for(f"{namespace}/pod0 running", running, timeout=120)
-    except AssertionError as exc:
-        events = k8s.kubectl("get", "events", "-n", namespace, check=False).stdout
-        raise AssertionError(f"{exc}\nevents:\n{events}") from None
+    return k8s.wait_phase_running(namespace, "pod0")
 
 
 def assert_served_in_cluster(ic: InCluster, release_ns: str) -> None:
