@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                     "nodeSelector": {node_mod.REAL_NODE_LABEL: "true"},
                     "policy": yaml.safe_load(configmap["data"]["policy.yaml"]),
                     "server": {"listenerHandoff": {"enabled": args.listener_handoff}},
+                    # Every pod through the webhook: simple pods would skip it otherwise.
+                    "admissionPolicies": {"enabled": False},
                 }
             )
         )

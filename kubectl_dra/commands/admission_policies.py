@@ -40,6 +40,14 @@ if TYPE_CHECKING:
     "no such guard is written.",
 )
 @click.option(
+    "--claim-resource-names/--no-claim-resource-names",
+    default=False,
+    show_default=True,
+    help="Also let the default classes claim the legacy names (spec.extendedResourceName). Off: "
+    "the policies rename to implicit names, and a driver's own class may already claim "
+    "`nvidia.com/gpu` (the newest claimant wins).",
+)
+@click.option(
     "-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", help="Output format."
 )
 def admission_policies(
@@ -48,6 +56,7 @@ def admission_policies(
     kubernetes_version: str,
     webhook_namespace: str,
     configmap: str | None,
+    claim_resource_names: bool,
     output: str,
 ) -> None:
     """Print the DeviceClasses and admission policies that serve simple GPU pods in the API server.
@@ -102,7 +111,9 @@ def admission_policies(
             err=True,
         )
         return
-    classes = generate_classes(policy, mig_profiles=mig_profiles)
+    classes = generate_classes(
+        policy, mig_profiles=mig_profiles, extended_resource_names=claim_resource_names
+    )
     route = compile_route(policy, classes, webhook_namespace=webhook_namespace, guard=guard)
     for note in (*classes.notes, *route.notes):
         click.echo(f"Note: {note}", err=True)

@@ -58,6 +58,8 @@ ROUTE_KINDS = (
     "validatingadmissionpolicies,validatingadmissionpolicybindings,deviceclasses"
 )
 PROBE_PORT = 8081
+# The chart's default, which the webhook-only in-cluster tests turn off.
+ROUTE_ON = {"enabled": True}
 
 
 def route_policy(max_gpus: int = 8) -> dict[str, Any]:
@@ -100,7 +102,7 @@ class Release:
         return total
 
     def upgrade(self, policy: dict[str, Any]) -> None:
-        values = self.ic.values(self.tmp, policy=policy)
+        values = self.ic.values(self.tmp, policy=policy, admissionPolicies=ROUTE_ON)
         upgraded = self.ic.helm(
             "upgrade", RELEASE, str(CHART), "-n", self.namespace, "-f", str(values),
             "--timeout=240s", check=False,
@@ -125,7 +127,8 @@ def release(
     try:
         installed = incluster.helm(
             "install", RELEASE, str(CHART), "-n", namespace, "--create-namespace",
-            "-f", str(incluster.values(tmp, policy=route_policy())), "--timeout=240s",
+            "-f", str(incluster.values(tmp, policy=route_policy(), admissionPolicies=ROUTE_ON)),
+            "--timeout=240s",
             check=False,
         )  # fmt: skip
         assert installed.returncode == 0, f"{installed.stderr}\nhook:\n{hook_logs(k8s, namespace)}"

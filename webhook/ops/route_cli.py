@@ -76,6 +76,14 @@ def admission_policies_group() -> None:
     help="A MIG profile (e.g. 1g.10gb) to make classes for, so its pods are renamed too. "
     "Repeatable.",
 )
+@click.option(
+    "--claim-resource-names/--no-claim-resource-names",
+    default=False,
+    show_default=True,
+    help="Also let the default classes claim the legacy names (spec.extendedResourceName), so "
+    "the scheduler serves pods neither route touches (exempt namespaces) through them. Off: a "
+    "driver's own class may already claim `nvidia.com/gpu`, and the newest claimant wins.",
+)
 @_kubeconfig
 @_context
 def apply(
@@ -83,6 +91,7 @@ def apply(
     configmap: str,
     webhook_namespace: str,
     mig_profiles: tuple[str, ...],
+    claim_resource_names: bool,
     kubeconfig: str | None,
     context: str | None,
 ) -> None:
@@ -111,7 +120,9 @@ def apply(
         if not installer.serves_admission_policies():
             click.echo(_NO_MAP.format(what="applied"))
             return
-        classes = generate_classes(policy, mig_profiles=mig_profiles)
+        classes = generate_classes(
+            policy, mig_profiles=mig_profiles, extended_resource_names=claim_resource_names
+        )
         route = compile_route(policy, classes, webhook_namespace=webhook_namespace, guard=source)
         for note in (*classes.notes, *route.notes):
             click.echo(f"Note: {note}", err=True)
