@@ -57,6 +57,24 @@ def render_audit(report: AuditReport, *, wide: bool, width: int | None = None) -
     with_route = bool(report.admission_policies)
     if with_route:
         headers.insert(5, Column("ROUTE", priority=1))
+    # Once some rewritten pod would take the scheduler's path: which path each one takes.
+    paths = {(r.namespace, r.workload): r.path for r in report.routes}
+    rewritten = [w for w in report.workloads if w.decision == "rewritten"]
+    with_path = any(
+        paths.get((w.namespace, f"{w.kind}/{w.name}")) == "scheduler" for w in rewritten
+    )
+    if with_path:
+        headers.insert(6 if with_route else 5, Column("PATH", priority=1))
+
+    def path(w: WorkloadAudit) -> list[str]:
+        if not with_path:
+            return []
+        return [
+            paths.get((w.namespace, f"{w.kind}/{w.name}"), NONE)
+            if w.decision == "rewritten"
+            else NONE
+        ]
+
     rows = [
         [
             w.namespace,
@@ -65,6 +83,7 @@ def render_audit(report: AuditReport, *, wide: bool, width: int | None = None) -
             _demand(w),
             w.decision,
             *([routes.get((w.namespace, f"{w.kind}/{w.name}"), NONE)] if with_route else []),
+            *path(w),
             *([w.exempt or NONE] if wide else []),
             _details(w, wide=wide),
         ]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dracore.demand import plugin_held_gpus
+from dracore.paths import ClusterOffer
 from dracore.policy import Policy
 from kubectl_dra.audit.decide import WorkloadAudit, decide_all, namespace_labels
 from kubectl_dra.audit.readiness import (
@@ -47,6 +48,7 @@ class AuditReader(Protocol):
     def list_mutating_admission_policies(self) -> list[dict[str, Any]]: ...
     def list_mutating_admission_policy_bindings(self) -> list[dict[str, Any]]: ...
     def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def server_version(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,7 @@ class ClusterObjects:
     admission_policies: Sequence[Obj] = ()
     admission_policy_bindings: Sequence[Obj] = ()
     policy_configmaps: Mapping[tuple[str, str], Obj | None] = field(default_factory=dict)
+    server_version: str | None = None  # e.g. v1.37.2: whether the scheduler's path is offered
 
 
 def read_cluster(reader: AuditReader, namespace: str | None) -> ClusterObjects:
@@ -87,6 +90,7 @@ def read_cluster(reader: AuditReader, namespace: str | None) -> ClusterObjects:
         admission_policies=reader.list_mutating_admission_policies(),
         admission_policy_bindings=bindings,
         policy_configmaps={ref: reader.get_config_map(*ref) for ref in sorted(refs)},
+        server_version=reader.server_version(),
     )
 
 
@@ -112,6 +116,7 @@ class WorkloadRoute:
     namespace: str
     workload: str  # Kind/name
     route: str  # "admission-policy" (renamed in the API server) or "webhook"
+    path: str  # "scheduler" (renamed to a class's implicit name) or "templates"
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +180,7 @@ def build_audit(objects: ClusterObjects, *, policy: Policy, source: str) -> Audi
         bindings=bindings,
         namespaces=labels,
         slices=objects.slices,
+        offer=ClusterOffer.from_cluster(objects.server_version, objects.classes),
     )
     return AuditReport(
         policy=PolicyInForce(source, policy.mode, policy.digest),
@@ -185,7 +191,7 @@ def build_audit(objects: ClusterObjects, *, policy: Policy, source: str) -> Audi
         findings=tuple(found),
         admission_policies=tuple(bindings),
         routes=tuple(
-            WorkloadRoute(namespace, f"{kind}/{name}", route)
-            for (namespace, kind, name), route in routes.items()
+            WorkloadRoute(namespace, f"{kind}/{name}", route, path)
+            for (namespace, kind, name), (route, path) in routes.items()
         ),
     )

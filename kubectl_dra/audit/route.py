@@ -20,7 +20,9 @@ from typing import Any, Final
 from dracore.admission_policies import compile_route
 from dracore.admission_policies.guard import GUARD_CONDITION, PolicySource
 from dracore.classes import generate_classes, published_mig_profiles
+from dracore.paths import ClusterOffer, choose_path
 from dracore.policy import Policy
+from dracore.record import SCHEDULER
 from kubectl_dra.audit.workloads import Workload
 
 Obj = Mapping[str, Any]
@@ -100,15 +102,23 @@ def workload_routes(
     bindings: Sequence[RouteBinding],
     namespaces: Mapping[str, Mapping[str, str]],
     slices: Iterable[Obj],
-) -> dict[tuple[str, str, str], str]:
-    """(namespace, kind, name) -> the route its pods take: `admission-policy` or `webhook`."""
-    routes = {(w.namespace, w.kind, w.name): WEBHOOK for w in workloads}
-    if not any(b.current is not False for b in bindings):
-        return routes  # no route in force: every pod reaches the webhook
-    classes = generate_classes(policy, mig_profiles=published_mig_profiles(slices))
-    route = compile_route(policy, classes)
+    offer: ClusterOffer,
+) -> dict[tuple[str, str, str], tuple[str, str]]:
+    """(namespace, kind, name) -> the route its pods take (`admission-policy` or `webhook`) and
+    the path (`scheduler`: renamed to a class the scheduler serves, or `templates`). The
+    webhook's path is its own choice (dracore.paths) against the classes in the cluster."""
+    route = None
+    if any(b.current is not False for b in bindings):  # else every pod reaches the webhook
+        classes = generate_classes(policy, mig_profiles=published_mig_profiles(slices))
+        route = compile_route(policy, classes)
+    routes = {}
     for w in workloads:
         labels = namespaces.get(w.namespace) or {"kubernetes.io/metadata.name": w.namespace}
-        if route.handles(w.pod, namespace=w.namespace, labels=labels):
-            routes[(w.namespace, w.kind, w.name)] = ADMISSION_POLICY
+        if route is not None and route.handles(w.pod, namespace=w.namespace, labels=labels):
+            routes[(w.namespace, w.kind, w.name)] = (ADMISSION_POLICY, SCHEDULER)
+            continue
+        choice = choose_path(
+            w.pod, policy=policy, namespace=w.namespace, namespace_labels=labels, offer=offer
+        )
+        routes[(w.namespace, w.kind, w.name)] = (WEBHOOK, choice.path)
     return routes

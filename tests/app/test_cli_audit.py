@@ -43,6 +43,8 @@ class AuditFake:
         self.configmap = configmap
         self.admission_policies: list[dict[str, Any]] = []
         self.admission_policy_bindings: list[dict[str, Any]] = []
+        self.version = "v1.37.2"
+        self.classes = fakegpu.device_classes()
         self.calls: list[str] = []
 
     def _log(self, what: str) -> None:
@@ -72,7 +74,7 @@ class AuditFake:
 
     def list_device_classes(self) -> list[dict[str, Any]]:
         self._log("list DeviceClass")
-        return fakegpu.device_classes()
+        return self.classes
 
     def list_resource_claims(self, namespace: str | None) -> list[dict[str, Any]]:
         self._log("list ResourceClaim")
@@ -93,6 +95,10 @@ class AuditFake:
     def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         self._log(f"get ConfigMap {namespace}/{name}")
         return self.configmap
+
+    def server_version(self) -> str:
+        self._log("get version")
+        return self.version
 
 
 def run(fake: Any, *args: str) -> Result:
@@ -117,8 +123,8 @@ def test_table_uses_the_cluster_policy_and_the_context_namespace() -> None:
     assert 'Pod "ml/big"' in table[1] and "maxGPUsPerPod" in table[1]
     # One call per list, whatever the cluster holds: 7 workload kinds, pods, namespaces, nodes,
     # slices, classes, claims, webhook configurations, the admission policies and their
-    # bindings, and the policy ConfigMap.
-    assert len(fake.calls) == len(set(fake.calls)) == 17
+    # bindings, the policy ConfigMap and the server's version.
+    assert len(fake.calls) == len(set(fake.calls)) == 18
 
 
 def test_json_document_and_all_namespaces() -> None:
@@ -240,3 +246,35 @@ def test_an_edited_configmap_shows_the_route_stepped_aside() -> None:
     assert {r["route"] for r in doc["routes"]} == {"webhook"}
     table = run(fake).stdout
     assert "no: the webhook serves its pods" in table
+
+
+def _generated_classes() -> list[dict[str, Any]]:
+    from dracore.classes import generate_classes
+    from dracore.policy import Policy
+
+    policy = Policy.from_yaml(POLICY_CM["data"]["policy.yaml"], source="test")
+    return [dict(c.manifest) for c in generate_classes(policy).classes]
+
+
+def test_the_path_each_rewritten_workload_takes_follows_the_classes_and_the_release() -> None:
+    fake = AuditFake()
+    fake.classes = [*fakegpu.device_classes(), *_generated_classes()]
+    document = json.loads(run(fake, "-o", "json").stdout)
+    paths = {r["workload"]: r["path"] for r in document["routes"]}
+    assert paths["Pod/small"] == "scheduler"
+    table = run(fake).stdout.splitlines()
+    assert table[2].split()[5] == "PATH"
+    assert table[4].split()[:6] == [
+        "ml",
+        "Pod/small",
+        "1",
+        "nvidia.com/gpu=1",
+        "rewritten",
+        "scheduler",
+    ]
+    assert table[3].split()[5] == "-"  # denied: no path
+
+    fake.version = "v1.34.4"  # the scheduler does not serve extended resources by default
+    document = json.loads(run(fake, "-o", "json").stdout)
+    assert {r["workload"]: r["path"] for r in document["routes"]}["Pod/small"] == "templates"
+    assert "PATH" not in run(fake).stdout.splitlines()[2]
