@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Every route a legacy GPU pod can take, side by side on one control plane (`make bench-paths`).
 
-Routes (README, "Three ways a legacy GPU pod is served"), each in namespaces of its own:
+Routes (README, "Four ways a legacy GPU pod is served"), each in namespaces of its own:
 
   native, template    the pod as `kubectl dra convert` writes it, with its ResourceClaimTemplate
                       made beforehand; no webhook, no admission policy (the namespaces carry
