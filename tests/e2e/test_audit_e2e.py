@@ -205,8 +205,9 @@ def test_audit_matches_what_the_webhook_does(
             assert rows[ref]["replicas"] == replicas, ref
     assert rows["DaemonSet/probe"]["replicas"] >= 1
     assert rows["Pod/solo"]["demand"] == {GPU: 3}
-    # A constant number of calls: discovery + 14 lists (no ConfigMap read with --policy).
-    assert requests == 15
+    # A constant number of calls: discovery, 16 lists (14 + the admission policies and their
+    # bindings) and the server's version (no ConfigMap read with --policy).
+    assert requests == 18
 
     objects = {f"{w['kind']}/{w['metadata']['name']}": w for w in workloads()}
     for ref, row in rows.items():
