@@ -22,7 +22,7 @@ Modules: `route` (the InProcessRoute and its decisions in Python), `compile` (po
 route), `expressions` (the CEL), `manifests` (policies and bindings).
 """
 
-from dracore.admission_policies.compile import compile_route
+from dracore.admission_policies.compile import compile_install, compile_route
 from dracore.admission_policies.expressions import (
     asks_for_legacy_resources,
     handled_conditions,
@@ -45,6 +45,7 @@ __all__ = [
     "Limits",
     "Scope",
     "asks_for_legacy_resources",
+    "compile_install",
     "compile_route",
     "handled_conditions",
     "legacy_predicate",

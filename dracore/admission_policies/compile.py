@@ -14,8 +14,28 @@ from dracore.admission_policies.route import (
     Limits,
     Scope,
 )
-from dracore.classes import ClassSet, GeneratedClass, implicit_resource_name
+from dracore.classes import ClassSet, GeneratedClass, generate_classes, implicit_resource_name
 from dracore.policy import MAX_DEVICES_PER_CLAIM, Policy, SharingRules
+
+
+def compile_install(
+    policy: Policy,
+    *,
+    mig_profiles: Sequence[str] = (),
+    claim_resource_names: bool = False,
+    webhook_namespace: str = WEBHOOK_NAMESPACE,
+    guard: PolicySource | None = None,
+) -> tuple[ClassSet, InProcessRoute]:
+    """The classes and the admission policies one installs together (classes first).
+
+    `claim_resource_names` False (the default) leaves `spec.extendedResourceName` out of the
+    classes: the policies rename to implicit names, and a driver's own class may already claim
+    the legacy name (the newest claimant wins)."""
+    classes = generate_classes(
+        policy, mig_profiles=mig_profiles, extended_resource_names=claim_resource_names
+    )
+    route = compile_route(policy, classes, webhook_namespace=webhook_namespace, guard=guard)
+    return classes, route
 
 
 def compile_route(

@@ -78,8 +78,8 @@ def admission_policies(
       kubectl dra admission-policies --policy policy.yaml | kubectl apply -f -
       kubectl dra admission-policies --policy policy.yaml --kubernetes-version 1.35
     """
-    from dracore.admission_policies import compile_route, serves_admission_policies
-    from dracore.classes import generate_classes, parse_kubernetes_version
+    from dracore.admission_policies import compile_install, serves_admission_policies
+    from dracore.classes import parse_kubernetes_version
     from dracore.names import is_dns_label
     from dracore.policy import Policy
     from kubectl_dra.render import to_json_list, to_yaml_stream
@@ -111,10 +111,13 @@ def admission_policies(
             err=True,
         )
         return
-    classes = generate_classes(
-        policy, mig_profiles=mig_profiles, extended_resource_names=claim_resource_names
+    classes, route = compile_install(
+        policy,
+        mig_profiles=mig_profiles,
+        claim_resource_names=claim_resource_names,
+        webhook_namespace=webhook_namespace,
+        guard=guard,
     )
-    route = compile_route(policy, classes, webhook_namespace=webhook_namespace, guard=guard)
     for note in (*classes.notes, *route.notes):
         click.echo(f"Note: {note}", err=True)
     if guard is None and route.manifests:

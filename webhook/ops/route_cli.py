@@ -96,9 +96,8 @@ def apply(
     context: str | None,
 ) -> None:
     """Compile the policy and server-side apply the classes, then the policies and bindings."""
-    from dracore.admission_policies import compile_route
+    from dracore.admission_policies import compile_install
     from dracore.admission_policies.guard import ConfigMapReferenceError, read_policy_source
-    from dracore.classes import generate_classes
     from dracore.errors import PolicyError
     from dracore.names import is_dns_label
     from dracore.policy import Policy
@@ -120,10 +119,13 @@ def apply(
         if not installer.serves_admission_policies():
             click.echo(_NO_MAP.format(what="applied"))
             return
-        classes = generate_classes(
-            policy, mig_profiles=mig_profiles, extended_resource_names=claim_resource_names
+        classes, route = compile_install(
+            policy,
+            mig_profiles=mig_profiles,
+            claim_resource_names=claim_resource_names,
+            webhook_namespace=webhook_namespace,
+            guard=source,
         )
-        route = compile_route(policy, classes, webhook_namespace=webhook_namespace, guard=source)
         for note in (*classes.notes, *route.notes):
             click.echo(f"Note: {note}", err=True)
         wanted = [*classes.manifests, *route.manifests] if route.manifests else []
