@@ -28,6 +28,7 @@ from kubectl_dra.audit.registrations import registrations
 from kubectl_dra.audit.route import RouteBinding, route_bindings, workload_routes
 from kubectl_dra.audit.workloads import WORKLOAD_KINDS, find_workloads
 from kubectl_dra.celcheck.matching import DeviceMatcher
+from kubectl_dra.errors import KubeError
 
 Obj = Mapping[str, Any]
 
@@ -68,6 +69,15 @@ class ClusterObjects:
     server_version: str | None = None  # e.g. v1.37.2: whether the scheduler's path is offered
 
 
+def _server_version(reader: AuditReader) -> str | None:
+    """The server's version; None where it does not say (a proxy that serves the API groups
+    only): then no workload is shown on the scheduler's path, which needs 1.36 or later."""
+    try:
+        return reader.server_version()
+    except KubeError:
+        return None
+
+
 def read_cluster(reader: AuditReader, namespace: str | None) -> ClusterObjects:
     workloads: dict[str, Sequence[Obj]] = {
         kind: reader.list_workloads(kind, namespace) for kind in WORKLOAD_KINDS if kind != "Pod"
@@ -90,7 +100,7 @@ def read_cluster(reader: AuditReader, namespace: str | None) -> ClusterObjects:
         admission_policies=reader.list_mutating_admission_policies(),
         admission_policy_bindings=bindings,
         policy_configmaps={ref: reader.get_config_map(*ref) for ref in sorted(refs)},
-        server_version=reader.server_version(),
+        server_version=_server_version(reader),
     )
 
 
