@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from dracore import sharing
@@ -18,6 +19,25 @@ from dracore.classes import ClassSet, GeneratedClass, generate_classes, implicit
 from dracore.policy import MAX_DEVICES_PER_CLAIM, Policy, SharingRules
 
 
+@dataclass(frozen=True, slots=True)
+class Install:
+    """The classes and the admission policies one installs together."""
+
+    classes: ClassSet
+    route: InProcessRoute
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return (*self.classes.notes, *self.route.notes)
+
+    @property
+    def manifests(self) -> list[dict[str, Any]]:
+        """Classes first (the policies name them); nothing when no policy is compiled."""
+        if not self.route.manifests:
+            return []
+        return [*self.classes.manifests, *self.route.manifests]
+
+
 def compile_install(
     policy: Policy,
     *,
@@ -25,8 +45,8 @@ def compile_install(
     claim_resource_names: bool = False,
     webhook_namespace: str = WEBHOOK_NAMESPACE,
     guard: PolicySource | None = None,
-) -> tuple[ClassSet, InProcessRoute]:
-    """The classes and the admission policies one installs together (classes first).
+) -> Install:
+    """The classes and the admission policies for `policy`.
 
     `claim_resource_names` False (the default) leaves `spec.extendedResourceName` out of the
     classes: the policies rename to implicit names, and a driver's own class may already claim
@@ -35,7 +55,7 @@ def compile_install(
         policy, mig_profiles=mig_profiles, extended_resource_names=claim_resource_names
     )
     route = compile_route(policy, classes, webhook_namespace=webhook_namespace, guard=guard)
-    return classes, route
+    return Install(classes, route)
 
 
 def compile_route(

@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from dracore.admission_policies import compile_route
+from dracore.admission_policies import compile_install
 from dracore.admission_policies.guard import GUARD_CONDITION, PolicySource
-from dracore.classes import generate_classes, published_mig_profiles
+from dracore.classes import published_mig_profiles
 from dracore.paths import ClusterOffer, choose_path
 from dracore.policy import Policy
 from dracore.record import SCHEDULER
@@ -109,8 +109,7 @@ def workload_routes(
     webhook's path is its own choice (dracore.paths) against the classes in the cluster."""
     route = None
     if any(b.current is not False for b in bindings):  # else every pod reaches the webhook
-        classes = generate_classes(policy, mig_profiles=published_mig_profiles(slices))
-        route = compile_route(policy, classes)
+        route = compile_install(policy, mig_profiles=published_mig_profiles(slices)).route
     routes = {}
     for w in workloads:
         labels = namespaces.get(w.namespace) or {"kubernetes.io/metadata.name": w.namespace}

@@ -111,22 +111,22 @@ def admission_policies(
             err=True,
         )
         return
-    classes, route = compile_install(
+    install = compile_install(
         policy,
         mig_profiles=mig_profiles,
         claim_resource_names=claim_resource_names,
         webhook_namespace=webhook_namespace,
         guard=guard,
     )
-    for note in (*classes.notes, *route.notes):
+    for note in install.notes:
         click.echo(f"Note: {note}", err=True)
-    if guard is None and route.manifests:
+    manifests = install.manifests
+    if guard is None and manifests:
         click.echo(
             "Note: no --policy-configmap: the policies carry no guard and keep renaming under "
             "this policy after the webhook's ConfigMap changes; apply them again after each edit",
             err=True,
         )
-    manifests = [*classes.manifests, *route.manifests] if route.manifests else []
     emit(to_json_list(manifests) if output == "json" else to_yaml_stream(manifests))
 
 

@@ -119,16 +119,16 @@ def apply(
         if not installer.serves_admission_policies():
             click.echo(_NO_MAP.format(what="applied"))
             return
-        classes, route = compile_install(
+        install = compile_install(
             policy,
             mig_profiles=mig_profiles,
             claim_resource_names=claim_resource_names,
             webhook_namespace=webhook_namespace,
             guard=source,
         )
-        for note in (*classes.notes, *route.notes):
+        for note in install.notes:
             click.echo(f"Note: {note}", err=True)
-        wanted = [*classes.manifests, *route.manifests] if route.manifests else []
+        wanted = install.manifests
         for manifest in wanted:
             installer.apply(labelled(manifest))
             click.echo(f"applied {manifest['kind']} {manifest['metadata']['name']}")
